@@ -1,0 +1,488 @@
+"""Recurrent layers: run a cell over time, stacked and bidirectional, on variable-length batches.
+
+    layer = rnnkit.LSTM(input_size, hidden_size, num_layers=1, bidirectional=False, ...)
+    out, state, cache = layer.forward(x, state=None, lengths=None)   # (N, T, D) -> (N, T, dirs·H)
+    dx, dstate = layer.backward(dout, dstate, cache)                 # adds into layer.grads
+
+Shapes: x (N, T, D), out (N, T, dirs·H), state h (and c for the LSTM) (num_layers·dirs, N, H).
+Parameters follow PyTorch's names and shapes: ``weight_ih_l{k}[_reverse]`` (G·H, D_k),
+``weight_hh_l{k}[_reverse]`` (G·H, H), ``bias_ih_l{k}[_reverse]``, ``bias_hh_l{k}[_reverse]`` (G·H,).
+
+Variable lengths. ``lengths`` (N,) marks right-padded sequences. The batch is sorted by length
+(longest first, stable) so that the rows alive at step t are a prefix ``[:n_t]``; each step computes
+only on that prefix, which is what PyTorch's packed sequences do. Padded steps therefore leave the
+state untouched, output zeros and receive no gradient, each sequence's final state is that of its
+last valid step, and the reverse direction starts at each sequence's own last valid step (its
+state still holds h_0 when the sequence becomes alive).
+
+Internally everything is time-major (T, N, ·), so a time step is one contiguous slice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .backend import resolve_dtype
+from .cells import Cell, GRUCell, LSTMCell, RNNCell
+
+Array = np.ndarray
+INIT_STATES = ("zeros", "random", "learned")
+
+
+def _shape(a) -> tuple:
+    return tuple(np.shape(a))
+
+
+@dataclass
+class _DirCache:
+    """What one direction of one layer keeps for its backward pass."""
+
+    caches: list  # per step: the cell's cache, or None where no row was alive
+    hprev: Array  # (T·N, H): h_{t−1} of each step, zero where the row had ended
+
+
+@dataclass
+class _Cache:
+    """Everything ``backward`` needs; opaque to users."""
+
+    n: int
+    t: int
+    order: Array | None  # permutation that sorts the batch by length (None: no lengths)
+    steps: Array  # (T,) rows alive at each step, after sorting
+    inputs: list  # per layer: its time-major input (T, N, D_k) after dropout
+    dirs: list  # per layer: list of _DirCache per direction
+    masks: list  # per layer: the dropout mask applied to its output (or None)
+    layer_id: int
+
+
+class RecurrentLayer:
+    """Base of :class:`RNN`, :class:`LSTM` and :class:`GRU`; see the module docstring."""
+
+    def __init__(
+        self,
+        cell: Cell,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        dtype: str = "float32",
+        seed: int | None = None,
+        init_state: str = "zeros",
+    ):
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
+                            ("num_layers", num_layers)):
+            if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not (isinstance(dropout, int | float) and 0.0 <= dropout < 1.0):
+            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        if init_state not in INIT_STATES:
+            raise ValueError(f"unknown init_state {init_state!r}; expected one of {INIT_STATES}")
+        self.cell = cell
+        self.input_size = int(input_size)
+        self.hidden_size = int(hidden_size)
+        self.num_layers = int(num_layers)
+        self.bias = bool(bias)
+        self.bidirectional = bool(bidirectional)
+        self.dropout = float(dropout)
+        self.dtype = resolve_dtype(dtype)
+        self.init_state = init_state
+        self.training = True
+        self._rng = np.random.default_rng(seed)
+        self.params: dict[str, Array] = {}
+        self.buffers: dict[str, Array] = {}
+        self._init_params()
+        self.grads: dict[str, Array] = {}
+        self.zero_grad()
+
+    # ------------------------------------------------------------------ parameters
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def _suffix(self, layer: int, direction: int) -> str:
+        return f"_l{layer}" + ("_reverse" if direction else "")
+
+    def _init_params(self) -> None:
+        # PyTorch's initialisation: every weight and bias ~ U(−1/√H, 1/√H).
+        H, G = self.hidden_size, self.cell.gates
+        k = 1.0 / np.sqrt(H)
+        for layer in range(self.num_layers):
+            d_in = self.input_size if layer == 0 else H * self.num_directions
+            for direction in range(self.num_directions):
+                s = self._suffix(layer, direction)
+                shapes = {f"weight_ih{s}": (G * H, d_in), f"weight_hh{s}": (G * H, H)}
+                if self.bias:
+                    shapes[f"bias_ih{s}"] = (G * H,)
+                    shapes[f"bias_hh{s}"] = (G * H,)
+                if getattr(self.cell, "peepholes", False):
+                    shapes[f"weight_peephole{s}"] = (3 * H,)
+                for name, shape in shapes.items():
+                    self.params[name] = self._rng.uniform(-k, k, shape).astype(self.dtype)
+        state_shape = (self.num_layers * self.num_directions, H)
+        names = ("h0", "c0") if self.cell.has_cell_state else ("h0",)
+        for name in names:
+            if self.init_state == "learned":
+                self.params[name] = np.zeros(state_shape, dtype=self.dtype)
+            elif self.init_state == "random":
+                self.buffers[name] = self._rng.uniform(-k, k, state_shape).astype(self.dtype)
+
+    def zero_grad(self) -> None:
+        """Set every gradient in ``grads`` to zero (allocating it on first use)."""
+        for name, p in self.params.items():
+            g = self.grads.get(name)
+            if g is None or g.shape != p.shape or g.dtype != p.dtype:
+                self.grads[name] = np.zeros_like(p)
+            else:
+                g.fill(0)
+
+    def train(self, mode: bool = True) -> RecurrentLayer:
+        """Training mode: dropout between stacked layers is active."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self) -> RecurrentLayer:
+        """Evaluation mode: no dropout."""
+        return self.train(False)
+
+    def num_parameters(self) -> int:
+        return int(sum(p.size for p in self.params.values()))
+
+    def __repr__(self) -> str:
+        extra = ""
+        if self.num_layers != 1:
+            extra += f", num_layers={self.num_layers}"
+        if self.bidirectional:
+            extra += ", bidirectional=True"
+        return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}{extra}, "
+                f"dtype={self.dtype.name})")
+
+    # ------------------------------------------------------------------ checks
+    def _check_x(self, x) -> Array:
+        x = np.asarray(x)
+        if x.ndim != 3:
+            raise ValueError(f"x must be 3-D (N, T, D), got shape {_shape(x)}")
+        if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+            raise TypeError(f"x must hold real numbers, got dtype {x.dtype}")
+        n, t, d = x.shape
+        if d != self.input_size:
+            raise ValueError(f"x has {d} features (shape {_shape(x)}), expected "
+                             f"input_size={self.input_size}")
+        if n == 0 or t == 0:
+            raise ValueError(f"x must have at least one sequence and one step, got {_shape(x)}")
+        return x.astype(self.dtype, copy=False)
+
+    def _check_lengths(self, lengths, n: int, t: int) -> Array | None:
+        if lengths is None:
+            return None
+        arr = np.asarray(lengths)
+        if arr.shape != (n,):
+            raise ValueError(f"lengths must have shape (N,) = ({n},), got {_shape(arr)}")
+        if not np.issubdtype(arr.dtype, np.integer):
+            if not (np.issubdtype(arr.dtype, np.floating) and np.all(arr == np.round(arr))):
+                raise ValueError(f"lengths must be integers, got dtype {arr.dtype}")
+        arr = arr.astype(np.int64)
+        if arr.min() < 1 or arr.max() > t:
+            raise ValueError(f"lengths must lie in [1, T={t}], got values from {arr.min()} "
+                             f"to {arr.max()}")
+        return arr
+
+    def _state_pair(self, state, what: str, n: int):
+        """Split a state (or dstate) into (h, c) arrays, checking shapes; None stays None."""
+        if state is None:
+            return None, None
+        expected = (self.num_layers * self.num_directions, n, self.hidden_size)
+        if self.cell.has_cell_state:
+            if not (isinstance(state, tuple | list) and len(state) == 2):
+                raise ValueError(f"LSTM {what} must be a pair (h, c) of arrays {expected}, "
+                                 f"got {type(state).__name__}")
+            parts = state
+        else:
+            parts = (state, None)
+        out = []
+        for label, a in zip(("h", "c"), parts, strict=True):
+            if a is None:
+                out.append(None)
+                continue
+            a = np.asarray(a)
+            if a.shape != expected:
+                raise ValueError(f"{what} {label} must have shape (num_layers*dirs, N, H) = "
+                                 f"{expected}, got {a.shape}")
+            out.append(a.astype(self.dtype, copy=False))
+        return out[0], out[1]
+
+    def _initial_state(self, state, n: int):
+        h0, c0 = self._state_pair(state, "state", n)
+        if state is not None:
+            return h0, c0
+        shape = (self.num_layers * self.num_directions, n, self.hidden_size)
+        names = ("h0", "c0") if self.cell.has_cell_state else ("h0",)
+        arrays = []
+        for name in names:
+            src = self.params.get(name, self.buffers.get(name))
+            if src is None:
+                arrays.append(np.zeros(shape, dtype=self.dtype))
+            else:
+                arrays.append(np.repeat(src[:, None, :], n, axis=1))
+        return arrays[0], (arrays[1] if len(arrays) > 1 else None)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x, state=None, lengths=None, inference: bool = False):
+        """Run the layer over x (N, T, D).
+
+        Returns ``(out, state, cache)``: out (N, T, dirs·H) with zeros at padded steps; the
+        final state in the form of ``state`` — h (L·dirs, N, H), or (h, c) for the LSTM; and the
+        cache for :meth:`backward` (None with ``inference=True``, which keeps nothing).
+        """
+        x = self._check_x(x)
+        n, t, _ = x.shape
+        lens = self._check_lengths(lengths, n, t)
+        h0, c0 = self._initial_state(state, n)
+        keep = not inference
+        order = None
+        if lens is not None and np.any(lens != t):
+            order = np.argsort(-lens, kind="stable")
+            steps = (lens[order][None, :] > np.arange(t)[:, None]).sum(axis=1)
+            x, h0 = x[order], h0[:, order]
+            c0 = None if c0 is None else c0[:, order]
+        else:
+            steps = np.full(t, n, dtype=np.int64)
+        H = self.hidden_size
+        dirs = self.num_directions
+        inp = np.ascontiguousarray(x.transpose(1, 0, 2))
+        hn = np.empty_like(h0)
+        cn = None if c0 is None else np.empty_like(c0)
+        inputs, dir_caches, masks = [], [], []
+        for layer in range(self.num_layers):
+            alloc = np.zeros if order is not None else np.empty
+            out = alloc((t, n, dirs * H), dtype=self.dtype)
+            per_dir = []
+            for direction in range(dirs):
+                idx = layer * dirs + direction
+                h, c, dc = self._run_direction(
+                    inp, h0[idx], None if c0 is None else c0[idx], layer, direction, steps,
+                    out[:, :, direction * H:(direction + 1) * H], keep)
+                hn[idx] = h
+                if cn is not None:
+                    cn[idx] = c
+                per_dir.append(dc)
+            if keep:
+                inputs.append(inp)
+                dir_caches.append(per_dir)
+            mask = None
+            if self.training and self.dropout > 0 and layer < self.num_layers - 1:
+                keep_p = 1.0 - self.dropout
+                mask = (self._rng.random(out.shape) < keep_p).astype(self.dtype) / keep_p
+                out *= mask
+            masks.append(mask)
+            inp = out
+        out = inp.transpose(1, 0, 2)
+        if order is not None:
+            inv = np.argsort(order)
+            out, hn = out[inv], hn[:, inv]
+            cn = None if cn is None else cn[:, inv]
+        out = np.ascontiguousarray(out)
+        final = (hn, cn) if self.cell.has_cell_state else hn
+        cache = None
+        if keep:
+            cache = _Cache(n=n, t=t, order=order, steps=steps, inputs=inputs, dirs=dir_caches,
+                           masks=masks, layer_id=id(self))
+        return out, final, cache
+
+    def _weights(self, layer: int, direction: int):
+        s = self._suffix(layer, direction)
+        p = self.params
+        b_ih, b_hh = p.get(f"bias_ih{s}"), p.get(f"bias_hh{s}")
+        return (p[f"weight_ih{s}"], p[f"weight_hh{s}"], b_ih, b_hh,
+                p.get(f"weight_peephole{s}"), s)
+
+    def _run_direction(self, inp, h0, c0, layer, direction, steps, out, keep):
+        """One direction of one layer over all steps; writes h_t into ``out`` (T, N, H)."""
+        cell = self.cell
+        t_len, n, d_in = inp.shape
+        w_ih, w_hh, b_ih, b_hh, p, _ = self._weights(layer, direction)
+        # One matrix product for the input projection of every step (SPEC §5).
+        xw = (inp.reshape(t_len * n, d_in) @ w_ih.T)
+        b = cell.input_bias(b_ih, b_hh)
+        if b is not None:
+            xw += b
+        xw = xw.reshape(t_len, n, -1)
+        h = h0.copy()
+        c = None if c0 is None else c0.copy()
+        caches: list = [None] * t_len
+        hprev = (np.zeros if steps[-1] < n or steps[0] < n else np.empty)(
+            (t_len, n, self.hidden_size), dtype=self.dtype) if keep else None
+        time = range(t_len - 1, -1, -1) if direction else range(t_len)
+        for ti in time:
+            m = steps[ti]
+            if m == 0:
+                continue
+            if keep:
+                # h_{t−1} must outlive the in-place update of h: the buffer holds it.
+                hprev[ti, :m] = h[:m]
+                hp = hprev[ti, :m]
+                cp = None if c is None else c[:m].copy()
+            else:
+                hp = h[:m]
+                cp = None if c is None else c[:m]
+            hm, cm, caches[ti] = cell.forward_step(xw[ti, :m], hp, cp, w_hh, b_hh, p, keep)
+            h[:m] = hm
+            if c is not None:
+                c[:m] = cm
+            out[ti, :m] = hm
+        dc = _DirCache(caches=caches, hprev=hprev.reshape(t_len * n, -1)) if keep else None
+        return h, c, dc
+
+    # ------------------------------------------------------------------ backward
+    def backward(self, dout, dstate, cache: _Cache):
+        """Backpropagate through time.
+
+        ``dout`` (N, T, dirs·H) or None is ∂L/∂out; ``dstate`` (in the form of the state, or
+        None) is ∂L/∂(final state). Adds ∂L/∂θ into ``self.grads`` and returns
+        ``(dx, dstate0)``: dx (N, T, D) and ∂L/∂(initial state) in the form of the state. With
+        ``init_state="learned"`` the latter is also summed over the batch into ``grads["h0"]``.
+        """
+        if cache is None:
+            raise ValueError("backward needs the cache of a forward pass made with "
+                             "inference=False")
+        if not isinstance(cache, _Cache) or cache.layer_id != id(self):
+            raise ValueError("cache does not come from this layer's forward pass")
+        n, t = cache.n, cache.t
+        H, dirs, L = self.hidden_size, self.num_directions, self.num_layers
+        if dout is not None:
+            dout = np.asarray(dout)
+            expected = (n, t, dirs * H)
+            if dout.shape != expected:
+                raise ValueError(f"dout must have shape (N, T, dirs*H) = {expected}, "
+                                 f"got {dout.shape}")
+            dout = dout.astype(self.dtype, copy=False)
+        dh_n, dc_n = self._state_pair(dstate, "dstate", n)
+        order, steps = cache.order, cache.steps
+        if order is not None:
+            dout = None if dout is None else dout[order]
+            dh_n = None if dh_n is None else dh_n[:, order]
+            dc_n = None if dc_n is None else dc_n[:, order]
+        if dout is None:
+            d_inp = np.zeros((t, n, dirs * H), dtype=self.dtype)
+        else:
+            d_inp = np.ascontiguousarray(dout.transpose(1, 0, 2))
+        dh0 = np.zeros((L * dirs, n, H), dtype=self.dtype)
+        dc0 = np.zeros_like(dh0) if self.cell.has_cell_state else None
+        for layer in range(L - 1, -1, -1):
+            mask = cache.masks[layer]
+            if mask is not None:
+                d_inp = d_inp * mask
+            inp = cache.inputs[layer]
+            d_below = np.zeros(inp.shape, dtype=self.dtype)
+            for direction in range(dirs):
+                idx = layer * dirs + direction
+                dh = np.zeros((n, H), self.dtype) if dh_n is None else dh_n[idx].copy()
+                dc = None
+                if self.cell.has_cell_state:
+                    dc = np.zeros((n, H), self.dtype) if dc_n is None else dc_n[idx].copy()
+                self._backward_direction(
+                    d_inp[:, :, direction * H:(direction + 1) * H], dh, dc, inp, layer,
+                    direction, steps, cache.dirs[layer][direction], d_below)
+                dh0[idx] = dh
+                if dc0 is not None:
+                    dc0[idx] = dc
+            d_inp = d_below
+        dx = d_inp.transpose(1, 0, 2)
+        if order is not None:
+            inv = np.argsort(order)
+            dx, dh0 = dx[inv], dh0[:, inv]
+            dc0 = None if dc0 is None else dc0[:, inv]
+        dx = np.ascontiguousarray(dx)
+        if "h0" in self.params:
+            self.grads["h0"] += dh0.sum(axis=1)
+            if dc0 is not None:
+                self.grads["c0"] += dc0.sum(axis=1)
+        return dx, ((dh0, dc0) if self.cell.has_cell_state else dh0)
+
+    def _backward_direction(self, dout, dh, dc, inp, layer, direction, steps, dcache, d_below):
+        """Reverse loop of one direction; updates dh/dc in place to ∂L/∂(initial state), adds
+        parameter gradients and adds ∂L/∂input into ``d_below`` (T, N, D_k)."""
+        cell = self.cell
+        t_len, n, d_in = inp.shape
+        w_ih, w_hh, b_ih, b_hh, p, s = self._weights(layer, direction)
+        g = self.grads
+        dp = g.get(f"weight_peephole{s}")
+        GH = w_hh.shape[0]
+        variable = steps[0] < n or steps[-1] < n
+        alloc = np.zeros if variable else np.empty
+        dxw = alloc((t_len, n, GH), dtype=self.dtype)
+        dhw = alloc((t_len, n, GH), dtype=self.dtype) if cell.separate_hh_grad else dxw
+        # Backward runs the steps in the opposite order to forward.
+        time = range(t_len) if direction else range(t_len - 1, -1, -1)
+        caches = dcache.caches
+        for ti in time:
+            m = steps[ti]
+            if m == 0:
+                continue
+            dh[:m] += dout[ti, :m]
+            a, b, dhp, dcp = cell.backward_step(
+                dh[:m], None if dc is None else dc[:m], caches[ti], w_hh, p, dp)
+            dxw[ti, :m] = a
+            if dhw is not dxw:
+                dhw[ti, :m] = b
+            dh[:m] = dhp
+            if dc is not None:
+                dc[:m] = dcp
+        # The weight gradients of all steps, one matrix product each (SPEC §5).
+        dxw2 = dxw.reshape(t_len * n, GH)
+        dhw2 = dhw.reshape(t_len * n, GH)
+        g[f"weight_ih{s}"] += dxw2.T @ inp.reshape(t_len * n, d_in)
+        g[f"weight_hh{s}"] += cell.hh_weight_grad(dhw2, dcache.hprev, caches, steps)
+        if b_ih is not None:
+            g[f"bias_ih{s}"] += dxw2.sum(axis=0)
+            g[f"bias_hh{s}"] += dhw2.sum(axis=0)
+        d_below += (dxw2 @ w_ih).reshape(t_len, n, d_in)
+
+
+class RNN(RecurrentLayer):
+    """Elman RNN layer: h_t = f(W x_t + U h_{t−1} + b), f = tanh or ReLU (``nonlinearity``).
+
+    x (N, T, D) → out (N, T, dirs·H); state h (num_layers·dirs, N, H). See the module docstring.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 nonlinearity: str = "tanh", bias: bool = True, bidirectional: bool = False,
+                 dropout: float = 0.0, dtype: str = "float32", seed: int | None = None,
+                 init_state: str = "zeros"):
+        self.nonlinearity = nonlinearity
+        super().__init__(RNNCell(hidden_size, nonlinearity), input_size, hidden_size,
+                         num_layers, bias, bidirectional, dropout, dtype, seed, init_state)
+
+
+class LSTM(RecurrentLayer):
+    """LSTM layer (gates i, f, g, o; optional peepholes): see :class:`rnnkit.cells.LSTMCell`.
+
+    x (N, T, D) → out (N, T, dirs·H); state (h, c), each (num_layers·dirs, N, H).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, bidirectional: bool = False, dropout: float = 0.0,
+                 dtype: str = "float32", seed: int | None = None, init_state: str = "zeros",
+                 peepholes: bool = False):
+        self.peepholes = bool(peepholes)
+        super().__init__(LSTMCell(hidden_size, self.peepholes), input_size, hidden_size,
+                         num_layers, bias, bidirectional, dropout, dtype, seed, init_state)
+
+
+class GRU(RecurrentLayer):
+    """GRU layer (gates r, z, n): see :class:`rnnkit.cells.GRUCell`.
+
+    ``reset_after=False`` (default) is the notes' form; ``True`` is PyTorch's / cuDNN's.
+    x (N, T, D) → out (N, T, dirs·H); state h (num_layers·dirs, N, H).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, bidirectional: bool = False, dropout: float = 0.0,
+                 dtype: str = "float32", seed: int | None = None, init_state: str = "zeros",
+                 reset_after: bool = False):
+        self.reset_after = bool(reset_after)
+        super().__init__(GRUCell(hidden_size, self.reset_after), input_size, hidden_size,
+                         num_layers, bias, bidirectional, dropout, dtype, seed, init_state)
