@@ -6,7 +6,8 @@
 
 Shapes: x (N, T, D), out (N, T, dirs·H), state h (and c for the LSTM) (num_layers·dirs, N, H).
 Parameters follow PyTorch's names and shapes: ``weight_ih_l{k}[_reverse]`` (G·H, D_k),
-``weight_hh_l{k}[_reverse]`` (G·H, H), ``bias_ih_l{k}[_reverse]``, ``bias_hh_l{k}[_reverse]`` (G·H,).
+``weight_hh_l{k}[_reverse]`` (G·H, H), ``bias_ih_l{k}[_reverse]`` and ``bias_hh_l{k}[_reverse]``
+(G·H,).
 
 Variable lengths. ``lengths`` (N,) marks right-padded sequences. The batch is sorted by length
 (longest first, stable) so that the rows alive at step t are a prefix ``[:n_t]``; each step computes
@@ -313,8 +314,10 @@ class RecurrentLayer:
         h = h0.copy()
         c = None if c0 is None else c0.copy()
         caches: list = [None] * t_len
-        hprev = (np.zeros if steps[-1] < n or steps[0] < n else np.empty)(
-            (t_len, n, self.hidden_size), dtype=self.dtype) if keep else None
+        hprev = None
+        if keep:  # zero rows where a sequence has ended, so the dW_hh product ignores them
+            alloc = np.zeros if steps[-1] < n else np.empty
+            hprev = alloc((t_len, n, self.hidden_size), dtype=self.dtype)
         time = range(t_len - 1, -1, -1) if direction else range(t_len)
         for ti in time:
             m = steps[ti]
@@ -411,8 +414,7 @@ class RecurrentLayer:
         g = self.grads
         dp = g.get(f"weight_peephole{s}")
         GH = w_hh.shape[0]
-        variable = steps[0] < n or steps[-1] < n
-        alloc = np.zeros if variable else np.empty
+        alloc = np.zeros if steps[-1] < n else np.empty  # steps never increases with t
         dxw = alloc((t_len, n, GH), dtype=self.dtype)
         dhw = alloc((t_len, n, GH), dtype=self.dtype) if cell.separate_hh_grad else dxw
         # Backward runs the steps in the opposite order to forward.

@@ -49,7 +49,7 @@ def check_layer(layer, x, state, lengths, rng, dropout_seed=None):
         reseed()
         out, final, _ = layer.forward(x, state, lengths, inference=True)
         finals = final if lstm else (final,)
-        return float((out * gout).sum() + sum((f * g).sum() for f, g in zip(finals, gs)))
+        return float((out * gout).sum() + sum((f * g).sum() for f, g in zip(finals, gs, strict=True)))
 
     reseed()
     out, _, cache = layer.forward(x, state, lengths)
@@ -60,7 +60,7 @@ def check_layer(layer, x, state, lengths, rng, dropout_seed=None):
     if state is not None:
         states = state if lstm else (state,)
         dstates = dstate0 if lstm else (dstate0,)
-        checks += [(f"state[{i}]", s, d) for i, (s, d) in enumerate(zip(states, dstates))]
+        checks += [(f"state[{i}]", s, d) for i, (s, d) in enumerate(zip(states, dstates, strict=True))]
     checks += [(name, p, layer.grads[name]) for name, p in layer.params.items()]
     for name, arr, analytic in checks:
         numeric = numerical_gradient(loss, arr)
@@ -79,7 +79,8 @@ def check_layer(layer, x, state, lengths, rng, dropout_seed=None):
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
 @pytest.mark.parametrize("init", ["zeros", "given", "learned"])
 def test_gradients(cell, layers, bidir, with_lengths, init):
-    rng = np.random.default_rng(zlib.crc32(repr((cell, layers, bidir, with_lengths, init)).encode()))
+    key = repr((cell, layers, bidir, with_lengths, init)).encode()
+    rng = np.random.default_rng(zlib.crc32(key))
     layer = CELLS[cell](num_layers=layers, bidirectional=bidir, dtype="float64", seed=3,
                         init_state="learned" if init == "learned" else "zeros")
     _randomise(layer, rng)
@@ -115,3 +116,158 @@ def test_random_initial_state_is_seeded_and_differentiable(cell):
     out_z, _, _ = CELLS[cell](seed=1, dtype="float64").forward(x)
     assert not np.allclose(out_a, out_z)
     check_layer(a, x, None, LENGTHS, np.random.default_rng(2))
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_float32_agrees_with_float64(cell):
+    rng = np.random.default_rng(5)
+    n, t, d, h = 8, 40, D, H
+    l64 = CELLS[cell](num_layers=2, bidirectional=True, dtype="float64", seed=2)
+    l32 = CELLS[cell](num_layers=2, bidirectional=True, dtype="float32", seed=2)
+    for name in l64.params:
+        l32.params[name][...] = l64.params[name]  # the same weights, rounded to float32
+        l64.params[name][...] = l32.params[name]
+    x = rng.standard_normal((n, t, d)).astype(np.float32)
+    lengths = rng.integers(1, t + 1, n)
+    gout = rng.standard_normal((n, t, 2 * h)).astype(np.float32)
+    results = []
+    for layer in (l64, l32):
+        out, _, cache = layer.forward(x, lengths=lengths)
+        dx, _ = layer.backward(gout, None, cache)
+        assert out.dtype == dx.dtype == layer.dtype
+        results.append((out, dx, dict(layer.grads)))
+    (o64, dx64, g64), (o32, dx32, g32) = results
+    assert rel_error(o32, o64) < 1e-5
+    assert rel_error(dx32, dx64) < 1e-5
+    for name in g64:
+        assert rel_error(g32[name], g64[name]) < 1e-5, name
+
+
+# ---------------------------------------------------------------- bad input
+def _x(n=N, t=T, d=D):
+    return np.zeros((n, t, d))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(init_state="ones"), r"unknown init_state 'ones'; expected one of"),
+    (dict(dtype="float16"), r"dtype must be one of .* got 'float16'"),
+    (dict(dtype="int32"), r"dtype must be one of .* got 'int32'"),
+    (dict(dropout=1.0), r"dropout must be a number in \[0, 1\), got 1.0"),
+    (dict(num_layers=0), r"num_layers must be a positive integer, got 0"),
+])
+def test_bad_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        rnnkit.LSTM(D, H, **kwargs)
+
+
+def test_bad_sizes_and_nonlinearity():
+    with pytest.raises(ValueError, match="hidden_size must be a positive integer, got 2.5"):
+        rnnkit.GRU(D, 2.5)
+    with pytest.raises(ValueError, match="unknown nonlinearity 'gelu'"):
+        rnnkit.RNN(D, H, nonlinearity="gelu")
+
+
+@pytest.mark.parametrize("x,match", [
+    (np.zeros((N, D)), r"x must be 3-D \(N, T, D\), got shape \(3, 3\)"),
+    (np.zeros((N, T, D + 1)), r"x has 4 features \(shape \(3, 5, 4\)\), expected input_size=3"),
+    (np.zeros((0, T, D)), r"at least one sequence and one step, got \(0, 5, 3\)"),
+    (np.zeros((N, 0, D)), r"at least one sequence and one step, got \(3, 0, 3\)"),
+])
+def test_bad_x(x, match):
+    with pytest.raises(ValueError, match=match):
+        rnnkit.RNN(D, H).forward(x)
+
+
+def test_non_numeric_x():
+    with pytest.raises(TypeError, match="x must hold real numbers, got dtype <U1"):
+        rnnkit.RNN(D, H).forward(np.full((N, T, D), "a"))
+
+
+@pytest.mark.parametrize("lengths,match", [
+    ([5, 5], r"lengths must have shape \(N,\) = \(3,\), got \(2,\)"),
+    ([[5, 5, 5]], r"lengths must have shape \(N,\) = \(3,\), got \(1, 3\)"),
+    ([0, 5, 3], r"lengths must lie in \[1, T=5\], got values from 0 to 5"),
+    ([6, 5, 3], r"lengths must lie in \[1, T=5\], got values from 3 to 6"),
+    ([2.5, 5, 3], r"lengths must be integers, got dtype float64"),
+])
+def test_bad_lengths(lengths, match):
+    with pytest.raises(ValueError, match=match):
+        rnnkit.GRU(D, H).forward(_x(), lengths=lengths)
+
+
+def test_bad_state_shapes_never_broadcast():
+    layer = rnnkit.GRU(D, H, num_layers=2)
+    with pytest.raises(ValueError, match=r"state h must have shape .* = \(2, 3, 4\), "
+                                         r"got \(2, 1, 4\)"):
+        layer.forward(_x(), np.zeros((2, 1, H)))
+    lstm = rnnkit.LSTM(D, H, bidirectional=True)
+    with pytest.raises(ValueError, match=r"LSTM state must be a pair \(h, c\)"):
+        lstm.forward(_x(), np.zeros((2, N, H)))
+    with pytest.raises(ValueError, match=r"state c must have shape .* = \(2, 3, 4\), "
+                                         r"got \(1, 3, 4\)"):
+        lstm.forward(_x(), (np.zeros((2, N, H)), np.zeros((1, N, H))))
+
+
+def test_bad_backward_arguments():
+    layer = rnnkit.LSTM(D, H)
+    out, _, cache = layer.forward(_x())
+    with pytest.raises(ValueError, match=r"dout must have shape \(N, T, dirs\*H\) = "
+                                         r"\(3, 5, 4\), got \(3, 5, 8\)"):
+        layer.backward(np.zeros((N, T, 2 * H)), None, cache)
+    with pytest.raises(ValueError, match=r"dstate h must have shape .* got \(1, 3, 5\)"):
+        layer.backward(None, (np.zeros((1, N, H + 1)), None), cache)
+    _, _, none = layer.forward(_x(), inference=True)
+    assert none is None
+    with pytest.raises(ValueError, match="needs the cache of a forward pass"):
+        layer.backward(out, None, none)
+    with pytest.raises(ValueError, match="cache does not come from this layer"):
+        rnnkit.LSTM(D, H).backward(out, None, cache)
+
+
+# ---------------------------------------------------------------- behaviour
+def test_variable_lengths_match_separate_runs():
+    """Each sequence of a padded batch gives what it gives alone, in both directions."""
+    rng = np.random.default_rng(4)
+    layer = rnnkit.LSTM(D, H, num_layers=2, bidirectional=True, dtype="float64", seed=1)
+    x = rng.standard_normal((N, T, D))
+    out, (h, c), _ = layer.forward(x, lengths=LENGTHS)
+    for i, n in enumerate(LENGTHS):
+        o1, (h1, c1), _ = layer.forward(x[i:i + 1, :n])
+        np.testing.assert_allclose(out[i, :n], o1[0], rtol=1e-13, atol=1e-14)
+        np.testing.assert_allclose(h[:, i], h1[:, 0], rtol=1e-13, atol=1e-14)
+        np.testing.assert_allclose(c[:, i], c1[:, 0], rtol=1e-13, atol=1e-14)
+
+
+def test_dropout_is_seeded_and_off_in_eval():
+    x = np.random.default_rng(0).standard_normal((N, T, D))
+    a = rnnkit.GRU(D, H, num_layers=2, dropout=0.5, seed=3)
+    b = rnnkit.GRU(D, H, num_layers=2, dropout=0.5, seed=3)
+    np.testing.assert_array_equal(a.forward(x)[0], b.forward(x)[0])
+    train_out = a.forward(x)[0]
+    a.eval()
+    e1, e2 = a.forward(x)[0], a.forward(x)[0]
+    np.testing.assert_array_equal(e1, e2)
+    assert not np.allclose(train_out, e1)
+    nodrop = rnnkit.GRU(D, H, num_layers=2, seed=3).eval()
+    np.testing.assert_array_equal(nodrop.forward(x)[0], e1)
+
+
+def test_parameter_names_and_shapes_follow_pytorch():
+    layer = rnnkit.LSTM(D, H, num_layers=2, bidirectional=True, bias=True)
+    shapes = {k: v.shape for k, v in layer.params.items()}
+    assert shapes["weight_ih_l0"] == (4 * H, D)
+    assert shapes["weight_ih_l1_reverse"] == (4 * H, 2 * H)
+    assert shapes["weight_hh_l1"] == (4 * H, H)
+    assert shapes["bias_hh_l0_reverse"] == (4 * H,)
+    assert len(shapes) == 16
+    assert set(layer.grads) == set(layer.params)
+    assert all(v.dtype == np.float32 for v in layer.params.values())
+    assert set(rnnkit.GRU(D, H, bias=False).params) == {"weight_ih_l0", "weight_hh_l0"}
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_gradients_without_bias(cell):
+    rng = np.random.default_rng(8)
+    layer = CELLS[cell](num_layers=2, bidirectional=True, bias=False, dtype="float64", seed=4)
+    x = rng.standard_normal((N, T, D))
+    check_layer(layer, x, None, LENGTHS, rng)
