@@ -49,7 +49,8 @@ def check_layer(layer, x, state, lengths, rng, dropout_seed=None):
         reseed()
         out, final, _ = layer.forward(x, state, lengths, inference=True)
         finals = final if lstm else (final,)
-        return float((out * gout).sum() + sum((f * g).sum() for f, g in zip(finals, gs, strict=True)))
+        state_terms = sum((f * g).sum() for f, g in zip(finals, gs, strict=True))
+        return float((out * gout).sum() + state_terms)
 
     reseed()
     out, _, cache = layer.forward(x, state, lengths)
@@ -60,7 +61,8 @@ def check_layer(layer, x, state, lengths, rng, dropout_seed=None):
     if state is not None:
         states = state if lstm else (state,)
         dstates = dstate0 if lstm else (dstate0,)
-        checks += [(f"state[{i}]", s, d) for i, (s, d) in enumerate(zip(states, dstates, strict=True))]
+        pairs = zip(states, dstates, strict=True)
+        checks += [(f"state[{i}]", s, d) for i, (s, d) in enumerate(pairs)]
     checks += [(name, p, layer.grads[name]) for name, p in layer.params.items()]
     for name, arr, analytic in checks:
         numeric = numerical_gradient(loss, arr)
