@@ -1,10 +1,15 @@
-"""The array module in one place.
+"""The array module and the kernel engine, in one place.
 
-rnnkit computes with NumPy. Everything that touches the array library imports ``xp`` from here, so
-a GPU array module (CuPy) can later replace it in one line.
+rnnkit computes with NumPy. The fused element-wise kernels of the cells come in two engines with
+the same functions: ``"numba"`` (:mod:`rnnkit._numba_kernels`, compiled, the default when numba
+imports) and ``"numpy"`` (:mod:`rnnkit.kernels`, the reference and fallback). Choose with
+:func:`set_engine` or the environment variable ``RNNKIT_ENGINE`` (``auto``, ``numba``, ``numpy``).
 """
 
 from __future__ import annotations
+
+import os
+from types import ModuleType
 
 import numpy as np
 
@@ -26,3 +31,41 @@ def resolve_dtype(dtype: object) -> np.dtype:
     if dt.name not in FLOAT_DTYPES:
         raise ValueError(f"dtype must be one of {FLOAT_DTYPES}, got {dt.name!r}")
     return dt
+
+
+ENGINES = ("auto", "numba", "numpy")
+_engine: ModuleType | None = None
+
+
+def set_engine(name: str = "auto") -> str:
+    """Select the kernel engine; returns the name of the one now in use.
+
+    ``"auto"`` takes numba when it imports and NumPy otherwise; ``"numba"`` raises ImportError
+    when numba is missing.
+    """
+    global _engine
+    if name not in ENGINES:
+        raise ValueError(f"unknown engine {name!r}; expected one of {ENGINES}")
+    if name in ("auto", "numba"):
+        try:
+            from . import _numba_kernels as mod
+        except ImportError:
+            if name == "numba":
+                raise
+            from . import kernels as mod
+    else:
+        from . import kernels as mod
+    _engine = mod
+    return mod.name
+
+
+def kernels() -> ModuleType:
+    """The kernel engine in use (chosen on first use from ``RNNKIT_ENGINE``)."""
+    if _engine is None:
+        set_engine(os.environ.get("RNNKIT_ENGINE", "auto"))
+    return _engine
+
+
+def engine() -> str:
+    """The name of the kernel engine in use: ``"numba"`` or ``"numpy"``."""
+    return kernels().name

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .backend import resolve_dtype
+from .backend import kernels, resolve_dtype
 from .cells import Cell, GRUCell, LSTMCell, RNNCell
 
 Array = np.ndarray
@@ -37,11 +37,48 @@ def _shape(a) -> tuple:
 
 
 @dataclass
-class _DirCache:
-    """What one direction of one layer keeps for its backward pass."""
+class _Weights:
+    """One direction's parameters, in the forms the kernels want (absent ones empty)."""
 
-    caches: list  # per step: the cell's cache, or None where no row was alive
-    hprev: Array  # (T·N, H): h_{t−1} of each step, zero where the row had ended
+    w_ih: Array
+    w_hh: Array
+    b: Array | None  # bias folded into XW
+    w_hhT: Array  # contiguous W_hhᵀ for the sequence kernels
+    p: Array  # peepholes (3H,) or empty
+    dp: Array  # their gradient (added into) or empty
+    b_hn: Array  # GRU (reset after) b_hn, or empty
+    suffix: str
+
+
+@dataclass
+class _Buffers:
+    """One direction of one layer: what forward fills and backward reads (see rnnkit.cells)."""
+
+    A: Array  # (T, N, G·H) XW, then gate activations, then ∂L/∂XW
+    Hx: Array  # (T+1, N, H) states; h_0 at index 0 (forward) or T (reverse)
+    Cx: Array | None  # (T+1, N, H) LSTM memories, laid out as Hx
+    E: Array | None  # (T, N, H) GRU extra
+    reverse: bool
+
+    def states(self) -> Array:
+        """h_t for every t, (T, N, H), a view."""
+        return self.Hx[:-1] if self.reverse else self.Hx[1:]
+
+    def hprev(self) -> Array:
+        """h_{t−1} for every t, (T, N, H), a view."""
+        return self.Hx[1:] if self.reverse else self.Hx[:-1]
+
+    def final(self, x: Array) -> Array:
+        return x[0] if self.reverse else x[-1]
+
+
+@dataclass
+class _Work:
+    """Per-step scratch buffers, reused across steps and calls (never part of a cache)."""
+
+    g: Array  # (N, G·H)
+    h1: Array  # (N, H)
+    h2: Array  # (N, H)
 
 
 @dataclass
@@ -53,9 +90,14 @@ class _Cache:
     order: Array | None  # permutation that sorts the batch by length (None: no lengths)
     steps: Array  # (T,) rows alive at each step, after sorting
     inputs: list  # per layer: its time-major input (T, N, D_k) after dropout
-    dirs: list  # per layer: list of _DirCache per direction
+    dirs: list  # per layer: list of _Buffers per direction
     masks: list  # per layer: the dropout mask applied to its output (or None)
     layer_id: int
+
+
+#: Batches of at most this many rows run each direction's whole time loop in one compiled
+#: kernel (numba engine): at small N the per-step dispatch from Python would dominate.
+SEQUENCE_KERNEL_MAX_ROWS = 4
 
 
 class RecurrentLayer:
@@ -242,7 +284,7 @@ class RecurrentLayer:
         n, t, _ = x.shape
         lens = self._check_lengths(lengths, n, t)
         h0, c0 = self._initial_state(state, n)
-        keep = not inference
+        K = kernels()
         order = None
         if lens is not None and np.any(lens != t):
             order = np.argsort(-lens, kind="stable")
@@ -251,33 +293,38 @@ class RecurrentLayer:
             c0 = None if c0 is None else c0[:, order]
         else:
             steps = np.full(t, n, dtype=np.int64)
-        H = self.hidden_size
-        dirs = self.num_directions
+        H, dirs = self.hidden_size, self.num_directions
         inp = np.ascontiguousarray(x.transpose(1, 0, 2))
         hn = np.empty_like(h0)
         cn = None if c0 is None else np.empty_like(c0)
-        inputs, dir_caches, masks = [], [], []
+        inputs, dir_bufs, masks = [], [], []
         for layer in range(self.num_layers):
-            alloc = np.zeros if order is not None else np.empty
-            out = alloc((t, n, dirs * H), dtype=self.dtype)
-            per_dir = []
+            bufs = []
             for direction in range(dirs):
                 idx = layer * dirs + direction
-                h, c, dc = self._run_direction(
-                    inp, h0[idx], None if c0 is None else c0[idx], layer, direction, steps,
-                    out[:, :, direction * H:(direction + 1) * H], keep)
-                hn[idx] = h
+                buf = self._run_direction(K, inp, h0[idx], None if c0 is None else c0[idx],
+                                          layer, direction, steps)
+                hn[idx] = buf.final(buf.Hx)
                 if cn is not None:
-                    cn[idx] = c
-                per_dir.append(dc)
-            if keep:
+                    cn[idx] = buf.final(buf.Cx)
+                bufs.append(buf)
+            if dirs == 1 and order is None:
+                out = bufs[0].states()  # a view: no copy
+            else:
+                out = np.empty((t, n, dirs * H), dtype=self.dtype)
+                for direction, buf in enumerate(bufs):
+                    out[:, :, direction * H:(direction + 1) * H] = buf.states()
+                if order is not None:
+                    for ti in np.flatnonzero(steps < n):
+                        out[ti, steps[ti]:] = 0
+            if not inference:
                 inputs.append(inp)
-                dir_caches.append(per_dir)
+                dir_bufs.append(bufs)
             mask = None
             if self.training and self.dropout > 0 and layer < self.num_layers - 1:
                 keep_p = 1.0 - self.dropout
                 mask = (self._rng.random(out.shape) < keep_p).astype(self.dtype) / keep_p
-                out *= mask
+                out = out * mask  # never in place: out may be a view of the cache
             masks.append(mask)
             inp = out
         out = inp.transpose(1, 0, 2)
@@ -288,56 +335,75 @@ class RecurrentLayer:
         out = np.ascontiguousarray(out)
         final = (hn, cn) if self.cell.has_cell_state else hn
         cache = None
-        if keep:
-            cache = _Cache(n=n, t=t, order=order, steps=steps, inputs=inputs, dirs=dir_caches,
+        if not inference:
+            cache = _Cache(n=n, t=t, order=order, steps=steps, inputs=inputs, dirs=dir_bufs,
                            masks=masks, layer_id=id(self))
         return out, final, cache
 
-    def _weights(self, layer: int, direction: int):
+    def _weights(self, layer: int, direction: int) -> _Weights:
         s = self._suffix(layer, direction)
-        p = self.params
+        p, H = self.params, self.hidden_size
+        empty = np.empty(0, dtype=self.dtype)
         b_ih, b_hh = p.get(f"bias_ih{s}"), p.get(f"bias_hh{s}")
-        return (p[f"weight_ih{s}"], p[f"weight_hh{s}"], b_ih, b_hh,
-                p.get(f"weight_peephole{s}"), s)
+        w_hh = p[f"weight_hh{s}"]
+        b_hn = empty
+        if getattr(self.cell, "reset_after", False) and b_hh is not None:
+            b_hn = b_hh[2 * H:]
+        peep = p.get(f"weight_peephole{s}")
+        return _Weights(
+            w_ih=p[f"weight_ih{s}"], w_hh=w_hh, b=self.cell.input_bias(b_ih, b_hh),
+            w_hhT=np.ascontiguousarray(w_hh.T),
+            p=empty if peep is None else peep,
+            dp=empty if peep is None else self.grads[f"weight_peephole{s}"],
+            b_hn=b_hn, suffix=s)
 
-    def _run_direction(self, inp, h0, c0, layer, direction, steps, out, keep):
-        """One direction of one layer over all steps; writes h_t into ``out`` (T, N, H)."""
+    def _work(self, n: int) -> _Work:
+        G, H = self.cell.gates * self.hidden_size, self.hidden_size
+        w = getattr(self, "_work_buffers", None)
+        if w is None or w.g.shape[0] < n or w.g.dtype != self.dtype:
+            w = _Work(g=np.empty((n, G), self.dtype), h1=np.empty((n, H), self.dtype),
+                      h2=np.empty((n, H), self.dtype))
+            self._work_buffers = w
+        return w
+
+    def _run_direction(self, K, inp, h0, c0, layer, direction, steps) -> _Buffers:
+        """One direction of one layer over all steps; returns its filled buffers."""
         cell = self.cell
         t_len, n, d_in = inp.shape
-        w_ih, w_hh, b_ih, b_hh, p, _ = self._weights(layer, direction)
+        H = self.hidden_size
+        w = self._weights(layer, direction)
+        reverse = bool(direction)
         # One matrix product for the input projection of every step (SPEC §5).
-        xw = (inp.reshape(t_len * n, d_in) @ w_ih.T)
-        b = cell.input_bias(b_ih, b_hh)
-        if b is not None:
-            xw += b
-        xw = xw.reshape(t_len, n, -1)
-        h = h0.copy()
-        c = None if c0 is None else c0.copy()
-        caches: list = [None] * t_len
-        hprev = None
-        if keep:  # zero rows where a sequence has ended, so the dW_hh product ignores them
-            alloc = np.zeros if steps[-1] < n else np.empty
-            hprev = alloc((t_len, n, self.hidden_size), dtype=self.dtype)
-        time = range(t_len - 1, -1, -1) if direction else range(t_len)
-        for ti in time:
+        A = inp.reshape(t_len * n, d_in) @ w.w_ih.T
+        if w.b is not None:
+            A += w.b
+        A = A.reshape(t_len, n, -1)
+        variable = steps[-1] < n  # steps never increases with t
+        Hx = np.empty((t_len + 1, n, H), dtype=self.dtype)
+        Hx[t_len if reverse else 0] = h0
+        Cx = None
+        if c0 is not None:
+            Cx = np.empty((t_len + 1, n, H), dtype=self.dtype)
+            Cx[t_len if reverse else 0] = c0
+        E = None
+        if cell.needs_extra:  # zero rows where a sequence has ended: they meet zero gradients
+            E = (np.zeros if variable else np.empty)((t_len, n, H), dtype=self.dtype)
+        buf = _Buffers(A=A, Hx=Hx, Cx=Cx, E=E, reverse=reverse)
+        if n <= SEQUENCE_KERNEL_MAX_ROWS and K.has_sequence_kernels:
+            cell.forward_sequence(K, buf, w, steps, reverse)
+            return buf
+        work = self._work(n)
+        for s_ in range(t_len):
+            ti = t_len - 1 - s_ if reverse else s_
+            src, dst = (ti + 1, ti) if reverse else (ti, ti + 1)
             m = steps[ti]
-            if m == 0:
-                continue
-            if keep:
-                # h_{t−1} must outlive the in-place update of h: the buffer holds it.
-                hprev[ti, :m] = h[:m]
-                hp = hprev[ti, :m]
-                cp = None if c is None else c[:m].copy()
-            else:
-                hp = h[:m]
-                cp = None if c is None else c[:m]
-            hm, cm, caches[ti] = cell.forward_step(xw[ti, :m], hp, cp, w_hh, b_hh, p, keep)
-            h[:m] = hm
-            if c is not None:
-                c[:m] = cm
-            out[ti, :m] = hm
-        dc = _DirCache(caches=caches, hprev=hprev.reshape(t_len * n, -1)) if keep else None
-        return h, c, dc
+            if m:
+                cell.forward_step(K, ti, m, src, dst, buf, w, work)
+            if m < n:  # ended (or not yet started) sequences carry their state
+                Hx[dst, m:] = Hx[src, m:]
+                if Cx is not None:
+                    Cx[dst, m:] = Cx[src, m:]
+        return buf
 
     # ------------------------------------------------------------------ backward
     def backward(self, dout, dstate, cache: _Cache):
@@ -347,12 +413,15 @@ class RecurrentLayer:
         None) is ∂L/∂(final state). Adds ∂L/∂θ into ``self.grads`` and returns
         ``(dx, dstate0)``: dx (N, T, D) and ∂L/∂(initial state) in the form of the state. With
         ``init_state="learned"`` the latter is also summed over the batch into ``grads["h0"]``.
+        A cache serves one backward pass: backward reuses its buffers for the gradients.
         """
         if cache is None:
             raise ValueError("backward needs the cache of a forward pass made with "
                              "inference=False")
         if not isinstance(cache, _Cache) or cache.layer_id != id(self):
             raise ValueError("cache does not come from this layer's forward pass")
+        if cache.dirs is None:
+            raise ValueError("this cache has already been used by a backward pass")
         n, t = cache.n, cache.t
         H, dirs, L = self.hidden_size, self.num_directions, self.num_layers
         if dout is not None:
@@ -363,6 +432,7 @@ class RecurrentLayer:
                                  f"got {dout.shape}")
             dout = dout.astype(self.dtype, copy=False)
         dh_n, dc_n = self._state_pair(dstate, "dstate", n)
+        K = kernels()
         order, steps = cache.order, cache.steps
         if order is not None:
             dout = None if dout is None else dout[order]
@@ -374,21 +444,24 @@ class RecurrentLayer:
             d_inp = np.ascontiguousarray(dout.transpose(1, 0, 2))
         dh0 = np.zeros((L * dirs, n, H), dtype=self.dtype)
         dc0 = np.zeros_like(dh0) if self.cell.has_cell_state else None
+        bufs_all, cache.dirs = cache.dirs, None
         for layer in range(L - 1, -1, -1):
             mask = cache.masks[layer]
             if mask is not None:
                 d_inp = d_inp * mask
             inp = cache.inputs[layer]
-            d_below = np.zeros(inp.shape, dtype=self.dtype)
+            d_below = None
             for direction in range(dirs):
                 idx = layer * dirs + direction
                 dh = np.zeros((n, H), self.dtype) if dh_n is None else dh_n[idx].copy()
                 dc = None
                 if self.cell.has_cell_state:
                     dc = np.zeros((n, H), self.dtype) if dc_n is None else dc_n[idx].copy()
-                self._backward_direction(
-                    d_inp[:, :, direction * H:(direction + 1) * H], dh, dc, inp, layer,
-                    direction, steps, cache.dirs[layer][direction], d_below)
+                d_dir = d_inp if dirs == 1 else np.ascontiguousarray(
+                    d_inp[:, :, direction * H:(direction + 1) * H])
+                dx_dir = self._backward_direction(K, d_dir, dh, dc, inp, layer, direction,
+                                                  steps, bufs_all[layer][direction])
+                d_below = dx_dir if d_below is None else d_below.__iadd__(dx_dir)
                 dh0[idx] = dh
                 if dc0 is not None:
                     dc0[idx] = dc
@@ -405,43 +478,42 @@ class RecurrentLayer:
                 self.grads["c0"] += dc0.sum(axis=1)
         return dx, ((dh0, dc0) if self.cell.has_cell_state else dh0)
 
-    def _backward_direction(self, dout, dh, dc, inp, layer, direction, steps, dcache, d_below):
+    def _backward_direction(self, K, dout, dh, dc, inp, layer, direction, steps, buf):
         """Reverse loop of one direction; updates dh/dc in place to ∂L/∂(initial state), adds
-        parameter gradients and adds ∂L/∂input into ``d_below`` (T, N, D_k)."""
+        parameter gradients and returns ∂L/∂input (T, N, D_k)."""
         cell = self.cell
         t_len, n, d_in = inp.shape
-        w_ih, w_hh, b_ih, b_hh, p, s = self._weights(layer, direction)
+        w = self._weights(layer, direction)
         g = self.grads
-        dp = g.get(f"weight_peephole{s}")
-        GH = w_hh.shape[0]
-        alloc = np.zeros if steps[-1] < n else np.empty  # steps never increases with t
-        dxw = alloc((t_len, n, GH), dtype=self.dtype)
-        dhw = alloc((t_len, n, GH), dtype=self.dtype) if cell.separate_hh_grad else dxw
-        # Backward runs the steps in the opposite order to forward.
-        time = range(t_len) if direction else range(t_len - 1, -1, -1)
-        caches = dcache.caches
-        for ti in time:
-            m = steps[ti]
-            if m == 0:
-                continue
-            dh[:m] += dout[ti, :m]
-            a, b, dhp, dcp = cell.backward_step(
-                dh[:m], None if dc is None else dc[:m], caches[ti], w_hh, p, dp)
-            dxw[ti, :m] = a
-            if dhw is not dxw:
-                dhw[ti, :m] = b
-            dh[:m] = dhp
-            if dc is not None:
-                dc[:m] = dcp
+        A = buf.A
+        reverse = buf.reverse
+        if n <= SEQUENCE_KERNEL_MAX_ROWS and K.has_sequence_kernels:
+            cell.backward_sequence(K, buf, w, steps, reverse, dout, dh, dc)
+        else:
+            work = self._work(n)
+            # Backward visits the steps in the opposite order to forward.
+            for s_ in range(t_len):
+                ti = s_ if reverse else t_len - 1 - s_
+                src, dst = (ti + 1, ti) if reverse else (ti, ti + 1)
+                m = steps[ti]
+                if m:
+                    cell.backward_step(K, ti, m, src, dst, buf, w, dh, dc, dout[ti], work)
+        for ti in np.flatnonzero(steps < n):  # rows of ended sequences carry no gradient
+            A[ti, steps[ti]:] = 0
+            if buf.E is not None:
+                buf.E[ti, steps[ti]:] = 0
         # The weight gradients of all steps, one matrix product each (SPEC §5).
-        dxw2 = dxw.reshape(t_len * n, GH)
-        dhw2 = dhw.reshape(t_len * n, GH)
-        g[f"weight_ih{s}"] += dxw2.T @ inp.reshape(t_len * n, d_in)
-        g[f"weight_hh{s}"] += cell.hh_weight_grad(dhw2, dcache.hprev, caches, steps)
-        if b_ih is not None:
-            g[f"bias_ih{s}"] += dxw2.sum(axis=0)
-            g[f"bias_hh{s}"] += dhw2.sum(axis=0)
-        d_below += (dxw2 @ w_ih).reshape(t_len, n, d_in)
+        GH = A.shape[2]
+        dA = A.reshape(t_len * n, GH)
+        s = w.suffix
+        g[f"weight_ih{s}"] += dA.T @ inp.reshape(t_len * n, d_in)
+        E = None if buf.E is None else buf.E.reshape(t_len * n, -1)
+        dw_hh, db_hh = cell.hh_grad(dA, buf.hprev().reshape(t_len * n, -1), E)
+        g[f"weight_hh{s}"] += dw_hh
+        if w.b is not None:
+            g[f"bias_ih{s}"] += dA.sum(axis=0)
+            g[f"bias_hh{s}"] += db_hh
+        return (dA @ w.w_ih).reshape(t_len, n, d_in)
 
 
 class RNN(RecurrentLayer):

@@ -1,0 +1,155 @@
+"""The fused element-wise kernels of the cells, NumPy edition (the reference and the fallback).
+
+The equations are those of :mod:`rnnkit.cells`; these functions evaluate them for the rows
+``[:n]`` still alive at a step, in place, on the buffers the recurrent layer owns. Every kernel
+has a twin of the same name and signature in :mod:`rnnkit._numba_kernels` that fuses the same
+arithmetic into one compiled loop; the tests run both engines against the same references.
+
+Conventions (one step, N rows in the buffers, H hidden units, G gates):
+  ``g``    (N, G·H) the recurrent product h_{t−1} W_hhᵀ (computed by the caller with BLAS);
+  ``a``    (N, G·H) on entry the input projection XW_t (biases folded in), on exit of forward the
+           gate activations (the cache), on exit of backward ∂L/∂XW_t;
+  ``hp``/``cp`` the previous state, ``hn``/``cn`` the new one; ``dh``/``dc`` the gradient carried
+  from step t+1 (updated in place); ``dout`` ∂L/∂h_t from the layer's output.
+  Optional vectors (peepholes ``p``, GRU ``b_hn``) are passed as empty arrays when absent.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .functional import sigmoid
+
+name = "numpy"
+has_sequence_kernels = False
+
+
+# ------------------------------------------------------------------------------- RNN
+def rnn_fwd(g, a, hn, relu, n):
+    s = a[:n]
+    s += g[:n]
+    if relu:
+        np.maximum(s, 0, out=s)
+    else:
+        np.tanh(s, out=s)
+    hn[:n] = s
+
+
+def rnn_bwd(a, dh, dout, relu, n):
+    h = a[:n]
+    dht = dh[:n] + dout[:n]
+    if relu:
+        a[:n] = dht * (h > 0)
+    else:
+        a[:n] = dht * (1 - h * h)
+
+
+# ------------------------------------------------------------------------------- LSTM
+def lstm_fwd(g, a, cp, cn, hn, p, n):
+    H = cp.shape[1]
+    x = a[:n]
+    x += g[:n]
+    c0 = cp[:n]
+    if p.size:
+        x[:, :H] += p[:H] * c0
+        x[:, H:2 * H] += p[H:2 * H] * c0
+    x[:, :2 * H] = sigmoid(x[:, :2 * H])
+    np.tanh(x[:, 2 * H:3 * H], out=x[:, 2 * H:3 * H])
+    i, f, gg = x[:, :H], x[:, H:2 * H], x[:, 2 * H:3 * H]
+    c = cn[:n]
+    np.multiply(f, c0, out=c)
+    c += i * gg
+    if p.size:
+        x[:, 3 * H:] += p[2 * H:] * c
+    x[:, 3 * H:] = sigmoid(x[:, 3 * H:])
+    np.multiply(x[:, 3 * H:], np.tanh(c), out=hn[:n])
+
+
+def lstm_bwd(a, cp, cn, dh, dout, dc, p, dp, n):
+    H = cp.shape[1]
+    x = a[:n]
+    i, f, g, o = (x[:, k * H:(k + 1) * H].copy() for k in range(4))
+    c0, c = cp[:n], cn[:n]
+    tc = np.tanh(c)
+    dht = dh[:n] + dout[:n]
+    da_o = dht * tc * o * (1 - o)
+    dct = dc[:n] + dht * o * (1 - tc * tc)
+    if p.size:
+        dct += da_o * p[2 * H:]
+    da_i = dct * g * i * (1 - i)
+    da_f = dct * c0 * f * (1 - f)
+    x[:, :H] = da_i
+    x[:, H:2 * H] = da_f
+    x[:, 2 * H:3 * H] = dct * i * (1 - g * g)
+    x[:, 3 * H:] = da_o
+    dcp = dct * f
+    if p.size:
+        dcp += da_i * p[:H] + da_f * p[H:2 * H]
+        dp[:H] += (da_i * c0).sum(axis=0)
+        dp[H:2 * H] += (da_f * c0).sum(axis=0)
+        dp[2 * H:] += (da_o * c).sum(axis=0)
+    dc[:n] = dcp
+
+
+# ------------------------------------------------------------------------------- GRU
+def gru_after_fwd(g, a, hp, e, hn, b_hn, n):
+    H = hp.shape[1]
+    x, gg = a[:n], g[:n]
+    rz = sigmoid(x[:, :2 * H] + gg[:, :2 * H])
+    ghn = gg[:, 2 * H:]
+    if b_hn.size:
+        ghn = ghn + b_hn
+    e[:n] = ghn
+    r, z = rz[:, :H], rz[:, H:]
+    nn = np.tanh(x[:, 2 * H:] + r * ghn)
+    x[:, :2 * H] = rz
+    x[:, 2 * H:] = nn
+    hn[:n] = nn + z * (hp[:n] - nn)
+
+
+def gru_after_bwd(a, hp, e, dh, dout, dhw, n):
+    H = hp.shape[1]
+    x = a[:n]
+    r, z, nn = (x[:, k * H:(k + 1) * H].copy() for k in range(3))
+    dht = dh[:n] + dout[:n]
+    da_n = dht * (1 - z) * (1 - nn * nn)
+    x[:, H:2 * H] = dht * (hp[:n] - nn) * z * (1 - z)
+    x[:, :H] = da_n * e[:n] * r * (1 - r)
+    x[:, 2 * H:] = da_n
+    e[:n] = da_n * r
+    dhw[:n, :2 * H] = x[:, :2 * H]
+    dhw[:n, 2 * H:] = e[:n]
+    dh[:n] = dht * z
+
+
+def gru_before_fwd1(g, a, hp, e, n):
+    H = hp.shape[1]
+    x = a[:n]
+    x[:, :2 * H] = sigmoid(x[:, :2 * H] + g[:n])
+    e[:n] = x[:, :H] * hp[:n]
+
+
+def gru_before_fwd2(gn, a, hp, hn, n):
+    H = hp.shape[1]
+    x = a[:n]
+    nn = np.tanh(x[:, 2 * H:] + gn[:n])
+    x[:, 2 * H:] = nn
+    hn[:n] = nn + x[:, H:2 * H] * (hp[:n] - nn)
+
+
+def gru_before_bwd1(a, hp, dh, dout, n):
+    H = hp.shape[1]
+    x = a[:n]
+    z, nn = x[:, H:2 * H].copy(), x[:, 2 * H:].copy()
+    dht = dh[:n] + dout[:n]
+    x[:, 2 * H:] = dht * (1 - z) * (1 - nn * nn)
+    x[:, H:2 * H] = dht * (hp[:n] - nn) * z * (1 - z)
+    dh[:n] = dht * z
+
+
+def gru_before_bwd2(a, hp, drh, dh, n):
+    H = hp.shape[1]
+    x = a[:n]
+    r = x[:, :H].copy()
+    x[:, :H] = drh[:n] * hp[:n] * r * (1 - r)
+    dh[:n] += drh[:n] * r
