@@ -4,13 +4,21 @@ For each cell, configuration (N, T, D, H) and thread count, a training step (for
 backward to every parameter and the input) and inference (forward only, nothing kept; torch
 under ``inference_mode``) are timed for rnnkit and torch alternately, and the medians and their
 ratio rnnkit/torch are printed (below 1 means rnnkit is faster). float32, batch-first input.
+A pause separates the contestants: BLAS and OpenMP worker threads spin for a while after a call,
+and without it whichever library runs second loses up to a third of its speed at 2 threads.
 
     python benchmarks/bench_layers.py                       # everything (several minutes)
     python benchmarks/bench_layers.py --cells lstm --threads 1 --repeat 3
     python benchmarks/bench_layers.py --json results.json
 
 GFLOP/s counts the recurrent layer's matrix products: forward 2·N·T·(D+H)·G·H (G gates), a
-training step 3× that. The BLAS library and kernel in use come from threadpoolctl.
+training step 3× that; "% peak" divides by a large float32 GEMM measured in the same run at the
+same thread count. "MB" is the growth of the process's peak resident memory during one training
+step (VmHWM after resetting it, minus the resident size before). The variable-length case trains
+a bidirectional 2-layer LSTM on lengths drawn uniformly from [T/4, T], against the same batch at
+full length and against torch with ``pack_padded_sequence``. The BLAS library and kernel come from
+threadpoolctl; the first-call line is the time of the first forward + backward in a fresh process
+(numba compilation, or loading its on-disk cache).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import time
 import numpy as np
 
 import rnnkit
+from rnnkit import backend
 
 CONFIGS = [(1, 100, 64, 128), (32, 100, 128, 256), (64, 50, 512, 512), (128, 200, 256, 256)]
 CELLS = {
@@ -38,6 +47,7 @@ CELLS = {
     "rnn": (lambda d, h: rnnkit.RNN(d, h, seed=0),
             lambda nn, d, h: nn.RNN(d, h, batch_first=True), 1),
 }
+PAUSE_S = 0.15
 
 
 def blas_info() -> list[dict]:
@@ -47,16 +57,54 @@ def blas_info() -> list[dict]:
             for i in threadpool_info() if i.get("user_api") == "blas"]
 
 
-def median_ms(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1e3
+
+
+def alternate(fns: dict, repeat: int) -> dict:
+    """Median ms of each function, run in turn with a pause between contestants."""
+    for fn in fns.values():
         fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    times = {k: [] for k in fns}
+    for _ in range(repeat):
+        for k, fn in fns.items():
+            time.sleep(PAUSE_S)
+            times[k].append(_timed(fn))
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
-def bench_one(cell: str, cfg, threads: int, repeat: int) -> dict:
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def peak_mb(fn) -> float | None:
+    """Growth of peak RSS while fn runs (Linux); None where it cannot be measured."""
+    try:
+        before = _status_kb("VmRSS")
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset VmHWM to the current RSS
+        fn()
+        return round(max(_status_kb("VmHWM") - before, 0) / 1024, 1)
+    except OSError:
+        return None
+
+
+def gemm_peak_gflops(threads: int) -> float:
+    from threadpoolctl import threadpool_limits
+
+    a = np.ones((2048, 2048), np.float32)
+    with threadpool_limits(limits=threads, user_api="blas"):
+        ms = min(_timed(lambda: a @ a) for _ in range(5))
+    return 2 * 2048**3 / ms / 1e6
+
+
+def bench_one(cell: str, cfg, threads: int, repeat: int, peak: float) -> dict:
     import torch
     from threadpoolctl import threadpool_limits
 
@@ -87,25 +135,80 @@ def bench_one(cell: str, cfg, threads: int, repeat: int) -> dict:
             with torch.inference_mode():
                 ref(tx)
 
-        for fn in (ours_train, torch_train, ours_infer, torch_infer):  # warm-up
-            fn()
-        res = {"ours_train": [], "torch_train": [], "ours_infer": [], "torch_infer": []}
-        # Alternate the contestants so that drifts in clock or load hit both alike.
-        for _ in range(repeat):
-            res["ours_train"].append(median_ms(ours_train, 1))
-            res["torch_train"].append(median_ms(torch_train, 1))
-            res["ours_infer"].append(median_ms(ours_infer, 1))
-            res["torch_infer"].append(median_ms(torch_infer, 1))
-    med = {k: statistics.median(v) for k, v in res.items()}
+        med = alternate({"ours_train": ours_train, "torch_train": torch_train,
+                         "ours_infer": ours_infer, "torch_infer": torch_infer}, repeat)
+        mem_ours, mem_torch = peak_mb(ours_train), peak_mb(torch_train)
     flops = 2.0 * n * t * (d + h) * gates * h
+    train_gf = 3 * flops / med["ours_train"] / 1e6
     return {
         "cell": cell, "N": n, "T": t, "D": d, "H": h, "threads": threads,
         **{f"{k}_ms": round(v, 3) for k, v in med.items()},
         "train_ratio": round(med["ours_train"] / med["torch_train"], 3),
         "infer_ratio": round(med["ours_infer"] / med["torch_infer"], 3),
-        "ours_train_gflops": round(3 * flops / med["ours_train"] / 1e6, 1),
-        "ours_infer_gflops": round(flops / med["ours_infer"] / 1e6, 1),
+        "ours_train_gflops": round(train_gf, 1),
+        "torch_train_gflops": round(3 * flops / med["torch_train"] / 1e6, 1),
+        "ours_train_pct_peak": round(100 * train_gf / peak, 1),
+        "ours_train_peak_mb": mem_ours, "torch_train_peak_mb": mem_torch,
     }
+
+
+def bench_lengths(threads: int, repeat: int, cfg=(64, 100, 128, 256)) -> dict:
+    """Bidirectional 2-layer LSTM, lengths uniform in [T/4, T], vs full length and torch packed."""
+    import torch
+    from threadpoolctl import threadpool_limits
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    n, t, d, h = cfg
+    torch.set_num_threads(threads)
+    with threadpool_limits(limits=threads, user_api="blas"):
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((n, t, d)).astype(np.float32)
+        g = rng.standard_normal((n, t, 2 * h)).astype(np.float32)
+        lengths = rng.integers(t // 4, t + 1, n)
+        layer = rnnkit.LSTM(d, h, num_layers=2, bidirectional=True, seed=0)
+        ref = torch.nn.LSTM(d, h, 2, batch_first=True, bidirectional=True)
+        tx = torch.from_numpy(x).requires_grad_(True)
+        tg = torch.from_numpy(g)
+        tl = torch.from_numpy(lengths)
+
+        def ours(lens):
+            out, _, cache = layer.forward(x, lengths=lens)
+            layer.backward(g, None, cache)
+
+        def torch_packed():
+            packed = pack_padded_sequence(tx, tl, batch_first=True, enforce_sorted=False)
+            out, _ = ref(packed)
+            out, _ = pad_packed_sequence(out, batch_first=True, total_length=t)
+            out.backward(tg)
+
+        def torch_full():
+            out, _ = ref(tx)
+            out.backward(tg)
+
+        med = alternate({"ours_var": lambda: ours(lengths), "ours_full": lambda: ours(None),
+                         "torch_packed": torch_packed, "torch_full": torch_full}, repeat)
+    return {"N": n, "T": t, "D": d, "H": h, "threads": threads,
+            "token_fraction": round(float(lengths.sum()) / (n * t), 3),
+            **{f"{k}_ms": round(v, 3) for k, v in med.items()},
+            "var_over_full": round(med["ours_var"] / med["ours_full"], 3),
+            "var_over_torch_packed": round(med["ours_var"] / med["torch_packed"], 3)}
+
+
+def first_call_ms(cells) -> dict:
+    """Time of the first forward + backward per cell in this process (compile or cache load)."""
+    out = {}
+    for cell in cells:
+        layer = CELLS[cell][0](8, 8)
+        x = np.zeros((8, 5, 8), np.float32)
+
+        def step(layer=layer, x=x):
+            o, _, c = layer.forward(x)
+            layer.backward(o, None, c)
+            o, _, c = layer.forward(x[:1])  # the whole-sequence kernels of small batches
+            layer.backward(o, None, c)
+
+        out[cell] = round(_timed(step), 1)
+    return out
 
 
 def main(argv=None) -> int:
@@ -115,6 +218,9 @@ def main(argv=None) -> int:
     ap.add_argument("--configs", default=None,
                     help="semicolon-separated N,T,D,H (default: the four standard sizes)")
     ap.add_argument("--repeat", type=int, default=5, help="timed runs per measurement")
+    ap.add_argument("--engine", default="auto", choices=backend.ENGINES,
+                    help="rnnkit kernel engine (default: auto = numba when installed)")
+    ap.add_argument("--no-lengths", action="store_true", help="skip the variable-length case")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = ap.parse_args(argv)
     import torch
@@ -126,29 +232,53 @@ def main(argv=None) -> int:
     configs = CONFIGS if args.configs is None else [
         tuple(int(v) for v in c.split(",")) for c in args.configs.split(";")]
     threads = [int(v) for v in args.threads.split(",")]
-    meta = {"rnnkit": rnnkit.__version__, "numpy": np.__version__, "torch": torch.__version__,
-            "python": platform.python_version(), "machine": platform.machine(),
-            "blas": blas_info()}
-    print(f"# rnnkit {meta['rnnkit']}, numpy {meta['numpy']}, torch {meta['torch']}, "
-          f"float32; BLAS: " + "; ".join(
+    engine = backend.set_engine(args.engine)
+    first = first_call_ms(cells)
+    meta = {"rnnkit": rnnkit.__version__, "engine": engine, "numpy": np.__version__,
+            "torch": torch.__version__, "python": platform.python_version(),
+            "machine": platform.machine(), "blas": blas_info(), "first_call_ms": first}
+    print(f"# rnnkit {meta['rnnkit']} (engine {engine}), numpy {meta['numpy']}, torch "
+          f"{meta['torch']}, float32; BLAS: " + "; ".join(
               f"{b['internal_api']} {b['version']} ({b['architecture']})" for b in meta["blas"]))
-    head = (f"{'cell':<10}{'N,T,D,H':<18}{'thr':>4}{'train ms':>10}{'torch':>9}{'ratio':>7}"
-            f"{'GFLOP/s':>9}{'infer ms':>10}{'torch':>9}{'ratio':>7}")
+    print("# first forward+backward in this process (compile or cache load), ms: "
+          + ", ".join(f"{k} {v}" for k, v in first.items()))
+    peaks = {thr: gemm_peak_gflops(thr) for thr in threads}
+    meta["gemm_peak_gflops"] = {str(k): round(v, 1) for k, v in peaks.items()}
+    print("# float32 GEMM peak (2048², same run), GFLOP/s: "
+          + ", ".join(f"{k} thread(s) {v:.0f}" for k, v in peaks.items()))
+    head = (f"{'cell':<10}{'N,T,D,H':<17}{'thr':>3}{'train ms':>10}{'torch':>9}{'ratio':>7}"
+            f"{'GFLOP/s':>8}{'%peak':>6}{'MB':>7}{'torchMB':>8}{'infer ms':>10}{'torch':>9}"
+            f"{'ratio':>7}")
     print(head)
     rows = []
     for cell in cells:
         for cfg in configs:
             for thr in threads:
-                r = bench_one(cell, cfg, thr, args.repeat)
+                r = bench_one(cell, cfg, thr, args.repeat, peaks[thr])
                 rows.append(r)
-                print(f"{cell:<10}{','.join(map(str, cfg)):<18}{thr:>4}"
+                print(f"{cell:<10}{','.join(map(str, cfg)):<17}{thr:>3}"
                       f"{r['ours_train_ms']:>10.2f}{r['torch_train_ms']:>9.2f}"
-                      f"{r['train_ratio']:>7.2f}{r['ours_train_gflops']:>9.1f}"
+                      f"{r['train_ratio']:>7.2f}{r['ours_train_gflops']:>8.1f}"
+                      f"{r['ours_train_pct_peak']:>6.0f}{r['ours_train_peak_mb']!s:>7}"
+                      f"{r['torch_train_peak_mb']!s:>8}"
                       f"{r['ours_infer_ms']:>10.2f}{r['torch_infer_ms']:>9.2f}"
                       f"{r['infer_ratio']:>7.2f}", flush=True)
+    lengths = []
+    if not args.no_lengths:
+        print("\n# variable lengths: BiLSTM, 2 layers, lengths ~ U[T/4, T], training step")
+        print(f"{'N,T,D,H':<17}{'thr':>3}{'tokens':>7}{'var ms':>9}{'full ms':>9}{'var/full':>9}"
+              f"{'torch packed':>13}{'var/packed':>11}{'torch full':>11}")
+        for thr in threads:
+            r = bench_lengths(thr, args.repeat)
+            lengths.append(r)
+            size = f"{r['N']},{r['T']},{r['D']},{r['H']}"
+            print(f"{size:<17}{thr:>3}"
+                  f"{r['token_fraction']:>7.2f}{r['ours_var_ms']:>9.2f}{r['ours_full_ms']:>9.2f}"
+                  f"{r['var_over_full']:>9.2f}{r['torch_packed_ms']:>13.2f}"
+                  f"{r['var_over_torch_packed']:>11.2f}{r['torch_full_ms']:>11.2f}", flush=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"meta": meta, "results": rows}, f, indent=1)
+            json.dump({"meta": meta, "results": rows, "lengths": lengths}, f, indent=1)
     return 0
 
 

@@ -141,8 +141,9 @@ def rnn_bwd(a, dh, dout, relu, n):
 
 
 @njit(**_OPTS)
-def rnn_seq_fwd(A, Hx, w_hhT, relu, steps, reverse):
-    T, N, GH = A.shape
+def rnn_seq_fwd(A, Hx, w_hhT, relu, steps, off, reverse):
+    T, N = steps.shape[0], Hx.shape[1]
+    GH = A.shape[1]
     g = np.empty(GH, A.dtype)
     for s in range(T):
         t = T - 1 - s if reverse else s
@@ -150,19 +151,19 @@ def rnn_seq_fwd(A, Hx, w_hhT, relu, steps, reverse):
         n = steps[t]
         for r in range(n):
             _matvec(Hx[src, r], w_hhT, g, False)
-            _rnn_fwd_row(g, A[t, r], Hx[dst, r], relu)
+            _rnn_fwd_row(g, A[off[t] + r], Hx[dst, r], relu)
         for r in range(n, N):
             Hx[dst, r] = Hx[src, r]
 
 
 @njit(**_OPTS)
-def rnn_seq_bwd(A, w_hh, relu, steps, reverse, dout, dh):
-    T = A.shape[0]
+def rnn_seq_bwd(A, w_hh, relu, steps, off, reverse, dout, dh):
+    T = steps.shape[0]
     for s in range(T):
         t = s if reverse else T - 1 - s
         for r in range(steps[t]):
-            _rnn_bwd_row(A[t, r], dh[r], dout[t, r], relu)
-            _matvec(A[t, r], w_hh, dh[r], False)
+            _rnn_bwd_row(A[off[t] + r], dh[r], dout[off[t] + r], relu)
+            _matvec(A[off[t] + r], w_hh, dh[r], False)
 
 
 # ------------------------------------------------------------------------------- LSTM
@@ -249,8 +250,9 @@ def lstm_bwd(a, cp, cn, dh, dout, dc, p, dp, n):
 
 
 @njit(**_OPTS)
-def lstm_seq_fwd(A, Hx, Cx, w_hhT, p, steps, reverse):
-    T, N, GH = A.shape
+def lstm_seq_fwd(A, Hx, Cx, w_hhT, p, steps, off, reverse):
+    T, N = steps.shape[0], Hx.shape[1]
+    GH = A.shape[1]
     g = np.empty(GH, A.dtype)
     for s in range(T):
         t = T - 1 - s if reverse else s
@@ -258,21 +260,22 @@ def lstm_seq_fwd(A, Hx, Cx, w_hhT, p, steps, reverse):
         n = steps[t]
         for r in range(n):
             _matvec(Hx[src, r], w_hhT, g, False)
-            _lstm_fwd_row(g, A[t, r], Cx[src, r], Cx[dst, r], Hx[dst, r], p)
+            _lstm_fwd_row(g, A[off[t] + r], Cx[src, r], Cx[dst, r], Hx[dst, r], p)
         for r in range(n, N):
             Hx[dst, r] = Hx[src, r]
             Cx[dst, r] = Cx[src, r]
 
 
 @njit(**_OPTS)
-def lstm_seq_bwd(A, Cx, w_hh, p, dp, steps, reverse, dout, dh, dc):
-    T = A.shape[0]
+def lstm_seq_bwd(A, Cx, w_hh, p, dp, steps, off, reverse, dout, dh, dc):
+    T = steps.shape[0]
     for s in range(T):
         t = s if reverse else T - 1 - s
         src, dst = _slots(t, reverse)
         for r in range(steps[t]):
-            _lstm_bwd_row(A[t, r], Cx[src, r], Cx[dst, r], dh[r], dout[t, r], dc[r], p, dp)
-            _matvec(A[t, r], w_hh, dh[r], False)
+            k = off[t] + r
+            _lstm_bwd_row(A[k], Cx[src, r], Cx[dst, r], dh[r], dout[k], dc[r], p, dp)
+            _matvec(A[off[t] + r], w_hh, dh[r], False)
 
 
 # ------------------------------------------------------------------------------- GRU
@@ -330,8 +333,9 @@ def gru_after_bwd(a, hp, e, dh, dout, dhw, n):
 
 
 @njit(**_OPTS)
-def gru_after_seq_fwd(A, Hx, E, w_hhT, b_hn, steps, reverse):
-    T, N, GH = A.shape
+def gru_after_seq_fwd(A, Hx, E, w_hhT, b_hn, steps, off, reverse):
+    T, N = steps.shape[0], Hx.shape[1]
+    GH = A.shape[1]
     g = np.empty(GH, A.dtype)
     for s in range(T):
         t = T - 1 - s if reverse else s
@@ -339,20 +343,21 @@ def gru_after_seq_fwd(A, Hx, E, w_hhT, b_hn, steps, reverse):
         n = steps[t]
         for r in range(n):
             _matvec(Hx[src, r], w_hhT, g, False)
-            _gru_after_fwd_row(g, A[t, r], Hx[src, r], E[t, r], Hx[dst, r], b_hn)
+            _gru_after_fwd_row(g, A[off[t] + r], Hx[src, r], E[off[t] + r], Hx[dst, r], b_hn)
         for r in range(n, N):
             Hx[dst, r] = Hx[src, r]
 
 
 @njit(**_OPTS)
-def gru_after_seq_bwd(A, Hx, E, w_hh, steps, reverse, dout, dh):
-    T, N, GH = A.shape
+def gru_after_seq_bwd(A, Hx, E, w_hh, steps, off, reverse, dout, dh):
+    T, GH = steps.shape[0], A.shape[1]
     dhw = np.empty(GH, A.dtype)
     for s in range(T):
         t = s if reverse else T - 1 - s
         src, dst = _slots(t, reverse)
         for r in range(steps[t]):
-            _gru_after_bwd_row(A[t, r], Hx[src, r], E[t, r], dh[r], dout[t, r], dhw)
+            k = off[t] + r
+            _gru_after_bwd_row(A[k], Hx[src, r], E[k], dh[r], dout[k], dhw)
             _matvec(dhw, w_hh, dh[r], True)
 
 
@@ -426,8 +431,9 @@ def gru_before_bwd2(a, hp, drh, dh, n):
 
 
 @njit(**_OPTS)
-def gru_before_seq_fwd(A, Hx, E, w_hhT, steps, reverse):
-    T, N, GH = A.shape
+def gru_before_seq_fwd(A, Hx, E, w_hhT, steps, off, reverse):
+    T, N = steps.shape[0], Hx.shape[1]
+    GH = A.shape[1]
     H = GH // 3
     g = np.empty(2 * H, A.dtype)
     gn = np.empty(H, A.dtype)
@@ -439,16 +445,16 @@ def gru_before_seq_fwd(A, Hx, E, w_hhT, steps, reverse):
         n = steps[t]
         for r in range(n):
             _matvec(Hx[src, r], w_rz, g, False)
-            _gru_before_fwd1_row(g, A[t, r], Hx[src, r], E[t, r])
-            _matvec(E[t, r], w_n, gn, False)
-            _gru_before_fwd2_row(gn, A[t, r], Hx[src, r], Hx[dst, r])
+            _gru_before_fwd1_row(g, A[off[t] + r], Hx[src, r], E[off[t] + r])
+            _matvec(E[off[t] + r], w_n, gn, False)
+            _gru_before_fwd2_row(gn, A[off[t] + r], Hx[src, r], Hx[dst, r])
         for r in range(n, N):
             Hx[dst, r] = Hx[src, r]
 
 
 @njit(**_OPTS)
-def gru_before_seq_bwd(A, Hx, w_hh, steps, reverse, dout, dh):
-    T, N, GH = A.shape
+def gru_before_seq_bwd(A, Hx, w_hh, steps, off, reverse, dout, dh):
+    T, GH = steps.shape[0], A.shape[1]
     H = GH // 3
     drh = np.empty(H, A.dtype)
     w_rz = w_hh[: 2 * H]
@@ -457,8 +463,8 @@ def gru_before_seq_bwd(A, Hx, w_hh, steps, reverse, dout, dh):
         t = s if reverse else T - 1 - s
         src, dst = _slots(t, reverse)
         for r in range(steps[t]):
-            a = A[t, r]
-            _gru_before_bwd1_row(a, Hx[src, r], dh[r], dout[t, r])
+            a = A[off[t] + r]
+            _gru_before_bwd1_row(a, Hx[src, r], dh[r], dout[off[t] + r])
             _matvec(a[2 * H:], w_n, drh, False)
             _gru_before_bwd2_row(a, Hx[src, r], drh, dh[r])
             _matvec(a[: 2 * H], w_rz, dh[r], True)

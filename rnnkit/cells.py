@@ -2,16 +2,20 @@
 
 A cell knows nothing of sequences, layers or models. The recurrent layer (``rnnkit.recurrent``)
 computes the input projection of *all* steps with one matrix product before the time loop, ``XW = X
-W_ihᵀ + b`` (T, N, G·H) with ``b = cell.input_bias(b_ih, b_hh)``, keeps it in the buffer ``buf.A``,
+W_ihᵀ + b`` (P, G·H) with ``b = cell.input_bias(b_ih, b_hh)``, keeps it in the buffer ``buf.A``,
 and calls for every step t, on the rows ``[:n]`` still alive at t:
 
-    cell.forward_step(K, t, n, src, dst, buf, w, work)
-    cell.backward_step(K, t, n, src, dst, buf, w, dh, dc, dout_t, work)
+    cell.forward_step(K, o, n, src, dst, buf, w, work)
+    cell.backward_step(K, o, n, src, dst, buf, w, dh, dc, dout_t, work)
+
+``buf.A`` and ``buf.E`` are *packed* like PyTorch's PackedSequence: the P = Σ_t n_t valid (step,
+row) pairs in time order, step t's rows at ``[o, o + n)`` with ``o = buf.off[t]``; with no padding
+P = T·N and that is plain time-major order.
 
 ``buf.Hx`` (T+1, N, H) holds the states (``Hx[src]`` = h_{t−1}, ``Hx[dst]`` = h_t; ``Cx`` likewise
-for the LSTM's c); ``buf.A[t]`` holds XW_t before forward, the gate activations after it (the
-cache), and ∂L/∂XW_t after backward; ``buf.E`` (T, N, H) is a per-cell extra (GRU). ``K`` is the
-kernel engine (:mod:`rnnkit.kernels` or :mod:`rnnkit._numba_kernels`): the element-wise maths
+for the LSTM's c); step t's rows of ``buf.A`` hold XW_t before forward, the gate activations after
+it (the cache), and ∂L/∂XW_t after backward; ``buf.E`` (P, H) is a per-cell extra (GRU). ``K`` is
+the kernel engine (:mod:`rnnkit.kernels` or :mod:`rnnkit._numba_kernels`): the element-wise maths
 below, fused. Recurrent matrix products go to BLAS here (forward reads a contiguous W_hhᵀ: OpenBLAS
 runs that product up to 1.4× faster than on the transposed view). After the loop the layer forms
 every weight gradient with one matrix product each (``hh_grad``). Shapes: N rows, H hidden units, G
@@ -45,7 +49,7 @@ class Cell:
         return b_ih + b_hh
 
     def hh_grad(self, dA: Array, hprev: Array, E: Array | None) -> tuple[Array, Array]:
-        """(dW_hh, db_hh) from the stacked ∂L/∂XW ``dA`` (T·N, G·H) and h_{t−1} (T·N, H)."""
+        """(dW_hh, db_hh) from the packed ∂L/∂XW ``dA`` (P, G·H) and h_{t−1} (P, H)."""
         return dA.T @ hprev, dA.sum(axis=0)
 
 
@@ -55,7 +59,7 @@ class RNNCell(Cell):
         s_t = W x_t + U h_{t−1} + b,   h_t = f(s_t),   f = tanh (default) or ReLU.
 
     Backward: ds_t = dh_t ⊙ f'(s_t) (1 − h_t² for tanh, [h_t > 0] for ReLU), dh_{t−1} = ds_t U.
-    Cache: h_t in ``A[t]``.
+    Cache: h_t in ``A``.
     """
 
     gates = 1
@@ -67,19 +71,20 @@ class RNNCell(Cell):
         self.nonlinearity = nonlinearity
         self.relu = nonlinearity == "relu"
 
-    def forward_step(self, K, t, n, src, dst, buf, w, work):
+    def forward_step(self, K, o, n, src, dst, buf, w, work):
         np.matmul(buf.Hx[src, :n], w.w_hhT, out=work.g[:n])
-        K.rnn_fwd(work.g, buf.A[t], buf.Hx[dst], self.relu, n)
+        K.rnn_fwd(work.g, buf.A[o:o + n], buf.Hx[dst], self.relu, n)
 
-    def backward_step(self, K, t, n, src, dst, buf, w, dh, dc, dout_t, work):
-        K.rnn_bwd(buf.A[t], dh, dout_t, self.relu, n)
-        np.matmul(buf.A[t, :n], w.w_hh, out=dh[:n])
+    def backward_step(self, K, o, n, src, dst, buf, w, dh, dc, dout_t, work):
+        a = buf.A[o:o + n]
+        K.rnn_bwd(a, dh, dout_t, self.relu, n)
+        np.matmul(a, w.w_hh, out=dh[:n])
 
     def forward_sequence(self, K, buf, w, steps, reverse):
-        K.rnn_seq_fwd(buf.A, buf.Hx, w.w_hhT, self.relu, steps, reverse)
+        K.rnn_seq_fwd(buf.A, buf.Hx, w.w_hhT, self.relu, steps, buf.off, reverse)
 
     def backward_sequence(self, K, buf, w, steps, reverse, dout, dh, dc):
-        K.rnn_seq_bwd(buf.A, w.w_hh, self.relu, steps, reverse, dout, dh)
+        K.rnn_seq_bwd(buf.A, w.w_hh, self.relu, steps, buf.off, reverse, dout, dh)
 
 
 class LSTMCell(Cell):
@@ -97,7 +102,7 @@ class LSTMCell(Cell):
         da_i = dĉ ⊙ g ⊙ i(1−i),  da_f = dĉ ⊙ c_{t−1} ⊙ f(1−f),  da_g = dĉ ⊙ i ⊙ (1−g²)
         dc_{t−1} = dĉ ⊙ f + da_i ⊙ p_i + da_f ⊙ p_f,   dh_{t−1} = da U
         dp_i += Σ da_i ⊙ c_{t−1},  dp_f += Σ da_f ⊙ c_{t−1},  dp_o += Σ da_o ⊙ c_t
-    Cache: i, f, g, o in ``A[t]``; c_{t−1}, c_t in ``Cx`` (τ is recomputed, not stored).
+    Cache: i, f, g, o in ``A``; c_{t−1}, c_t in ``Cx`` (τ is recomputed, not stored).
     """
 
     gates = 4
@@ -107,19 +112,21 @@ class LSTMCell(Cell):
         super().__init__(hidden_size)
         self.peepholes = peepholes
 
-    def forward_step(self, K, t, n, src, dst, buf, w, work):
+    def forward_step(self, K, o, n, src, dst, buf, w, work):
         np.matmul(buf.Hx[src, :n], w.w_hhT, out=work.g[:n])
-        K.lstm_fwd(work.g, buf.A[t], buf.Cx[src], buf.Cx[dst], buf.Hx[dst], w.p, n)
+        K.lstm_fwd(work.g, buf.A[o:o + n], buf.Cx[src], buf.Cx[dst], buf.Hx[dst], w.p, n)
 
-    def backward_step(self, K, t, n, src, dst, buf, w, dh, dc, dout_t, work):
-        K.lstm_bwd(buf.A[t], buf.Cx[src], buf.Cx[dst], dh, dout_t, dc, w.p, w.dp, n)
-        np.matmul(buf.A[t, :n], w.w_hh, out=dh[:n])
+    def backward_step(self, K, o, n, src, dst, buf, w, dh, dc, dout_t, work):
+        a = buf.A[o:o + n]
+        K.lstm_bwd(a, buf.Cx[src], buf.Cx[dst], dh, dout_t, dc, w.p, w.dp, n)
+        np.matmul(a, w.w_hh, out=dh[:n])
 
     def forward_sequence(self, K, buf, w, steps, reverse):
-        K.lstm_seq_fwd(buf.A, buf.Hx, buf.Cx, w.w_hhT, w.p, steps, reverse)
+        K.lstm_seq_fwd(buf.A, buf.Hx, buf.Cx, w.w_hhT, w.p, steps, buf.off, reverse)
 
     def backward_sequence(self, K, buf, w, steps, reverse, dout, dh, dc):
-        K.lstm_seq_bwd(buf.A, buf.Cx, w.w_hh, w.p, w.dp, steps, reverse, dout, dh, dc)
+        K.lstm_seq_bwd(buf.A, buf.Cx, w.w_hh, w.p, w.dp, steps, buf.off, reverse, dout, dh,
+                       dc)
 
 
 class GRUCell(Cell):
@@ -137,7 +144,7 @@ class GRUCell(Cell):
       reset after:  dr = da_n ⊙ (U_n h + b_hn),  ∂L/∂(U_n h + b_hn) = da_n ⊙ r
     da_r = dr ⊙ r(1−r),  da_z = dz ⊙ z(1−z),
     dh_{t−1} = dh ⊙ z + [da_r, da_z] U_rz + (d(r⊙h) ⊙ r  |  (da_n ⊙ r) U_n).
-    Cache: r, z, n in ``A[t]``; ``E[t]`` holds r ⊙ h_{t−1} (before) or U_n h + b_hn (after),
+    Cache: r, z, n in ``A``; ``E`` holds r ⊙ h_{t−1} (before) or U_n h + b_hn (after),
     and after backward what the n-block of dW_hh needs (r ⊙ h_{t−1}, or da_n ⊙ r).
     """
 
@@ -158,47 +165,50 @@ class GRUCell(Cell):
         b[: 2 * H] += b_hh[: 2 * H]
         return b
 
-    def forward_step(self, K, t, n, src, dst, buf, w, work):
+    def forward_step(self, K, o, n, src, dst, buf, w, work):
         H = self.hidden_size
         hp = buf.Hx[src]
+        a, e = buf.A[o:o + n], buf.E[o:o + n]
         if self.reset_after:
             np.matmul(hp[:n], w.w_hhT, out=work.g[:n])
-            K.gru_after_fwd(work.g, buf.A[t], hp, buf.E[t], buf.Hx[dst], w.b_hn, n)
+            K.gru_after_fwd(work.g, a, hp, e, buf.Hx[dst], w.b_hn, n)
         else:
             g = work.g[:, : 2 * H]
             np.matmul(hp[:n], w.w_hhT[:, : 2 * H], out=g[:n])
-            K.gru_before_fwd1(g, buf.A[t], hp, buf.E[t], n)
+            K.gru_before_fwd1(g, a, hp, e, n)
             gn = work.h1
-            np.matmul(buf.E[t, :n], w.w_hhT[:, 2 * H:], out=gn[:n])
-            K.gru_before_fwd2(gn, buf.A[t], hp, buf.Hx[dst], n)
+            np.matmul(e, w.w_hhT[:, 2 * H:], out=gn[:n])
+            K.gru_before_fwd2(gn, a, hp, buf.Hx[dst], n)
 
-    def backward_step(self, K, t, n, src, dst, buf, w, dh, dc, dout_t, work):
+    def backward_step(self, K, o, n, src, dst, buf, w, dh, dc, dout_t, work):
         H = self.hidden_size
         hp = buf.Hx[src]
-        a = buf.A[t]
+        a = buf.A[o:o + n]
         tmp = work.h1[:n]
         if self.reset_after:
-            K.gru_after_bwd(a, hp, buf.E[t], dh, dout_t, work.g, n)
+            K.gru_after_bwd(a, hp, buf.E[o:o + n], dh, dout_t, work.g, n)
             np.matmul(work.g[:n], w.w_hh, out=tmp)
         else:
             K.gru_before_bwd1(a, hp, dh, dout_t, n)
             drh = work.h2
-            np.matmul(a[:n, 2 * H:], w.w_hh[2 * H:], out=drh[:n])
+            np.matmul(a[:, 2 * H:], w.w_hh[2 * H:], out=drh[:n])
             K.gru_before_bwd2(a, hp, drh, dh, n)
-            np.matmul(a[:n, : 2 * H], w.w_hh[: 2 * H], out=tmp)
+            np.matmul(a[:, : 2 * H], w.w_hh[: 2 * H], out=tmp)
         dh[:n] += tmp
 
     def forward_sequence(self, K, buf, w, steps, reverse):
         if self.reset_after:
-            K.gru_after_seq_fwd(buf.A, buf.Hx, buf.E, w.w_hhT, w.b_hn, steps, reverse)
+            K.gru_after_seq_fwd(buf.A, buf.Hx, buf.E, w.w_hhT, w.b_hn, steps, buf.off,
+                                 reverse)
         else:
-            K.gru_before_seq_fwd(buf.A, buf.Hx, buf.E, w.w_hhT, steps, reverse)
+            K.gru_before_seq_fwd(buf.A, buf.Hx, buf.E, w.w_hhT, steps, buf.off, reverse)
 
     def backward_sequence(self, K, buf, w, steps, reverse, dout, dh, dc):
         if self.reset_after:
-            K.gru_after_seq_bwd(buf.A, buf.Hx, buf.E, w.w_hh, steps, reverse, dout, dh)
+            K.gru_after_seq_bwd(buf.A, buf.Hx, buf.E, w.w_hh, steps, buf.off, reverse, dout,
+                                 dh)
         else:
-            K.gru_before_seq_bwd(buf.A, buf.Hx, w.w_hh, steps, reverse, dout, dh)
+            K.gru_before_seq_bwd(buf.A, buf.Hx, w.w_hh, steps, buf.off, reverse, dout, dh)
 
     def hh_grad(self, dA, hprev, E):
         H = self.hidden_size

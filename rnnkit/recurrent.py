@@ -16,7 +16,10 @@ state untouched, output zeros and receive no gradient, each sequence's final sta
 last valid step, and the reverse direction starts at each sequence's own last valid step (its
 state still holds h_0 when the sequence becomes alive).
 
-Internally everything is time-major (T, N, ·), so a time step is one contiguous slice.
+Internally the layers work on *packed* sequences: the P = Σ_t n_t valid (step, row) pairs in
+time-major order, so the input projections and every weight-gradient product cover real tokens
+only and padding costs nothing; a step's rows are one contiguous slice. States live in full
+(T+1, N, H) buffers, where sequences that have ended (or not yet begun) carry theirs.
 """
 
 from __future__ import annotations
@@ -50,14 +53,48 @@ class _Weights:
     suffix: str
 
 
+class _Packing:
+    """Where the valid (step, row) pairs of a length-sorted, time-major batch lie.
+
+    ``steps[t]`` rows are alive at step t (a prefix, since rows are sorted by length), and
+    they sit at ``[off[t], off[t + 1])`` of a packed (P, ·) array. ``idx`` maps packed rows to
+    rows of the flat (T·N, ·) array; None when nothing is padded (packed = flat, no copies).
+    """
+
+    def __init__(self, steps: Array, n: int):
+        self.steps = steps
+        self.t, self.n = len(steps), n
+        self.off = np.zeros(self.t + 1, dtype=np.int64)
+        np.cumsum(steps, out=self.off[1:])
+        self.size = int(self.off[-1])
+        self.idx = None
+        if self.size != self.t * n:
+            rows = np.arange(n)
+            self.idx = np.concatenate([ti * n + rows[:m] for ti, m in enumerate(steps)])
+
+    def pack(self, a: Array) -> Array:
+        """(T, N, F) → (P, F)."""
+        flat = a.reshape(self.t * self.n, -1)
+        return flat if self.idx is None else flat[self.idx]
+
+    def unpack(self, p: Array) -> Array:
+        """(P, F) → (T, N, F), zeros where padded."""
+        if self.idx is None:
+            return p.reshape(self.t, self.n, -1)
+        out = np.zeros((self.t * self.n, p.shape[1]), dtype=p.dtype)
+        out[self.idx] = p
+        return out.reshape(self.t, self.n, -1)
+
+
 @dataclass
 class _Buffers:
     """One direction of one layer: what forward fills and backward reads (see rnnkit.cells)."""
 
-    A: Array  # (T, N, G·H) XW, then gate activations, then ∂L/∂XW
+    A: Array  # (P, G·H) packed XW, then gate activations, then ∂L/∂XW
     Hx: Array  # (T+1, N, H) states; h_0 at index 0 (forward) or T (reverse)
     Cx: Array | None  # (T+1, N, H) LSTM memories, laid out as Hx
-    E: Array | None  # (T, N, H) GRU extra
+    E: Array | None  # (P, H) packed GRU extra
+    off: Array  # (T+1,) packed offsets of the steps
     reverse: bool
 
     def states(self) -> Array:
@@ -88,8 +125,8 @@ class _Cache:
     n: int
     t: int
     order: Array | None  # permutation that sorts the batch by length (None: no lengths)
-    steps: Array  # (T,) rows alive at each step, after sorting
-    inputs: list  # per layer: its time-major input (T, N, D_k) after dropout
+    packing: _Packing
+    inputs: list  # per layer: its packed input (P, D_k) after dropout
     dirs: list  # per layer: list of _Buffers per direction
     masks: list  # per layer: the dropout mask applied to its output (or None)
     layer_id: int
@@ -293,8 +330,9 @@ class RecurrentLayer:
             c0 = None if c0 is None else c0[:, order]
         else:
             steps = np.full(t, n, dtype=np.int64)
+        pk = _Packing(steps, n)
         H, dirs = self.hidden_size, self.num_directions
-        inp = np.ascontiguousarray(x.transpose(1, 0, 2))
+        inp = pk.pack(np.ascontiguousarray(x.transpose(1, 0, 2)))
         hn = np.empty_like(h0)
         cn = None if c0 is None else np.empty_like(c0)
         inputs, dir_bufs, masks = [], [], []
@@ -303,20 +341,17 @@ class RecurrentLayer:
             for direction in range(dirs):
                 idx = layer * dirs + direction
                 buf = self._run_direction(K, inp, h0[idx], None if c0 is None else c0[idx],
-                                          layer, direction, steps)
+                                          layer, direction, pk)
                 hn[idx] = buf.final(buf.Hx)
                 if cn is not None:
                     cn[idx] = buf.final(buf.Cx)
                 bufs.append(buf)
-            if dirs == 1 and order is None:
-                out = bufs[0].states()  # a view: no copy
+            if dirs == 1:
+                out = pk.pack(bufs[0].states())  # a view when nothing is padded
             else:
-                out = np.empty((t, n, dirs * H), dtype=self.dtype)
+                out = np.empty((pk.size, dirs * H), dtype=self.dtype)
                 for direction, buf in enumerate(bufs):
-                    out[:, :, direction * H:(direction + 1) * H] = buf.states()
-                if order is not None:
-                    for ti in np.flatnonzero(steps < n):
-                        out[ti, steps[ti]:] = 0
+                    out[:, direction * H:(direction + 1) * H] = pk.pack(buf.states())
             if not inference:
                 inputs.append(inp)
                 dir_bufs.append(bufs)
@@ -327,7 +362,7 @@ class RecurrentLayer:
                 out = out * mask  # never in place: out may be a view of the cache
             masks.append(mask)
             inp = out
-        out = inp.transpose(1, 0, 2)
+        out = pk.unpack(inp).transpose(1, 0, 2)
         if order is not None:
             inv = np.argsort(order)
             out, hn = out[inv], hn[:, inv]
@@ -336,7 +371,7 @@ class RecurrentLayer:
         final = (hn, cn) if self.cell.has_cell_state else hn
         cache = None
         if not inference:
-            cache = _Cache(n=n, t=t, order=order, steps=steps, inputs=inputs, dirs=dir_bufs,
+            cache = _Cache(n=n, t=t, order=order, packing=pk, inputs=inputs, dirs=dir_bufs,
                            masks=masks, layer_id=id(self))
         return out, final, cache
 
@@ -366,29 +401,25 @@ class RecurrentLayer:
             self._work_buffers = w
         return w
 
-    def _run_direction(self, K, inp, h0, c0, layer, direction, steps) -> _Buffers:
+    def _run_direction(self, K, inp, h0, c0, layer, direction, pk: _Packing) -> _Buffers:
         """One direction of one layer over all steps; returns its filled buffers."""
         cell = self.cell
-        t_len, n, d_in = inp.shape
+        t_len, n, steps, off = pk.t, pk.n, pk.steps, pk.off
         H = self.hidden_size
         w = self._weights(layer, direction)
         reverse = bool(direction)
         # One matrix product for the input projection of every step (SPEC §5).
-        A = inp.reshape(t_len * n, d_in) @ w.w_ih.T
+        A = inp @ w.w_ih.T
         if w.b is not None:
             A += w.b
-        A = A.reshape(t_len, n, -1)
-        variable = steps[-1] < n  # steps never increases with t
         Hx = np.empty((t_len + 1, n, H), dtype=self.dtype)
         Hx[t_len if reverse else 0] = h0
         Cx = None
         if c0 is not None:
             Cx = np.empty((t_len + 1, n, H), dtype=self.dtype)
             Cx[t_len if reverse else 0] = c0
-        E = None
-        if cell.needs_extra:  # zero rows where a sequence has ended: they meet zero gradients
-            E = (np.zeros if variable else np.empty)((t_len, n, H), dtype=self.dtype)
-        buf = _Buffers(A=A, Hx=Hx, Cx=Cx, E=E, reverse=reverse)
+        E = np.empty((pk.size, H), dtype=self.dtype) if cell.needs_extra else None
+        buf = _Buffers(A=A, Hx=Hx, Cx=Cx, E=E, off=off, reverse=reverse)
         if n <= SEQUENCE_KERNEL_MAX_ROWS and K.has_sequence_kernels:
             cell.forward_sequence(K, buf, w, steps, reverse)
             return buf
@@ -398,7 +429,7 @@ class RecurrentLayer:
             src, dst = (ti + 1, ti) if reverse else (ti, ti + 1)
             m = steps[ti]
             if m:
-                cell.forward_step(K, ti, m, src, dst, buf, w, work)
+                cell.forward_step(K, off[ti], m, src, dst, buf, w, work)
             if m < n:  # ended (or not yet started) sequences carry their state
                 Hx[dst, m:] = Hx[src, m:]
                 if Cx is not None:
@@ -433,15 +464,15 @@ class RecurrentLayer:
             dout = dout.astype(self.dtype, copy=False)
         dh_n, dc_n = self._state_pair(dstate, "dstate", n)
         K = kernels()
-        order, steps = cache.order, cache.steps
+        order, pk = cache.order, cache.packing
         if order is not None:
             dout = None if dout is None else dout[order]
             dh_n = None if dh_n is None else dh_n[:, order]
             dc_n = None if dc_n is None else dc_n[:, order]
         if dout is None:
-            d_inp = np.zeros((t, n, dirs * H), dtype=self.dtype)
+            d_inp = np.zeros((pk.size, dirs * H), dtype=self.dtype)
         else:
-            d_inp = np.ascontiguousarray(dout.transpose(1, 0, 2))
+            d_inp = pk.pack(np.ascontiguousarray(dout.transpose(1, 0, 2)))
         dh0 = np.zeros((L * dirs, n, H), dtype=self.dtype)
         dc0 = np.zeros_like(dh0) if self.cell.has_cell_state else None
         bufs_all, cache.dirs = cache.dirs, None
@@ -458,14 +489,15 @@ class RecurrentLayer:
                 if self.cell.has_cell_state:
                     dc = np.zeros((n, H), self.dtype) if dc_n is None else dc_n[idx].copy()
                 d_dir = d_inp if dirs == 1 else np.ascontiguousarray(
-                    d_inp[:, :, direction * H:(direction + 1) * H])
+                    d_inp[:, direction * H:(direction + 1) * H])
                 dx_dir = self._backward_direction(K, d_dir, dh, dc, inp, layer, direction,
-                                                  steps, bufs_all[layer][direction])
+                                                  pk, bufs_all[layer][direction])
                 d_below = dx_dir if d_below is None else d_below.__iadd__(dx_dir)
                 dh0[idx] = dh
                 if dc0 is not None:
                     dc0[idx] = dc
             d_inp = d_below
+        d_inp = pk.unpack(d_inp)
         dx = d_inp.transpose(1, 0, 2)
         if order is not None:
             inv = np.argsort(order)
@@ -478,11 +510,11 @@ class RecurrentLayer:
                 self.grads["c0"] += dc0.sum(axis=1)
         return dx, ((dh0, dc0) if self.cell.has_cell_state else dh0)
 
-    def _backward_direction(self, K, dout, dh, dc, inp, layer, direction, steps, buf):
+    def _backward_direction(self, K, dout, dh, dc, inp, layer, direction, pk, buf):
         """Reverse loop of one direction; updates dh/dc in place to ∂L/∂(initial state), adds
-        parameter gradients and returns ∂L/∂input (T, N, D_k)."""
+        parameter gradients and returns ∂L/∂input, packed (P, D_k)."""
         cell = self.cell
-        t_len, n, d_in = inp.shape
+        t_len, n, steps, off = pk.t, pk.n, pk.steps, pk.off
         w = self._weights(layer, direction)
         g = self.grads
         A = buf.A
@@ -497,23 +529,17 @@ class RecurrentLayer:
                 src, dst = (ti + 1, ti) if reverse else (ti, ti + 1)
                 m = steps[ti]
                 if m:
-                    cell.backward_step(K, ti, m, src, dst, buf, w, dh, dc, dout[ti], work)
-        for ti in np.flatnonzero(steps < n):  # rows of ended sequences carry no gradient
-            A[ti, steps[ti]:] = 0
-            if buf.E is not None:
-                buf.E[ti, steps[ti]:] = 0
+                    o = off[ti]
+                    cell.backward_step(K, o, m, src, dst, buf, w, dh, dc, dout[o:o + m], work)
         # The weight gradients of all steps, one matrix product each (SPEC §5).
-        GH = A.shape[2]
-        dA = A.reshape(t_len * n, GH)
         s = w.suffix
-        g[f"weight_ih{s}"] += dA.T @ inp.reshape(t_len * n, d_in)
-        E = None if buf.E is None else buf.E.reshape(t_len * n, -1)
-        dw_hh, db_hh = cell.hh_grad(dA, buf.hprev().reshape(t_len * n, -1), E)
+        g[f"weight_ih{s}"] += A.T @ inp
+        dw_hh, db_hh = cell.hh_grad(A, pk.pack(buf.hprev()), buf.E)
         g[f"weight_hh{s}"] += dw_hh
         if w.b is not None:
-            g[f"bias_ih{s}"] += dA.sum(axis=0)
+            g[f"bias_ih{s}"] += A.sum(axis=0)
             g[f"bias_hh{s}"] += db_hh
-        return (dA @ w.w_ih).reshape(t_len, n, d_in)
+        return A @ w.w_ih
 
 
 class RNN(RecurrentLayer):

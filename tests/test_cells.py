@@ -65,11 +65,11 @@ def run_step(cell, xw, h, c, w_hh, b_hh, p, b_ih):
     """Forward one step through the cell protocol; returns (h_t, c_t, buffers, weights)."""
     G = cell.gates
     K = backend.kernels()
-    A = (xw + cell.input_bias(b_ih, b_hh))[None].copy()
+    A = xw + cell.input_bias(b_ih, b_hh)  # packed (P, G·H), P = N: one step
     Hx = np.stack([h, np.zeros_like(h)])
     Cx = None if c is None else np.stack([c, np.zeros_like(c)])
-    E = np.zeros((1, N, H)) if cell.needs_extra else None
-    buf = SimpleNamespace(A=A, Hx=Hx, Cx=Cx, E=E)
+    E = np.zeros((N, H)) if cell.needs_extra else None
+    buf = SimpleNamespace(A=A, Hx=Hx, Cx=Cx, E=E, off=np.array([0, N]))
     empty = np.empty(0)
     w = SimpleNamespace(w_hh=w_hh, w_hhT=np.ascontiguousarray(w_hh.T),
                         p=empty if p is None else p,
@@ -106,8 +106,8 @@ def test_step_forward_and_backward(name):
 
     dh, dc = np.zeros((N, H)), (gc.copy() if c is not None else None)
     cell.backward_step(backend.kernels(), 0, N, 0, 1, buf, w, dh, dc, gh, work)
-    dA = buf.A[0]
-    dw_hh, db_hh = cell.hh_grad(dA, h, None if buf.E is None else buf.E[0])
+    dA = buf.A
+    dw_hh, db_hh = cell.hh_grad(dA, h, buf.E)
     checks = [("xw", xw, dA), ("h", h, dh), ("w_hh", w_hh, dw_hh), ("b_hh", b_hh, db_hh)]
     if c is not None:
         checks.append(("c", c, dc))
