@@ -13,8 +13,9 @@ and without it whichever library runs second loses up to a third of its speed at
 
 GFLOP/s counts the recurrent layer's matrix products: forward 2·N·T·(D+H)·G·H (G gates), a
 training step 3× that; "% peak" divides by a large float32 GEMM measured in the same run at the
-same thread count. "MB" is the growth of the process's peak resident memory during one training
-step (VmHWM after resetting it, minus the resident size before). The variable-length case trains
+same thread count. "MB" is the growth of peak resident memory (VmHWM) during the first training
+step of a fresh process, whose parameters and gradients already exist and whose libraries are
+warmed up on a tiny input — the same procedure for both libraries. The variable-length case trains
 a bidirectional 2-layer LSTM on lengths drawn uniformly from [T/4, T], against the same batch at
 full length and against torch with ``pack_padded_sequence``. The BLAS library and kernel come from
 threadpoolctl; the first-call line is the time of the first forward + backward in a fresh process
@@ -80,18 +81,57 @@ def _status_kb(field: str) -> int:
         for line in f:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
-    return 0
+    raise OSError(f"no {field} in /proc/self/status")
 
 
-def peak_mb(fn) -> float | None:
-    """Growth of peak RSS while fn runs (Linux); None where it cannot be measured."""
+def memory_child(lib: str, cell: str, cfg) -> float:
+    """In this (fresh) process: MB of peak-RSS growth during one training step."""
+    import torch
+
+    n, t, d, h = cfg
+    ours_f, torch_f, _ = CELLS[cell]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, t, d)).astype(np.float32)
+    g = rng.standard_normal((n, t, h)).astype(np.float32)
+    if lib == "rnnkit":
+        warm = ours_f(4, 4)
+        o, _, c = warm.forward(np.zeros((6, 3, 4), np.float32))
+        warm.backward(o, None, c)
+        layer = ours_f(d, h)
+
+        def step():
+            out, _, cache = layer.forward(x)
+            layer.backward(g, None, cache)
+    else:
+        warm = torch_f(torch.nn, 4, 4)
+        warm(torch.zeros(6, 3, 4, requires_grad=True))[0].sum().backward()
+        ref = torch_f(torch.nn, d, h)
+        for p in ref.parameters():
+            p.grad = torch.zeros_like(p)
+        tx = torch.from_numpy(x).requires_grad_(True)
+        tg = torch.from_numpy(g)
+
+        def step():
+            out, _ = ref(tx)
+            out.backward(tg)
+    before = _status_kb("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset VmHWM to the current RSS
+    step()
+    return round(max(_status_kb("VmHWM") - before, 0) / 1024, 1)
+
+
+def peak_mb(lib: str, cell: str, cfg, threads: int) -> float | None:
+    """Run memory_child in a fresh interpreter; None where it cannot be measured."""
+    import os
+    import subprocess
+
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
+    cmd = [sys.executable, __file__, "--memory-child", lib, cell, ",".join(map(str, cfg))]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     try:
-        before = _status_kb("VmRSS")
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset VmHWM to the current RSS
-        fn()
-        return round(max(_status_kb("VmHWM") - before, 0) / 1024, 1)
-    except OSError:
+        return float(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
         return None
 
 
@@ -104,7 +144,7 @@ def gemm_peak_gflops(threads: int) -> float:
     return 2 * 2048**3 / ms / 1e6
 
 
-def bench_one(cell: str, cfg, threads: int, repeat: int, peak: float) -> dict:
+def bench_one(cell: str, cfg, threads: int, repeat: int, peak: float, memory: bool) -> dict:
     import torch
     from threadpoolctl import threadpool_limits
 
@@ -137,7 +177,8 @@ def bench_one(cell: str, cfg, threads: int, repeat: int, peak: float) -> dict:
 
         med = alternate({"ours_train": ours_train, "torch_train": torch_train,
                          "ours_infer": ours_infer, "torch_infer": torch_infer}, repeat)
-        mem_ours, mem_torch = peak_mb(ours_train), peak_mb(torch_train)
+    mem_ours = peak_mb("rnnkit", cell, cfg, threads) if memory else None
+    mem_torch = peak_mb("torch", cell, cfg, threads) if memory else None
     flops = 2.0 * n * t * (d + h) * gates * h
     train_gf = 3 * flops / med["ours_train"] / 1e6
     return {
@@ -221,8 +262,16 @@ def main(argv=None) -> int:
     ap.add_argument("--engine", default="auto", choices=backend.ENGINES,
                     help="rnnkit kernel engine (default: auto = numba when installed)")
     ap.add_argument("--no-lengths", action="store_true", help="skip the variable-length case")
+    ap.add_argument("--no-memory", action="store_true",
+                    help="skip the memory measurement (a fresh process per library and size)")
+    ap.add_argument("--memory-child", nargs=3, metavar=("LIB", "CELL", "N,T,D,H"),
+                    help=argparse.SUPPRESS)
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = ap.parse_args(argv)
+    if args.memory_child:
+        lib, cell, cfg = args.memory_child
+        print(memory_child(lib, cell, tuple(int(v) for v in cfg.split(","))))
+        return 0
     import torch
 
     cells = args.cells.split(",")
@@ -254,7 +303,8 @@ def main(argv=None) -> int:
     for cell in cells:
         for cfg in configs:
             for thr in threads:
-                r = bench_one(cell, cfg, thr, args.repeat, peaks[thr])
+                r = bench_one(cell, cfg, thr, args.repeat, peaks[thr],
+                              memory=not args.no_memory and thr == threads[0])
                 rows.append(r)
                 print(f"{cell:<10}{','.join(map(str, cfg)):<17}{thr:>3}"
                       f"{r['ours_train_ms']:>10.2f}{r['torch_train_ms']:>9.2f}"
