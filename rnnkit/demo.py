@@ -32,7 +32,11 @@ def run_demo(cell: str = "lstm", length: int = 30, hidden: int = 32, steps: int 
     rng = np.random.default_rng(seed)
     rnn = LAYERS[cell](2, hidden, seed=seed)
     head = Linear(hidden, 1, seed=seed + 1)
-    opt = Adam([(rnn.params, rnn.grads), (head.params, head.grads)], lr=lr)
+    params = {**{f"rnn.{k}": v for k, v in rnn.params.items()},
+              **{f"head.{k}": v for k, v in head.params.items()}}
+    grads = {**{f"rnn.{k}": v for k, v in rnn.grads.items()},
+             **{f"head.{k}": v for k, v in head.grads.items()}}
+    opt = Adam(params, grads, lr=lr)
     x_test, y_test = adding_problem(512, length, np.random.default_rng(seed + 12345))
 
     def predict(x, keep):

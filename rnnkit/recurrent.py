@@ -171,7 +171,7 @@ class RecurrentLayer:
         self.dtype = resolve_dtype(dtype)
         self.init_state = init_state
         self.training = True
-        self._rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(seed)
         self.params: dict[str, Array] = {}
         self.buffers: dict[str, Array] = {}
         self._init_params()
@@ -201,14 +201,14 @@ class RecurrentLayer:
                 if getattr(self.cell, "peepholes", False):
                     shapes[f"weight_peephole{s}"] = (3 * H,)
                 for name, shape in shapes.items():
-                    self.params[name] = self._rng.uniform(-k, k, shape).astype(self.dtype)
+                    self.params[name] = self.rng.uniform(-k, k, shape).astype(self.dtype)
         state_shape = (self.num_layers * self.num_directions, H)
         names = ("h0", "c0") if self.cell.has_cell_state else ("h0",)
         for name in names:
             if self.init_state == "learned":
                 self.params[name] = np.zeros(state_shape, dtype=self.dtype)
             elif self.init_state == "random":
-                self.buffers[name] = self._rng.uniform(-k, k, state_shape).astype(self.dtype)
+                self.buffers[name] = self.rng.uniform(-k, k, state_shape).astype(self.dtype)
 
     def zero_grad(self) -> None:
         """Set every gradient in ``grads`` to zero (allocating it on first use)."""
@@ -358,7 +358,7 @@ class RecurrentLayer:
             mask = None
             if self.training and self.dropout > 0 and layer < self.num_layers - 1:
                 keep_p = 1.0 - self.dropout
-                mask = (self._rng.random(out.shape) < keep_p).astype(self.dtype) / keep_p
+                mask = (self.rng.random(out.shape) < keep_p).astype(self.dtype) / keep_p
                 out = out * mask  # never in place: out may be a view of the cache
             masks.append(mask)
             inp = out

@@ -49,7 +49,7 @@ def check_layer(layer, x, state, lengths, rng, dropout_seed=None):
 
     def reseed():
         if dropout_seed is not None:  # the same dropout masks in every evaluation
-            layer._rng = np.random.default_rng(dropout_seed)
+            layer.rng = np.random.default_rng(dropout_seed)
 
     def loss():
         reseed()

@@ -1,0 +1,156 @@
+"""Checkpoints: a directory of safetensors weights and JSON, written atomically, loaded with
+every name, shape, dtype and version checked. Never pickle.
+
+    run/checkpoints/step-00000120/   model.safetensors  config.json
+                                     optimizer.safetensors  trainer.json
+    run/last -> checkpoints/step-00000120      (symlinks, replaced atomically)
+    run/best -> checkpoints/step-00000080
+
+A checkpoint is first written whole into a temporary directory (each file fsynced), renamed
+into place and only then pointed at by ``last``/``best`` with an atomic symlink swap: a kill at
+any instant leaves the previous checkpoint complete and the links pointing at a complete one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+FORMAT_VERSION = 1
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _save_tensors(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    from safetensors.numpy import save
+
+    _write_bytes(path, save({k: np.ascontiguousarray(v) for k, v in arrays.items()}))
+
+
+def _load_tensors(path: Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types
+        raise ValueError(f"{path}: not a readable safetensors file ({exc})") from exc
+
+
+def save_checkpoint(directory: str | Path, model, optimizer=None, trainer_state: dict | None = None,
+                    extra_config: dict | None = None) -> Path:
+    """Write a new checkpoint directory atomically (it must not exist yet); returns its path."""
+    from . import __version__
+
+    directory = Path(directory)
+    if directory.exists():
+        raise ValueError(f"checkpoint directory {directory} already exists")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = directory.parent / f".{directory.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    _save_tensors(tmp / "model.safetensors", model.params)
+    config = {"format_version": FORMAT_VERSION, "rnnkit_version": __version__,
+              "model_type": type(model).__name__, "model": model.config_dict(),
+              **(extra_config or {})}
+    _write_bytes(tmp / "config.json", json.dumps(config, indent=1).encode())
+    if optimizer is not None:
+        arrays, scalars = optimizer.state_dict()
+        _save_tensors(tmp / "optimizer.safetensors", arrays)
+        trainer_state = {**(trainer_state or {}), "optimizer": scalars}
+    if trainer_state is not None:
+        _write_bytes(tmp / "trainer.json", json.dumps(trainer_state, indent=1).encode())
+    _fsync_dir(tmp)
+    os.rename(tmp, directory)
+    _fsync_dir(directory.parent)
+    return directory
+
+
+def point(link: str | Path, target: str | Path) -> None:
+    """Make ``link`` a symlink to ``target`` (relative), replacing any old link atomically."""
+    link, target = Path(link), Path(target)
+    rel = os.path.relpath(target, link.parent)
+    tmp = link.parent / f".{link.name}.tmp-{os.getpid()}"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(rel, tmp)
+    os.replace(tmp, link)
+    _fsync_dir(link.parent)
+
+
+def read_config(directory: str | Path) -> dict:
+    """config.json of a checkpoint, with its format version checked."""
+    path = Path(directory) / "config.json"
+    if not path.is_file():
+        raise ValueError(f"{directory}: no config.json — not an rnnkit checkpoint")
+    try:
+        config = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+    version = config.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(f"{path}: checkpoint format version {version!r}; this rnnkit reads "
+                         f"version {FORMAT_VERSION}")
+    return config
+
+
+def load_weights(model, directory: str | Path) -> None:
+    """Copy model.safetensors into ``model.params``, checking names, shapes and dtypes."""
+    path = Path(directory) / "model.safetensors"
+    arrays = _load_tensors(path)
+    missing = sorted(set(model.params) - set(arrays))
+    unexpected = sorted(set(arrays) - set(model.params))
+    if missing or unexpected:
+        raise ValueError(f"{path}: weights do not match the model: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}")
+    for name, dst in model.params.items():
+        src = arrays[name]
+        if src.shape != dst.shape or src.dtype != dst.dtype:
+            raise ValueError(f"{path}: {name} is {src.dtype}{list(src.shape)}, the model "
+                             f"expects {dst.dtype}{list(dst.shape)}")
+    for name, dst in model.params.items():
+        dst[...] = arrays[name]
+
+
+def load_model(directory: str | Path, expected_type: str | None = None):
+    """Build the model a checkpoint describes and load its weights."""
+    from .models import MODELS
+
+    config = read_config(directory)
+    mtype = config.get("model_type")
+    if expected_type is not None and mtype != expected_type:
+        raise ValueError(f"{directory}: checkpoint holds a {mtype}, expected a {expected_type}")
+    if mtype not in MODELS:
+        raise ValueError(f"{directory}: unknown model type {mtype!r}; known: {sorted(MODELS)}")
+    model = MODELS[mtype].from_config(config["model"])
+    load_weights(model, directory)
+    return model, config
+
+
+def load_training_state(directory: str | Path, optimizer) -> dict:
+    """Restore the optimiser from a checkpoint; returns trainer.json."""
+    directory = Path(directory)
+    path = directory / "trainer.json"
+    if not path.is_file():
+        raise ValueError(f"{directory}: no trainer.json — a model-only checkpoint cannot resume")
+    state = json.loads(path.read_text())
+    optimizer.load_state_dict(_load_tensors(directory / "optimizer.safetensors"),
+                              state["optimizer"])
+    return state

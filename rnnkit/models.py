@@ -1,0 +1,218 @@
+"""Models: compositions of layers with one loss, a config dataclass saved as JSON beside the
+weights, and flat ``params``/``grads`` dicts named ``layer.param`` (e.g. ``rnn.weight_ih_l0``).
+
+Every model offers what :mod:`rnnkit.train` needs: ``collate(examples) -> batch``,
+``example_length(example)``, ``forward_backward(batch) -> (loss_sum, count)`` (adds gradients)
+and ``evaluate(batch) -> {"loss_sum", "count", ...}``; ``metrics(totals)`` turns summed
+evaluation parts into the reported numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from .layers import Dropout, Embedding, Linear
+from .losses import cross_entropy
+from .recurrent import GRU, LSTM, RNN
+
+CELLS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
+MODELS: dict[str, type] = {}
+
+
+def register(cls):
+    MODELS[cls.__name__] = cls
+    return cls
+
+
+class Model:
+    """Base class: owns ``self.layers`` (name → layer) and the shared bookkeeping."""
+
+    config_class: type
+    #: name of the metric that decides "best" and early stopping, and whether higher is better
+    primary_metric: tuple[str, bool] = ("loss", False)
+
+    def __init__(self, config):
+        self.config = config
+        self.layers: dict = {}
+        self.training = True
+
+    def _finish(self) -> None:
+        self.params = {f"{ln}.{pn}": p for ln, layer in self.layers.items()
+                       for pn, p in layer.params.items()}
+        self.grads = {f"{ln}.{pn}": g for ln, layer in self.layers.items()
+                      for pn, g in layer.grads.items()}
+
+    def zero_grad(self) -> None:
+        for layer in self.layers.values():
+            layer.zero_grad()
+
+    def train(self, mode: bool = True):
+        self.training = bool(mode)
+        for layer in self.layers.values():
+            layer.train(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def rng_states(self) -> dict:
+        """The state of every random generator the model draws from (JSON-able)."""
+        return {name: layer.rng.bit_generator.state for name, layer in self.layers.items()
+                if getattr(layer, "rng", None) is not None}
+
+    def set_rng_states(self, states: dict) -> None:
+        for name, state in states.items():
+            self.layers[name].rng.bit_generator.state = state
+
+    def config_dict(self) -> dict:
+        return asdict(self.config)
+
+    @classmethod
+    def from_config(cls, config: dict):
+        known = {f.name for f in fields(cls.config_class)}
+        unknown = set(config) - known
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} config field(s): {sorted(unknown)}")
+        return cls(cls.config_class(**config))
+
+    def metrics(self, totals: dict) -> dict:
+        return {"loss": totals["loss_sum"] / max(totals["count"], 1)}
+
+
+@dataclass
+class ClassifierConfig:
+    vocab_size: int  # number of token ids (embedding rows)
+    num_classes: int  # number of labels
+    embedding_dim: int = 64  # size of a token vector
+    hidden_size: int = 128  # H of each recurrent direction
+    num_layers: int = 1  # stacked recurrent layers
+    cell: str = "lstm"  # lstm | gru | rnn
+    bidirectional: bool = True  # read the sentence both ways
+    dropout: float = 0.0  # dropout on embeddings, between layers and before the output
+    pooling: str = "last"  # last | mean | max: how the states become one sentence vector
+    padding_idx: int = 0  # token id used for padding
+    seed: int = 0  # initialisation and dropout seed
+    dtype: str = "float32"  # float32 | float64 (float64 for gradient checks)
+
+
+@register
+class SequenceClassifier(Model):
+    """Sequence → class (the notes' first mode): embedding → (bi)directional recurrent stack →
+    pooling → linear → softmax.
+
+    ids (N, T) → x (N, T, E) → states (N, T, dirs·H) → sentence vector s (N, dirs·H):
+      ``last``: the final state of each direction (forward at the last valid token, reverse at
+      the first); ``mean``: Σ_t h_t / length over valid steps; ``max``: element-wise max over
+      valid steps → logits s Wᵀ + b (N, C). Loss: mean cross-entropy over sentences.
+    """
+
+    config_class = ClassifierConfig
+    primary_metric = ("accuracy", True)
+
+    def __init__(self, config: ClassifierConfig):
+        super().__init__(config)
+        c = config
+        if c.cell not in CELLS:
+            raise ValueError(f"unknown cell {c.cell!r}; expected one of {', '.join(CELLS)}")
+        if c.pooling not in ("last", "mean", "max"):
+            raise ValueError(f"unknown pooling {c.pooling!r}; expected last, mean or max")
+        dirs = 2 if c.bidirectional else 1
+        self.layers["embedding"] = Embedding(c.vocab_size, c.embedding_dim, c.padding_idx,
+                                             dtype=c.dtype, seed=c.seed)
+        self.layers["rnn"] = CELLS[c.cell](c.embedding_dim, c.hidden_size, c.num_layers,
+                                           bidirectional=c.bidirectional, dropout=c.dropout,
+                                           dtype=c.dtype, seed=c.seed + 1)
+        self.layers["dropout"] = Dropout(c.dropout, seed=c.seed + 2)
+        self.layers["head"] = Linear(dirs * c.hidden_size, c.num_classes, dtype=c.dtype,
+                                     seed=c.seed + 3)
+        self._finish()
+
+    def example_length(self, example) -> int:
+        return len(example[0])
+
+    def collate(self, examples):
+        """[(ids, label)] → (ids (N, T) padded, lengths (N,), labels (N,))."""
+        if not examples:
+            raise ValueError("empty batch")
+        lengths = np.array([len(ids) for ids, _ in examples], dtype=np.int64)
+        if lengths.min() < 1:
+            raise ValueError("every example needs at least one token")
+        ids = np.full((len(examples), lengths.max()), self.config.padding_idx, dtype=np.int64)
+        for i, (seq, _) in enumerate(examples):
+            ids[i, : len(seq)] = seq
+        labels = np.array([label for _, label in examples], dtype=np.int64)
+        return ids, lengths, labels
+
+    def _forward(self, ids, lengths):
+        L = self.layers
+        x, ecache = L["embedding"].forward(ids)
+        x, dcache1 = L["dropout"].forward(x)
+        out, state, rcache = L["rnn"].forward(x, lengths=lengths, inference=not self.training)
+        h = state[0] if isinstance(state, tuple) else state
+        pooled, pcache = self._pool(out, h, lengths)
+        pooled, dcache2 = L["dropout"].forward(pooled)
+        logits, hcache = L["head"].forward(pooled)
+        return logits, (ecache, dcache1, rcache, pcache, dcache2, hcache, out.shape, h.shape)
+
+    def _pool(self, out, h, lengths):
+        pooling = self.config.pooling
+        if pooling == "last":
+            dirs = 2 if self.config.bidirectional else 1
+            return np.concatenate(list(h[-dirs:]), axis=1), None
+        mask = (np.arange(out.shape[1])[None, :] < lengths[:, None])[..., None]
+        if pooling == "mean":
+            return (out * mask).sum(axis=1) / lengths[:, None].astype(out.dtype), (mask, lengths)
+        masked = np.where(mask, out, -np.inf)
+        arg = masked.argmax(axis=1)
+        return np.take_along_axis(out, arg[:, None, :], axis=1)[:, 0], arg
+
+    def _pool_backward(self, dpooled, pcache, out_shape, h_shape):
+        pooling = self.config.pooling
+        H = self.config.hidden_size
+        if pooling == "last":
+            dirs = 2 if self.config.bidirectional else 1
+            dh = np.zeros(h_shape, dtype=self.config.dtype)
+            for k in range(dirs):
+                dh[h_shape[0] - dirs + k] = dpooled[:, k * H:(k + 1) * H]
+            return None, dh
+        dout = np.zeros(out_shape, dtype=self.config.dtype)
+        if pooling == "mean":
+            mask, lengths = pcache
+            dout += mask * (dpooled / lengths[:, None])[:, None, :]
+        else:
+            np.put_along_axis(dout, pcache[:, None, :], dpooled[:, None, :], axis=1)
+        return dout, None
+
+    def forward_backward(self, batch):
+        ids, lengths, labels = batch
+        logits, cache = self._forward(ids, lengths)
+        loss, dlogits = cross_entropy(logits, labels, reduction="mean")
+        ecache, dcache1, rcache, pcache, dcache2, hcache, out_shape, h_shape = cache
+        L = self.layers
+        dpooled = L["dropout"].backward(L["head"].backward(dlogits, hcache), dcache2)
+        dout, dh = self._pool_backward(dpooled, pcache, out_shape, h_shape)
+        dstate = (dh, None) if dh is not None and isinstance(L["rnn"], LSTM) else dh
+        dx, _ = L["rnn"].backward(dout, dstate, rcache)
+        L["embedding"].backward(L["dropout"].backward(dx, dcache1), ecache)
+        return loss * len(labels), len(labels)
+
+    def predict_logits(self, batch):
+        ids, lengths = batch[0], batch[1]
+        was = self.training
+        self.eval()
+        logits, _ = self._forward(ids, lengths)
+        self.train(was)
+        return logits
+
+    def evaluate(self, batch) -> dict:
+        logits = self.predict_logits(batch)
+        labels = batch[2]
+        loss, _ = cross_entropy(logits, labels, reduction="sum")
+        return {"loss_sum": loss, "count": len(labels),
+                "correct": int((logits.argmax(axis=1) == labels).sum())}
+
+    def metrics(self, totals):
+        n = max(totals["count"], 1)
+        return {"loss": totals["loss_sum"] / n, "accuracy": totals["correct"] / n}

@@ -1,0 +1,311 @@
+"""The training loop: length-bucketed seeded batches, progress bar, evaluation, early stopping,
+checkpoints that resume bit-for-bit, a JSON-lines metrics log and a PNG of the curves.
+
+    trainer = Trainer(model, train_examples, dev_examples, TrainConfig(epochs=4), "runs/x")
+    trainer.fit()                      # checkpoints in runs/x/{last,best}
+    Trainer.resume("runs/x", train_examples, dev_examples, epochs=8).fit()
+
+Exactness of resume: the checkpoint written at the end of an epoch holds the weights, the
+optimiser's slots and step count, the schedule, and the state of every random generator (the
+trainer's shuffling and each layer's dropout), so continuing from it replays exactly what an
+uninterrupted run would have done on the same machine.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from . import io
+from .optim import (CosineLR, LinearWarmup, ReduceLROnPlateau, StepLR, clip_grad_norm,
+                    clip_grad_value, make_optimizer)
+
+SCHEDULES = ("none", "step", "cosine", "warmup", "plateau")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or a gradient became NaN or infinite."""
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10  # passes over the training data (the total, when resuming)
+    batch_size: int = 32  # sequences per batch
+    optimizer: str = "adam"  # sgd | adam | adamw | rmsprop | adagrad
+    lr: float = 1e-3  # learning rate
+    weight_decay: float = 0.0  # L2 (decoupled for adamw)
+    momentum: float = 0.0  # for sgd and rmsprop
+    clip_norm: float | None = 5.0  # clip the global gradient norm to this (None: off)
+    clip_value: float | None = None  # clamp each gradient element to ±this (None: off)
+    schedule: str = "none"  # none | step | cosine | warmup | plateau
+    step_size: int = 1  # step schedule: epochs between decays
+    gamma: float = 0.5  # step schedule: decay factor
+    warmup_steps: int = 100  # warmup schedule: batches to reach lr
+    patience: int | None = None  # early stopping after this many epochs without improvement
+    bucket: bool = True  # batch sequences of similar length together
+    seed: int = 0  # shuffling seed
+    on_nan: str = "stop"  # stop | skip: what a NaN/inf loss or gradient does
+    progress: bool = True  # show a progress bar
+    keep_checkpoints: int = 2  # step directories kept besides last and best
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and "
+                             f"{self.batch_size}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; expected one of {SCHEDULES}")
+        if self.on_nan not in ("stop", "skip"):
+            raise ValueError(f"on_nan must be 'stop' or 'skip', got {self.on_nan!r}")
+
+
+def batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
+            bucket: bool = True) -> list[np.ndarray]:
+    """Index batches for one epoch. With ``bucket``, a random permutation is sorted by length
+    (stable, so equal lengths stay shuffled), cut into batches of similar lengths, and the
+    batch order shuffled; otherwise plain shuffled batches."""
+    perm = rng.permutation(len(lengths))
+    if bucket:
+        perm = perm[np.argsort(lengths[perm], kind="stable")]
+    chunks = [perm[i:i + batch_size] for i in range(0, len(perm), batch_size)]
+    order = rng.permutation(len(chunks))
+    return [chunks[i] for i in order]
+
+
+class Trainer:
+    """Trains a :mod:`rnnkit.models` model; see the module docstring."""
+
+    def __init__(self, model, train_data: list, dev_data: list | None = None,
+                 config: TrainConfig | None = None, run_dir: str | Path = "run",
+                 extra_config: dict | None = None):
+        if not train_data:
+            raise ValueError("the training data set is empty")
+        if dev_data is not None and not dev_data:
+            raise ValueError("the dev data set is empty")
+        self.model, self.train_data, self.dev_data = model, train_data, dev_data
+        self.config = config or TrainConfig()
+        self.run_dir = Path(run_dir)
+        self.extra_config = extra_config or {}
+        c = self.config
+        kwargs = {"lr": c.lr, "weight_decay": c.weight_decay}
+        if c.optimizer in ("sgd", "rmsprop"):
+            kwargs["momentum"] = c.momentum
+        self.optimizer = make_optimizer(c.optimizer, model.params, model.grads, **kwargs)
+        self.schedule = {"none": lambda o: None, "step": lambda o: StepLR(o, c.step_size, c.gamma),
+                         "cosine": lambda o: CosineLR(o, c.epochs),
+                         "warmup": lambda o: LinearWarmup(o, c.warmup_steps),
+                         "plateau": lambda o: ReduceLROnPlateau(o, c.gamma, c.step_size)}[
+            c.schedule](self.optimizer)
+        self.rng = np.random.default_rng(c.seed)
+        self.lengths = np.array([model.example_length(e) for e in train_data])
+        self.epoch = 0
+        self.step = 0
+        self.best: float | None = None
+        self.best_epoch = 0
+        self.skipped = 0
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict:
+        return {"epoch": self.epoch, "step": self.step, "best": self.best,
+                "best_epoch": self.best_epoch, "skipped": self.skipped,
+                "rng": self.rng.bit_generator.state, "model_rng": self.model.rng_states(),
+                "schedule": None if self.schedule is None else self.schedule.state_dict(),
+                "train_config": asdict(self.config)}
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, train_data: list, dev_data: list | None = None,
+               **overrides) -> Trainer:
+        """Continue from ``run_dir/last``; ``overrides`` change TrainConfig fields (epochs…)."""
+        run_dir = Path(run_dir)
+        last = run_dir / "last"
+        if not last.exists():
+            raise ValueError(f"{run_dir}: no checkpoint to resume from (no 'last')")
+        model, config = io.load_model(last)
+        state = json.loads((last / "trainer.json").read_text())
+        known = {f.name for f in fields(TrainConfig)}
+        bad = set(overrides) - known
+        if bad:
+            raise ValueError(f"unknown training option(s) {sorted(bad)}")
+        tc = TrainConfig(**{**state["train_config"], **overrides})
+        extra = {k: v for k, v in config.items()
+                 if k not in ("format_version", "rnnkit_version", "model_type", "model")}
+        trainer = cls(model, train_data, dev_data, tc, run_dir, extra)
+        io.load_training_state(last, trainer.optimizer)
+        trainer.epoch, trainer.step = state["epoch"], state["step"]
+        trainer.best, trainer.best_epoch = state["best"], state["best_epoch"]
+        trainer.skipped = state["skipped"]
+        trainer.rng.bit_generator.state = state["rng"]
+        model.set_rng_states(state["model_rng"])
+        if trainer.schedule is not None and state["schedule"] is not None:
+            trainer.schedule.load_state_dict(state["schedule"])
+        return trainer
+
+    def checkpoint(self, best: bool) -> Path:
+        path = self.run_dir / "checkpoints" / f"step-{self.step:08d}"
+        io.save_checkpoint(path, self.model, self.optimizer, self.state(),
+                           {**self.extra_config, "train": asdict(self.config)})
+        io.point(self.run_dir / "last", path)
+        if best:
+            io.point(self.run_dir / "best", path)
+        self._prune()
+        return path
+
+    def _prune(self) -> None:
+        keep = {(self.run_dir / name).resolve() for name in ("last", "best")
+                if (self.run_dir / name).exists()}
+        dirs = sorted((self.run_dir / "checkpoints").glob("step-*"))
+        extra = [d for d in dirs if d.resolve() not in keep]
+        for d in extra[: max(len(extra) - self.config.keep_checkpoints, 0)]:
+            shutil.rmtree(d, ignore_errors=True)
+
+    # ------------------------------------------------------------------ loop
+    def evaluate(self, data: list, batch_size: int | None = None) -> dict:
+        """Metrics of the model on ``data`` (eval mode; no gradients)."""
+        if not data:
+            raise ValueError("cannot evaluate on an empty data set")
+        bs = batch_size or self.config.batch_size
+        order = np.argsort([self.model.example_length(e) for e in data], kind="stable")
+        totals: dict = {}
+        for i in range(0, len(order), bs):
+            part = self.model.evaluate(self.model.collate([data[j] for j in order[i:i + bs]]))
+            for k, v in part.items():
+                totals[k] = totals.get(k, 0) + v
+        return self.model.metrics(totals)
+
+    def fit(self) -> list[dict]:
+        """Train until ``config.epochs`` (or early stopping); returns the per-epoch records."""
+        from tqdm import tqdm
+
+        c = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        history = self._read_log()
+        metric_name, higher = self.model.primary_metric
+        while self.epoch < c.epochs:
+            self.model.train()
+            plan = batches(self.lengths, c.batch_size, self.rng, c.bucket)
+            loss_sum = count = tokens = 0
+            t0 = time.perf_counter()
+            bar = tqdm(plan, desc=f"epoch {self.epoch + 1}/{c.epochs}", disable=not c.progress,
+                       leave=False, unit="batch")
+            for idx in bar:
+                batch = self.model.collate([self.train_data[i] for i in idx])
+                self.model.zero_grad()
+                loss, n = self.model.forward_backward(batch)
+                self.step += 1
+                norm = self._clip()
+                if not (math.isfinite(loss) and math.isfinite(norm)):
+                    self._non_finite(loss, norm)
+                    continue
+                self.optimizer.step()
+                if c.schedule == "warmup":
+                    self.schedule.step()
+                loss_sum, count = loss_sum + loss, count + n
+                tokens += int(self.lengths[idx].sum())
+                rate = tokens / max(time.perf_counter() - t0, 1e-9)
+                bar.set_postfix(loss=f"{loss_sum / max(count, 1):.4f}", tok_s=f"{rate:,.0f}")
+            bar.close()
+            self.epoch += 1
+            record = {"epoch": self.epoch, "step": self.step,
+                      "train_loss": loss_sum / max(count, 1), "lr": self.optimizer.lr,
+                      "seconds": round(time.perf_counter() - t0, 3),
+                      "tokens_per_s": round(tokens / max(time.perf_counter() - t0, 1e-9), 1)}
+            if self.dev_data is not None:
+                record.update({f"dev_{k}": v for k, v in self.evaluate(self.dev_data).items()})
+            score = record.get(f"dev_{metric_name}", record["train_loss"] if not higher else None)
+            improved = score is not None and (
+                self.best is None or (score > self.best if higher else score < self.best))
+            if improved:
+                self.best, self.best_epoch = score, self.epoch
+            if c.schedule in ("step", "cosine"):
+                self.schedule.step()
+            elif c.schedule == "plateau":
+                self.schedule.step(record.get("dev_loss", record["train_loss"]))
+            self.checkpoint(best=improved)
+            history.append(record)
+            self._log(record, history)
+            if c.progress:
+                shown = ", ".join(f"{k} {v:.4g}" for k, v in record.items()
+                                  if isinstance(v, float))
+                print(f"epoch {self.epoch}: {shown}", flush=True)
+            if c.patience is not None and self.epoch - self.best_epoch >= c.patience:
+                if c.progress:
+                    print(f"early stopping: no improvement of {metric_name} for {c.patience} "
+                          f"epochs (best {self.best:.4g} at epoch {self.best_epoch})")
+                break
+        return history
+
+    def _clip(self) -> float:
+        c, grads = self.config, self.model.grads
+        if c.clip_norm is not None:
+            norm = clip_grad_norm(grads, c.clip_norm)
+        else:
+            from .optim import global_norm
+
+            norm = global_norm(grads)
+        if c.clip_value is not None:
+            clip_grad_value(grads, c.clip_value)
+        return norm
+
+    def _non_finite(self, loss: float, norm: float) -> None:
+        what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {norm}"
+        where = f"step {self.step} (epoch {self.epoch + 1})"
+        if self.config.on_nan == "skip":
+            self.skipped += 1
+            self.model.zero_grad()
+            return
+        last = self.run_dir / "last"
+        kept = f"; the last good checkpoint {last.resolve()} is intact" if last.exists() else ""
+        raise TrainingDiverged(f"non-finite {what} at {where}{kept}")
+
+    # ------------------------------------------------------------------ logs
+    def _read_log(self) -> list[dict]:
+        path = self.run_dir / "metrics.jsonl"
+        if not path.is_file():
+            return []
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [r for r in records if r["epoch"] <= self.epoch]
+
+    def _log(self, record: dict, history: list[dict]) -> None:
+        path = self.run_dir / "metrics.jsonl"
+        with open(path, "w") as f:  # rewritten whole: a resumed run drops epochs it redoes
+            for r in history:
+                f.write(json.dumps(r) + "\n")
+        plot_history(history, self.run_dir / "curves.png")
+
+
+def plot_history(history: list[dict], path: str | Path) -> None:
+    """Loss curves (train, dev) and dev metrics per epoch, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    metrics = sorted({k for r in history for k in r if k.startswith("dev_") and k != "dev_loss"})
+    fig, axes = plt.subplots(1, 2 if metrics else 1, figsize=(10 if metrics else 5, 3.5),
+                             squeeze=False)
+    ax = axes[0][0]
+    ax.plot(epochs, [r["train_loss"] for r in history], marker="o", label="train")
+    if any("dev_loss" in r for r in history):
+        ax.plot(epochs, [r.get("dev_loss") for r in history], marker="o", label="dev")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    if metrics:
+        ax = axes[0][1]
+        for k in metrics:
+            ax.plot(epochs, [r.get(k) for r in history], marker="o", label=k[4:])
+        ax.set_xlabel("epoch")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = Path(path).with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
