@@ -14,9 +14,10 @@ REDUCTIONS = ("sum", "mean", "sequence_mean")
 
 def log_softmax(z: np.ndarray) -> np.ndarray:
     """log softmax over the last axis, stable for any finite z."""
-    m = z.max(axis=-1, keepdims=True)
-    s = z - m
-    return s - np.log(np.exp(s).sum(axis=-1, keepdims=True))
+    with np.errstate(invalid="ignore", over="ignore"):  # inf/NaN logits give NaN, reported later
+        m = z.max(axis=-1, keepdims=True)
+        s = z - m
+        return s - np.log(np.exp(s).sum(axis=-1, keepdims=True))
 
 
 def cross_entropy(logits, targets, mask=None, reduction: str = "mean",

@@ -301,7 +301,8 @@ class ReduceLROnPlateau(Schedule):
         if not 0 < factor < 1:
             raise ValueError(f"factor must be in (0, 1), got {factor}")
         super().__init__(optimizer)
-        self.factor, self.patience, self.threshold, self.min_lr = factor, patience, threshold, min_lr
+        self.factor, self.patience = factor, patience
+        self.threshold, self.min_lr = threshold, min_lr
         self.best = math.inf
         self.bad = 0
 

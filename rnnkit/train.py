@@ -23,8 +23,15 @@ from pathlib import Path
 import numpy as np
 
 from . import io
-from .optim import (CosineLR, LinearWarmup, ReduceLROnPlateau, StepLR, clip_grad_norm,
-                    clip_grad_value, make_optimizer)
+from .optim import (
+    CosineLR,
+    LinearWarmup,
+    ReduceLROnPlateau,
+    StepLR,
+    clip_grad_norm,
+    clip_grad_value,
+    make_optimizer,
+)
 
 SCHEDULES = ("none", "step", "cosine", "warmup", "plateau")
 

@@ -1,0 +1,143 @@
+"""The trainer: bucketing, exact resume, checkpoints, NaN handling, early stopping, logs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from rnnkit import io
+from rnnkit.models import ClassifierConfig, SequenceClassifier
+from rnnkit.train import TrainConfig, Trainer, TrainingDiverged, batches
+
+
+def toy_data(n, seed):
+    """Label 1 when token 7 occurs in the sequence: learnable in a few epochs."""
+    rng = np.random.default_rng(seed)
+    data = []
+    for _ in range(n):
+        seq = rng.integers(1, 10, rng.integers(3, 13)).tolist()
+        data.append((seq, int(7 in seq)))
+    return data
+
+
+TRAIN, DEV = toy_data(240, 0), toy_data(60, 1)
+
+
+def make_model(**kw):
+    cfg = dict(vocab_size=10, num_classes=2, embedding_dim=8, hidden_size=12, cell="gru",
+               dropout=0.2, seed=3)
+    cfg.update(kw)
+    return SequenceClassifier(ClassifierConfig(**cfg))
+
+
+def config(**kw):
+    base = dict(epochs=4, batch_size=16, lr=0.01, progress=False, seed=5)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_batches_bucket_by_length_and_cover_everything():
+    lengths = np.random.default_rng(0).integers(1, 100, 1000)
+    a = batches(lengths, 32, np.random.default_rng(1))
+    b = batches(lengths, 32, np.random.default_rng(1))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert sorted(np.concatenate(a).tolist()) == list(range(1000))
+    plain = batches(lengths, 32, np.random.default_rng(1), bucket=False)
+    spread = np.mean([np.ptp(lengths[i]) for i in a])
+    assert spread < 0.2 * np.mean([np.ptp(lengths[i]) for i in plain])
+
+
+def test_training_learns_and_resume_is_bit_exact(tmp_path):
+    full = Trainer(make_model(), TRAIN, DEV, config(), tmp_path / "full")
+    history = full.fit()
+    assert len(history) == 4
+    assert history[-1]["dev_accuracy"] > 0.8
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+
+    half = Trainer(make_model(), TRAIN, DEV, config(epochs=2), tmp_path / "half")
+    half.fit()
+    resumed = Trainer.resume(tmp_path / "half", TRAIN, DEV, epochs=4)
+    resumed.fit()
+    for name, p in full.model.params.items():
+        assert np.array_equal(p, resumed.model.params[name]), name
+    logs = [[json.loads(x) for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+            for d in ("full", "half")]
+    assert [r["train_loss"] for r in logs[0]] == [r["train_loss"] for r in logs[1]]
+
+
+def test_checkpoint_directory(tmp_path):
+    trainer = Trainer(make_model(), TRAIN, DEV, config(epochs=2), tmp_path,
+                      extra_config={"vocab": ["<pad>", "a"]})
+    trainer.fit()
+    last = tmp_path / "last"
+    assert last.is_symlink() and (tmp_path / "best").is_symlink()
+    assert {p.name for p in last.iterdir()} == {"model.safetensors", "config.json",
+                                                "optimizer.safetensors", "trainer.json"}
+    cfg = json.loads((last / "config.json").read_text())
+    assert cfg["model_type"] == "SequenceClassifier" and cfg["vocab"] == ["<pad>", "a"]
+    assert cfg["train"]["epochs"] == 2 and "rnnkit_version" in cfg
+    model, _ = io.load_model(last)
+    for name, p in trainer.model.params.items():
+        assert np.array_equal(p, model.params[name])
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
+
+
+def test_nan_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    trainer = Trainer(make_model(), TRAIN, None, config(epochs=1), tmp_path)
+    trainer.fit()
+    good = {k: v.copy() for k, v in trainer.model.params.items()}
+    trainer.model.params["head.weight"][0, 0] = np.nan
+    trainer.config.epochs = 2
+    with pytest.raises(TrainingDiverged, match=r"non-finite loss nan at step 16 \(epoch 2\); "
+                                               r"the last good checkpoint .* is intact"):
+        trainer.fit()
+    model, _ = io.load_model(tmp_path / "last")
+    for name, p in model.params.items():
+        assert np.array_equal(p, good[name]), name
+
+
+def test_nan_skip_leaves_weights_alone(tmp_path):
+    trainer = Trainer(make_model(), TRAIN, None, config(epochs=1, on_nan="skip"), tmp_path)
+    trainer.model.params["head.bias"][0] = np.inf
+    before = {k: v.copy() for k, v in trainer.model.params.items()}
+    trainer.fit()
+    assert trainer.skipped == 15
+    for name, p in trainer.model.params.items():
+        assert np.array_equal(p, before[name]), name
+
+
+def test_early_stopping(tmp_path):
+    trainer = Trainer(make_model(), TRAIN, DEV, config(epochs=10, lr=1e-12, patience=2),
+                      tmp_path)
+    history = trainer.fit()
+    assert len(history) == 3 and trainer.best_epoch == 1
+
+
+def test_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="the training data set is empty"):
+        Trainer(make_model(), [], None, config(), tmp_path)
+    with pytest.raises(ValueError, match="unknown schedule 'linear'"):
+        config(schedule="linear")
+    trainer = Trainer(make_model(), [([1, 2], 5)], None, config(epochs=1), tmp_path / "a")
+    with pytest.raises(ValueError, match=r"target class 5 out of range \[0, 2\)"):
+        trainer.fit()
+    with pytest.raises(ValueError, match="no checkpoint to resume from"):
+        Trainer.resume(tmp_path / "nothing", TRAIN)
+    Trainer(make_model(), TRAIN, None, config(epochs=1), tmp_path / "b").fit()
+    last = tmp_path / "b" / "last"
+    with pytest.raises(ValueError, match="holds a SequenceClassifier, expected a Seq2Seq"):
+        io.load_model(last, expected_type="Seq2Seq")
+    other = make_model(hidden_size=7)
+    with pytest.raises(ValueError, match=r"rnn.weight_ih_l0 is float32\[36, 8\], the model "
+                                         r"expects float32\[21, 8\]"):
+        io.load_weights(other, last)
+    cfg = json.loads((last / "config.json").read_text())
+    cfg["format_version"] = 99
+    (last / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="checkpoint format version 99; this rnnkit reads "
+                                         "version 1"):
+        io.load_model(last)
