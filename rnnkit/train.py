@@ -51,8 +51,8 @@ class TrainConfig:
     clip_norm: float | None = 5.0  # clip the global gradient norm to this (None: off)
     clip_value: float | None = None  # clamp each gradient element to ±this (None: off)
     schedule: str = "none"  # none | step | cosine | warmup | plateau
-    step_size: int = 1  # step schedule: epochs between decays
-    gamma: float = 0.5  # step schedule: decay factor
+    step_size: int = 1  # step: epochs between decays; plateau: epochs of patience
+    gamma: float = 0.5  # step and plateau: the factor applied to lr
     warmup_steps: int = 100  # warmup schedule: batches to reach lr
     patience: int | None = None  # early stopping after this many epochs without improvement
     bucket: bool = True  # batch sequences of similar length together
@@ -190,6 +190,8 @@ class Trainer:
 
         c = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        for tmp in (self.run_dir / "checkpoints").glob(".*.tmp-*"):  # left by a killed write
+            shutil.rmtree(tmp, ignore_errors=True)
         history = self._read_log()
         metric_name, higher = self.model.primary_metric
         while self.epoch < c.epochs:
@@ -291,6 +293,7 @@ def plot_history(history: list[dict], path: str | Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [r["epoch"] for r in history]
     metrics = sorted({k for r in history for k in r if k.startswith("dev_") and k != "dev_loss"})
@@ -300,6 +303,8 @@ def plot_history(history: list[dict], path: str | Path) -> None:
     ax.plot(epochs, [r["train_loss"] for r in history], marker="o", label="train")
     if any("dev_loss" in r for r in history):
         ax.plot(epochs, [r.get("dev_loss") for r in history], marker="o", label="dev")
+    for a in axes[0]:
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.legend()
