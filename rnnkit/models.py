@@ -13,12 +13,34 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from .init import init_recurrent
 from .layers import Dropout, Embedding, Linear
-from .losses import cross_entropy
+from .losses import cross_entropy, mse_loss
 from .recurrent import GRU, LSTM, RNN
 
 CELLS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
+#: Cell specifications of the long-range models: (layer class, keyword arguments, init).
+CELL_SPECS = {
+    "rnn": (RNN, {"nonlinearity": "tanh"}, "default"),
+    "rnn-relu": (RNN, {"nonlinearity": "relu"}, "default"),
+    "irnn": (RNN, {"nonlinearity": "relu"}, "identity"),
+    "lstm": (LSTM, {}, "default"),
+    "gru": (GRU, {"reset_after": False}, "default"),
+    "gru-after": (GRU, {"reset_after": True}, "default"),
+}
 MODELS: dict[str, type] = {}
+
+
+def make_recurrent(cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
+                   init: str | None = None, gain: float = 1.0, dtype: str = "float32",
+                   seed: int = 0):
+    """A recurrent layer from a cell specification of CELL_SPECS (``irnn`` = ReLU RNN with
+    identity initialisation); ``init`` overrides the specification's initialisation."""
+    if cell not in CELL_SPECS:
+        raise ValueError(f"unknown cell {cell!r}; expected one of {', '.join(CELL_SPECS)}")
+    cls, kwargs, default_init = CELL_SPECS[cell]
+    layer = cls(input_size, hidden_size, num_layers, dtype=dtype, seed=seed, **kwargs)
+    return init_recurrent(layer, init or default_init, gain, seed=seed)
 
 
 def register(cls):
@@ -216,3 +238,127 @@ class SequenceClassifier(Model):
     def metrics(self, totals):
         n = max(totals["count"], 1)
         return {"loss": totals["loss_sum"] / n, "accuracy": totals["correct"] / n}
+
+
+@dataclass
+class RegressorConfig:
+    input_size: int  # features per step
+    output_size: int = 1  # regression targets
+    hidden_size: int = 128  # H
+    num_layers: int = 1  # stacked recurrent layers
+    cell: str = "lstm"  # rnn | rnn-relu | irnn | lstm | gru | gru-after
+    init: str | None = None  # default | orthogonal | identity (None: the cell's own)
+    gain: float = 1.0  # multiplies W_hh after initialisation
+    seed: int = 0  # initialisation seed
+    dtype: str = "float32"  # float32 | float64
+
+
+@register
+class SequenceRegressor(Model):
+    """Sequence → numbers: x (N, T, D) → recurrent stack → last state h_T → ŷ = h_T Wᵀ + b
+    (N, out); loss: mean squared error. The model of the adding problem."""
+
+    config_class = RegressorConfig
+
+    def __init__(self, config: RegressorConfig):
+        super().__init__(config)
+        c = config
+        self.layers["rnn"] = make_recurrent(c.cell, c.input_size, c.hidden_size, c.num_layers,
+                                            c.init, c.gain, c.dtype, c.seed)
+        self.layers["head"] = Linear(c.hidden_size, c.output_size, dtype=c.dtype,
+                                     seed=c.seed + 1)
+        self._finish()
+
+    def example_length(self, example) -> int:
+        return len(example[0])
+
+    def collate(self, examples):
+        if not examples:
+            raise ValueError("empty batch")
+        return (np.stack([x for x, _ in examples]).astype(self.config.dtype),
+                np.stack([y for _, y in examples]).astype(self.config.dtype))
+
+    def _predict(self, x):
+        out, _, cache = self.layers["rnn"].forward(x, inference=not self.training)
+        y, hcache = self.layers["head"].forward(out[:, -1])
+        return y, (cache, hcache, out.shape)
+
+    def forward_backward(self, batch):
+        x, y = batch
+        pred, (cache, hcache, shape) = self._predict(x)
+        loss, dpred = mse_loss(pred, y)
+        dout = np.zeros(shape, dtype=self.config.dtype)
+        dout[:, -1] = self.layers["head"].backward(dpred, hcache)
+        self.layers["rnn"].backward(dout, None, cache)
+        return loss * len(y), len(y)
+
+    def evaluate(self, batch):
+        was = self.training
+        self.eval()
+        pred, _ = self._predict(batch[0])
+        self.train(was)
+        loss, _ = mse_loss(pred, batch[1])
+        return {"loss_sum": loss * len(pred), "count": len(pred)}
+
+
+@dataclass
+class StepClassifierConfig:
+    num_symbols: int  # input alphabet (one-hot inputs)
+    num_classes: int  # output classes per step
+    hidden_size: int = 128  # H
+    num_layers: int = 1  # stacked recurrent layers
+    cell: str = "lstm"  # rnn | rnn-relu | irnn | lstm | gru | gru-after
+    init: str | None = None  # default | orthogonal | identity (None: the cell's own)
+    gain: float = 1.0  # multiplies W_hh after initialisation
+    seed: int = 0  # initialisation seed
+    dtype: str = "float32"  # float32 | float64
+
+
+@register
+class StepClassifier(Model):
+    """Symbols → a class at every step: ids (N, T) → one-hot (N, T, V) → recurrent stack →
+    logits h_t Wᵀ + b (N, T, C); loss: cross-entropy averaged over all steps. The model of the
+    copy-memory task."""
+
+    config_class = StepClassifierConfig
+
+    def __init__(self, config: StepClassifierConfig):
+        super().__init__(config)
+        c = config
+        self.layers["rnn"] = make_recurrent(c.cell, c.num_symbols, c.hidden_size, c.num_layers,
+                                            c.init, c.gain, c.dtype, c.seed)
+        self.layers["head"] = Linear(c.hidden_size, c.num_classes, dtype=c.dtype,
+                                     seed=c.seed + 1)
+        self._eye = np.eye(c.num_symbols, dtype=c.dtype)
+        self._finish()
+
+    def example_length(self, example) -> int:
+        return len(example[0])
+
+    def collate(self, examples):
+        if not examples:
+            raise ValueError("empty batch")
+        return np.stack([x for x, _ in examples]), np.stack([y for _, y in examples])
+
+    def _logits(self, ids):
+        ids = np.asarray(ids)
+        if ids.size and (ids.min() < 0 or ids.max() >= self.config.num_symbols):
+            raise ValueError(f"input symbol out of range [0, {self.config.num_symbols})")
+        out, _, cache = self.layers["rnn"].forward(self._eye[ids], inference=not self.training)
+        logits, hcache = self.layers["head"].forward(out)
+        return logits, (cache, hcache)
+
+    def forward_backward(self, batch):
+        ids, y = batch
+        logits, (cache, hcache) = self._logits(ids)
+        loss, dlogits = cross_entropy(logits, y, reduction="mean")
+        self.layers["rnn"].backward(self.layers["head"].backward(dlogits, hcache), None, cache)
+        return loss * y.size, y.size
+
+    def evaluate(self, batch):
+        was = self.training
+        self.eval()
+        logits, _ = self._logits(batch[0])
+        self.train(was)
+        loss, _ = cross_entropy(logits, batch[1], reduction="sum")
+        return {"loss_sum": loss, "count": batch[1].size}
