@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
-from rnnkit.tasks import ADDING_BASELINE_MSE, adding_problem
+from rnnkit.tasks import (ADDING_BASELINE_MSE, adding_problem, copy_baseline, copy_memory)
 
 
 def test_adding_problem_structure_and_baseline():
@@ -17,6 +19,28 @@ def test_adding_problem_structure_and_baseline():
     assert abs(np.mean((y - 1.0) ** 2) - ADDING_BASELINE_MSE) < 0.005
 
 
-def test_adding_problem_bad_length():
-    with pytest.raises(ValueError, match="length >= 2, got 1"):
-        adding_problem(3, 1, np.random.default_rng(0))
+def test_copy_memory_structure_and_baseline():
+    T = 30
+    x, y = copy_memory(5000, T, np.random.default_rng(0))
+    assert x.shape == y.shape == (5000, T + 20)
+    assert np.all((x[:, :10] >= 1) & (x[:, :10] <= 8))
+    assert np.all(x[:, 10:T + 9] == 0) and np.all(x[:, T + 9] == 9) and np.all(x[:, T + 10:] == 0)
+    assert np.all(y[:, :T + 10] == 0)
+    np.testing.assert_array_equal(y[:, -10:], x[:, :10])
+    # The memoryless strategy: blanks, then uniform over the 8 symbols.
+    p = np.zeros((T + 20, 9))
+    p[: T + 10, 0] = 1
+    p[T + 10:, 1:] = 1 / 8
+    with np.errstate(divide="ignore"):
+        ce = -np.log(np.take_along_axis(np.broadcast_to(p, (5000, T + 20, 9)), y[..., None],
+                                        axis=2)).mean()
+    assert abs(ce - copy_baseline(T)) < 1e-12
+    assert abs(copy_baseline(T) - 10 * math.log(8) / (T + 20)) < 1e-15
+
+
+@pytest.mark.parametrize("task", [adding_problem, copy_memory])
+def test_bad_length(task):
+    with pytest.raises(ValueError, match="length must be an integer >= 2, got 1"):
+        task(3, 1, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="n must be a positive integer, got 0"):
+        task(0, 5, np.random.default_rng(0))
