@@ -90,4 +90,5 @@ def mse_loss(pred, target) -> tuple[float, np.ndarray]:
     if pred.size == 0:
         raise ValueError("mse_loss of an empty batch")
     diff = pred - target
-    return float(np.mean(diff * diff)), (2.0 / diff.size) * diff
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverged model: inf, reported later
+        return float(np.mean(diff * diff)), (2.0 / diff.size) * diff

@@ -196,8 +196,9 @@ def make_optimizer(name: str, params, grads, **kwargs) -> Optimizer:
 
 # ----------------------------------------------------------------------------- clipping
 def global_norm(grads: dict[str, Array]) -> float:
-    """‖g‖₂ over every array of the dict together."""
-    return float(math.sqrt(sum(float(np.vdot(g, g)) for g in grads.values())))
+    """‖g‖₂ over every array of the dict together (inf or NaN when a gradient is)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return float(math.sqrt(sum(float(np.vdot(g, g)) for g in grads.values())))
 
 
 def clip_grad_norm(grads: dict[str, Array], max_norm: float) -> float:

@@ -171,6 +171,9 @@ class RecurrentLayer:
         self.dtype = resolve_dtype(dtype)
         self.init_state = init_state
         self.training = True
+        #: When a list, backward appends (layer, direction, norms (T, N)) with ‖∂L/∂h_t‖ of
+        #: every step and sequence (rnnkit.diagnostics.gradient_flow sets it).
+        self.probe: list | None = None
         self.rng = np.random.default_rng(seed)
         self.params: dict[str, Array] = {}
         self.buffers: dict[str, Array] = {}
@@ -519,7 +522,8 @@ class RecurrentLayer:
         g = self.grads
         A = buf.A
         reverse = buf.reverse
-        if n <= SEQUENCE_KERNEL_MAX_ROWS and K.has_sequence_kernels:
+        probe = None if self.probe is None else np.zeros((t_len, n), dtype=np.float64)
+        if probe is None and n <= SEQUENCE_KERNEL_MAX_ROWS and K.has_sequence_kernels:
             cell.backward_sequence(K, buf, w, steps, reverse, dout, dh, dc)
         else:
             work = self._work(n)
@@ -530,7 +534,11 @@ class RecurrentLayer:
                 m = steps[ti]
                 if m:
                     o = off[ti]
+                    if probe is not None:  # ∂L/∂h_t = what flows back from t+1 plus dout_t
+                        probe[ti, :m] = np.linalg.norm(dh[:m] + dout[o:o + m], axis=1)
                     cell.backward_step(K, o, m, src, dst, buf, w, dh, dc, dout[o:o + m], work)
+            if probe is not None:
+                self.probe.append((layer, direction, probe))
         # The weight gradients of all steps, one matrix product each (SPEC §5).
         s = w.suffix
         g[f"weight_ih{s}"] += A.T @ inp

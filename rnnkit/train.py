@@ -198,6 +198,7 @@ class Trainer:
             self.model.train()
             plan = batches(self.lengths, c.batch_size, self.rng, c.bucket)
             loss_sum = count = tokens = 0
+            norm_max = 0.0
             t0 = time.perf_counter()
             bar = tqdm(plan, desc=f"epoch {self.epoch + 1}/{c.epochs}", disable=not c.progress,
                        leave=False, unit="batch")
@@ -207,6 +208,7 @@ class Trainer:
                 loss, n = self.model.forward_backward(batch)
                 self.step += 1
                 norm = self._clip()
+                norm_max = max(norm_max, norm) if math.isfinite(norm) else math.inf
                 if not (math.isfinite(loss) and math.isfinite(norm)):
                     self._non_finite(loss, norm)
                     continue
@@ -221,6 +223,7 @@ class Trainer:
             self.epoch += 1
             record = {"epoch": self.epoch, "step": self.step,
                       "train_loss": loss_sum / max(count, 1), "lr": self.optimizer.lr,
+                      "grad_norm_max": norm_max,
                       "seconds": round(time.perf_counter() - t0, 3),
                       "tokens_per_s": round(tokens / max(time.perf_counter() - t0, 1e-9), 1)}
             if self.dev_data is not None:

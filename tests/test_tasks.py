@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from rnnkit.tasks import (ADDING_BASELINE_MSE, adding_problem, copy_baseline, copy_memory)
+from rnnkit.tasks import ADDING_BASELINE_MSE, adding_problem, copy_baseline, copy_memory
 
 
 def test_adding_problem_structure_and_baseline():
