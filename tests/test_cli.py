@@ -34,3 +34,53 @@ def test_python_dash_m():
     proc = subprocess.run([sys.executable, "-m", "rnnkit", "--help"], capture_output=True,
                           text=True, check=True)
     assert "demo" in proc.stdout
+
+
+def test_gradflow_prints_plots_and_vanishes(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "flow.png"
+    assert main(["gradflow", "--cell", "rnn,lstm", "--length", "40", "--hidden", "16",
+                 "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "rnn" in text and "lstm" in text and f"plot: {out}" in text
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    assert main(["gradflow", "--cell", "rnn", "--length", "40", "--json"]) == 0
+    curve = json.loads(capsys.readouterr().out)["rnn"]
+    assert len(curve) == 40 and curve[-1] > 1e6 * curve[0]  # it vanishes going back
+
+
+@pytest.mark.parametrize("task", ["adding", "copy"])
+def test_train_long_range_smoke(task, tmp_path, capsys):
+    import json
+
+    assert main(["train", task, "--length", "5", "--hidden", "8", "--sequences", "200",
+                 "--cell", "gru", "--out", str(tmp_path / "run"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["task"] == task and summary["length"] == 5 and summary["sequences"] == 200
+    assert summary["test_loss"] > 0 and summary["baseline"] > 0
+    assert (tmp_path / "run" / "last" / "model.safetensors").is_file()
+
+
+def test_exploding_rnn_diverges_without_clipping(capsys):
+    args = ["train", "adding", "--length", "20", "--cell", "rnn", "--init", "orthogonal",
+            "--gain", "1.5", "--optimizer", "sgd", "--lr", "0.1", "--hidden", "64",
+            "--sequences", "3000", "--quiet"]
+    assert main(args + ["--clip", "none", "--out", "/tmp/rnnkit-test-explode-a"]) == 0
+    assert "diverged: non-finite" in capsys.readouterr().out
+    assert main(args + ["--clip", "1", "--out", "/tmp/rnnkit-test-explode-b"]) == 0
+    assert "diverged" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "adding", "--length", "1"], "the sequence length must be at least 2, got 1"),
+    (["train", "copy", "--length", "5", "--cell", "elman"], "invalid choice: 'elman'"),
+    (["gradflow", "--init", "xavier"], "invalid choice: 'xavier'"),
+    (["gradflow", "--cell", "rnn,foo"], "unknown cell 'foo'"),
+    (["train", "adding", "--length", "5", "--clip", "-1"], "clip must be positive"),
+])
+def test_cli_bad_input(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err

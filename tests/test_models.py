@@ -56,3 +56,38 @@ def test_bad_config():
     with pytest.raises(ValueError, match=r"unknown SequenceClassifier config field\(s\): "
                                          r"\['colour'\]"):
         SequenceClassifier.from_config({"vocab_size": 9, "num_classes": 3, "colour": "red"})
+
+
+@pytest.mark.parametrize("cell", ["rnn", "irnn", "lstm", "gru-after"])
+def test_long_range_models_gradients(cell):
+    from rnnkit.models import (RegressorConfig, SequenceRegressor, StepClassifier,
+                               StepClassifierConfig)
+
+    rng = np.random.default_rng(0)
+    reg = SequenceRegressor(RegressorConfig(input_size=2, hidden_size=5, num_layers=2, cell=cell,
+                                            init="orthogonal" if cell == "rnn" else None,
+                                            dtype="float64", seed=2))
+    reg_batch = reg.collate([(rng.random((6, 2)), rng.random(1)) for _ in range(3)])
+    clf = StepClassifier(StepClassifierConfig(num_symbols=10, num_classes=9, hidden_size=5,
+                                              cell=cell, dtype="float64", seed=2))
+    ids = rng.integers(0, 10, (3, 6))
+    clf_batch = clf.collate(list(zip(ids, ids % 9, strict=True)))
+    for model, batch in ((reg, reg_batch), (clf, clf_batch)):
+        for p in model.params.values():  # move ReLU pre-activations away from the kink
+            p += rng.normal(0, 0.3, p.shape)
+        model.zero_grad()
+        total, count = model.forward_backward(batch)
+
+        def loss(model=model, batch=batch, count=count):
+            return model.evaluate(batch)["loss_sum"] / count
+
+        assert abs(loss() - total / count) < 1e-12
+        for name, p in model.params.items():
+            assert rel_error(model.grads[name], numerical_gradient(loss, p)) < 1e-6, name
+
+
+def test_make_recurrent_rejects_unknown_cells():
+    from rnnkit.models import make_recurrent
+
+    with pytest.raises(ValueError, match="unknown cell 'elman'; expected one of rnn, rnn-relu"):
+        make_recurrent("elman", 2, 3)
