@@ -60,8 +60,12 @@ def test_bad_config():
 
 @pytest.mark.parametrize("cell", ["rnn", "irnn", "lstm", "gru-after"])
 def test_long_range_models_gradients(cell):
-    from rnnkit.models import (RegressorConfig, SequenceRegressor, StepClassifier,
-                               StepClassifierConfig)
+    from rnnkit.models import (
+        RegressorConfig,
+        SequenceRegressor,
+        StepClassifier,
+        StepClassifierConfig,
+    )
 
     rng = np.random.default_rng(0)
     reg = SequenceRegressor(RegressorConfig(input_size=2, hidden_size=5, num_layers=2, cell=cell,
