@@ -75,7 +75,14 @@ def run(task: str, length: int, cell: str = "lstm", hidden_size: int = 128,
                                                     gain=gain, seed=seed))
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                       clip_norm=clip_norm, bucket=False, seed=seed, progress=progress)
-    run_dir = Path(out) if out is not None else Path("runs") / f"{task}-{length}-{cell}"
+    if out is not None:
+        run_dir = Path(out)
+    else:  # a fresh directory per run: runs/adding-100-lstm, runs/adding-100-lstm-2, …
+        run_dir = base = Path("runs") / f"{task}-{length}-{cell}"
+        k = 1
+        while run_dir.exists():
+            k += 1
+            run_dir = base.with_name(f"{base.name}-{k}")
     trainer = Trainer(model, train, dev, cfg, run_dir,
                       extra_config={"task": task, "length": length})
     summary = {"task": task, "length": length, "cell": cell, "init": init or "default",

@@ -189,6 +189,9 @@ class Trainer:
         from tqdm import tqdm
 
         c = self.config
+        if self.epoch == 0 and (self.run_dir / "last").exists():
+            raise ValueError(f"{self.run_dir} already holds a training run; continue it with "
+                             "Trainer.resume, or train into another directory")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         for tmp in (self.run_dir / "checkpoints").glob(".*.tmp-*"):  # left by a killed write
             shutil.rmtree(tmp, ignore_errors=True)

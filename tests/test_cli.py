@@ -62,14 +62,17 @@ def test_train_long_range_smoke(task, tmp_path, capsys):
     assert (tmp_path / "run" / "last" / "model.safetensors").is_file()
 
 
-def test_exploding_rnn_diverges_without_clipping(capsys):
+def test_exploding_rnn_diverges_without_clipping(capsys, tmp_path):
     args = ["train", "adding", "--length", "20", "--cell", "rnn", "--init", "orthogonal",
             "--gain", "1.5", "--optimizer", "sgd", "--lr", "0.1", "--hidden", "64",
             "--sequences", "3000", "--quiet"]
-    assert main(args + ["--clip", "none", "--out", "/tmp/rnnkit-test-explode-a"]) == 0
+    assert main(args + ["--clip", "none", "--out", str(tmp_path / "a")]) == 0
     assert "diverged: non-finite" in capsys.readouterr().out
-    assert main(args + ["--clip", "1", "--out", "/tmp/rnnkit-test-explode-b"]) == 0
+    assert main(args + ["--clip", "1", "--out", str(tmp_path / "b")]) == 0
     assert "diverged" not in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # the same directory again: refused, nothing overwritten
+        main(args + ["--clip", "1", "--out", str(tmp_path / "b")])
+    assert "already holds a training run" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv,message", [

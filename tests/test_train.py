@@ -128,6 +128,8 @@ def test_bad_input(tmp_path):
     with pytest.raises(ValueError, match="no checkpoint to resume from"):
         Trainer.resume(tmp_path / "nothing", TRAIN)
     Trainer(make_model(), TRAIN, None, config(epochs=1), tmp_path / "b").fit()
+    with pytest.raises(ValueError, match="already holds a training run; continue it with"):
+        Trainer(make_model(), TRAIN, None, config(epochs=1), tmp_path / "b").fit()
     last = tmp_path / "b" / "last"
     with pytest.raises(ValueError, match="holds a SequenceClassifier, expected a Seq2Seq"):
         io.load_model(last, expected_type="Seq2Seq")

@@ -1,0 +1,284 @@
+"""Data: vocabularies, tokenisers, seeded splits, and readers for the usual file formats.
+
+Every reader streams its file once, line by line, and reports a malformed line as
+``file:line: what was expected``; an empty file is an error. ``encoding`` is passed through
+(Chinese files are often GBK).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
+SPECIALS = (PAD, UNK, BOS, EOS)
+
+
+class DataError(ValueError):
+    """A file that cannot be read as the format says, with where and why."""
+
+
+# ----------------------------------------------------------------------------- vocabulary
+class Vocab:
+    """Token ↔ id. Ids 0–3 are ``<pad> <unk> <bos> <eos>``; the rest by decreasing frequency
+    (ties by first appearance), keeping tokens seen at least ``min_freq`` times, at most
+    ``max_size`` in all. Unknown tokens encode to ``<unk>``."""
+
+    def __init__(self, tokens: list[str]):
+        if list(tokens[: len(SPECIALS)]) != list(SPECIALS):
+            raise ValueError(f"a vocabulary starts with {SPECIALS}")
+        if len(set(tokens)) != len(tokens):
+            raise ValueError("a vocabulary lists each token once")
+        self.itos = list(tokens)
+        self.stoi = {t: i for i, t in enumerate(self.itos)}
+
+    @classmethod
+    def build(cls, sequences: Iterable[Iterable[str]], min_freq: int = 1,
+              max_size: int | None = None, specials: bool = True) -> Vocab:
+        if min_freq < 1:
+            raise ValueError(f"min_freq must be >= 1, got {min_freq}")
+        counts: Counter = Counter()
+        for seq in sequences:
+            counts.update(seq)
+        ranked = [t for t, c in sorted(counts.items(), key=lambda kv: -kv[1])
+                  if c >= min_freq and t not in SPECIALS]
+        if max_size is not None:
+            ranked = ranked[: max(max_size - len(SPECIALS), 0)]
+        return cls(list(SPECIALS) + ranked)
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __contains__(self, token: str) -> bool:
+        return token in self.stoi
+
+    def encode(self, tokens: Iterable[str], bos: bool = False, eos: bool = False) -> list[int]:
+        unk = self.stoi[UNK]
+        ids = [self.stoi.get(t, unk) for t in tokens]
+        return ([self.stoi[BOS]] if bos else []) + ids + ([self.stoi[EOS]] if eos else [])
+
+    def decode(self, ids: Iterable[int], strip: bool = True) -> list[str]:
+        out = []
+        for i in ids:
+            tok = self.itos[int(i)]
+            if strip and tok in (PAD, BOS):
+                continue
+            if strip and tok == EOS:
+                break
+            out.append(tok)
+        return out
+
+    def to_json(self) -> list[str]:
+        return list(self.itos)
+
+    @classmethod
+    def from_json(cls, tokens: list[str]) -> Vocab:
+        return cls(tokens)
+
+
+# ----------------------------------------------------------------------------- tokenisers
+class Tokenizer:
+    """``char``: every character a token (the natural unit for Chinese); ``word``: tokens are
+    the matches of ``pattern`` (default: runs of word characters, or single other non-space
+    characters). ``lower`` lower-cases first."""
+
+    def __init__(self, kind: str = "word", lower: bool = False, pattern: str | None = None):
+        if kind not in ("char", "word", "space"):
+            raise ValueError(f"unknown tokenizer {kind!r}; expected char, word or space")
+        self.kind, self.lower = kind, bool(lower)
+        self.pattern = pattern or r"\w+|[^\w\s]"
+        self._re = re.compile(self.pattern)
+
+    def __call__(self, text: str) -> list[str]:
+        if self.lower:
+            text = text.lower()
+        if self.kind == "char":
+            return [c for c in text if not c.isspace()] if self.kind == "char" else []
+        if self.kind == "space":
+            return text.split()
+        return self._re.findall(text)
+
+    def detokenize(self, tokens: list[str]) -> str:
+        return "".join(tokens) if self.kind == "char" else " ".join(tokens)
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "lower": self.lower, "pattern": self.pattern}
+
+    @classmethod
+    def from_json(cls, d: dict) -> Tokenizer:
+        return cls(d["kind"], d["lower"], d["pattern"])
+
+
+# ----------------------------------------------------------------------------- splits
+def split(items: list, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> tuple[list, list, list]:
+    """Shuffle with ``numpy.random.default_rng(seed)`` and cut into train/dev/test by
+    ``fractions``: the same seed and data give the same split on any machine."""
+    if abs(sum(fractions) - 1.0) > 1e-9 or min(fractions) < 0:
+        raise ValueError(f"fractions must be non-negative and sum to 1, got {fractions}")
+    if not items:
+        raise ValueError("cannot split an empty data set")
+    perm = np.random.default_rng(seed).permutation(len(items))
+    n_train = int(round(fractions[0] * len(items)))
+    n_dev = int(round(fractions[1] * len(items)))
+    pick = [items[i] for i in perm]
+    return pick[:n_train], pick[n_train:n_train + n_dev], pick[n_train + n_dev:]
+
+
+# ----------------------------------------------------------------------------- readers
+def _lines(path: str | Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
+    """(line number, text without the newline), streaming; decoding errors name the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    any_line = False
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                text = raw.decode(encoding)
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{path}:{number}: not valid {encoding} ({exc.reason} at byte "
+                                f"{exc.start}); try --encoding") from None
+            except LookupError:
+                raise DataError(f"unknown encoding {encoding!r}") from None
+            if number == 1 and text.startswith("\ufeff"):
+                text = text[1:]
+            any_line = True
+            yield number, text.rstrip("\r\n")
+    if not any_line:
+        raise DataError(f"{path}: the file is empty")
+
+
+def _nonempty(examples: list, path) -> list:
+    if not examples:
+        raise DataError(f"{path}: no examples in the file")
+    return examples
+
+
+def read_text(path, encoding: str = "utf-8") -> str:
+    """A plain-text corpus, lines joined with newlines."""
+    return "\n".join(text for _, text in _lines(path, encoding))
+
+
+def read_labelled(path, encoding: str = "utf-8", text_column: int = 0, label_column: int = 1,
+                  delimiter: str = "\t", skip_header: bool = False) -> list[tuple[str, str]]:
+    """``text<TAB>label`` lines (or any delimiter / columns): [(text, label)]. Blank lines are
+    skipped."""
+    out = []
+    need = max(text_column, label_column) + 1
+    for number, line in _lines(path, encoding):
+        if skip_header and number == 1:
+            continue
+        if not line.strip():
+            continue
+        cols = line.split(delimiter)
+        if len(cols) < need:
+            raise DataError(f"{path}:{number}: expected at least {need} {delimiter!r}-separated "
+                            f"columns (text in {text_column}, label in {label_column}), got "
+                            f"{len(cols)}")
+        text, label = cols[text_column].strip(), cols[label_column].strip()
+        if not label:
+            raise DataError(f"{path}:{number}: empty label in column {label_column}")
+        out.append((text, label))
+    return _nonempty(out, path)
+
+
+def read_parallel(path, encoding: str = "utf-8") -> list[tuple[str, str]]:
+    """``source<TAB>target`` lines (extra columns ignored): [(source, target)]."""
+    out = []
+    for number, line in _lines(path, encoding):
+        if not line.strip():
+            continue
+        cols = line.split("\t")
+        if len(cols) < 2 or not cols[0].strip() or not cols[1].strip():
+            raise DataError(f"{path}:{number}: expected 'source<TAB>target'")
+        out.append((cols[0].strip(), cols[1].strip()))
+    return _nonempty(out, path)
+
+
+def read_slash_tagged(path, encoding: str = "utf-8", sep: str = "/") -> list[tuple[list, list]]:
+    """``word/TAG word/TAG …`` lines (People's Daily), or ``char/tag`` lines: [(tokens, tags)].
+    The tag is what follows the last separator, so a token may itself contain one."""
+    out = []
+    for number, line in _lines(path, encoding):
+        items = line.split()
+        if not items:
+            continue
+        tokens, tags = [], []
+        for item in items:
+            token, s, tag = item.rpartition(sep)
+            if not s or not token or not tag:
+                raise DataError(f"{path}:{number}: expected 'token{sep}TAG', got {item!r}")
+            tokens.append(token)
+            tags.append(tag)
+        out.append((tokens, tags))
+    return _nonempty(out, path)
+
+
+def read_columns(path, encoding: str = "utf-8", token_column: int = 0,
+                 tag_column: int = -1) -> list[tuple[list, list]]:
+    """Two-column IOB2 (CoNLL-2003 style): ``token TAG`` per line, blank lines between
+    sentences, ``-DOCSTART-`` lines ignored: [(tokens, tags)]."""
+    out, tokens, tags = [], [], []
+    for number, line in _lines(path, encoding):
+        cols = line.split()
+        if not cols:
+            if tokens:
+                out.append((tokens, tags))
+                tokens, tags = [], []
+            continue
+        if cols[0] == "-DOCSTART-":
+            continue
+        if len(cols) < 2:
+            raise DataError(f"{path}:{number}: expected 'token TAG' columns, got {line!r}")
+        tokens.append(cols[token_column])
+        tags.append(cols[tag_column])
+    if tokens:
+        out.append((tokens, tags))
+    return _nonempty(out, path)
+
+
+def read_conllu(path, encoding: str = "utf-8", tag: str = "upos") -> list[tuple[list, list]]:
+    """CoNLL-U (parsed with the ``conllu`` library): [(words, tags)] with ``tag`` = upos or
+    xpos. Multi-word tokens (ids like ``3-4``) and empty nodes (``3.1``) are skipped: the
+    syntactic words that follow carry the tags."""
+    if tag not in ("upos", "xpos"):
+        raise ValueError(f"tag must be 'upos' or 'xpos', got {tag!r}")
+    import conllu
+
+    out = []
+    block: list[str] = []
+    start = 1
+
+    def flush():
+        if not block:
+            return
+        try:
+            sentences = conllu.parse("\n".join(block) + "\n\n")
+        except Exception as exc:  # conllu raises its own ParseException
+            raise DataError(f"{path}:{start}: malformed CoNLL-U sentence ({exc})") from None
+        for sent in sentences:
+            words = [t for t in sent if isinstance(t["id"], int)]
+            if words:
+                tags = [w[tag] if w[tag] is not None else "_" for w in words]
+                out.append(([w["form"] for w in words], tags))
+
+    for number, line in _lines(path, encoding):
+        if not line.strip():
+            flush()
+            block, start = [], number + 1
+            continue
+        if not line.startswith("#") and line.count("\t") != 9:
+            raise DataError(f"{path}:{number}: expected 10 tab-separated CoNLL-U columns, got "
+                            f"{line.count(chr(9)) + 1}")
+        block.append(line)
+    flush()
+    return _nonempty(out, path)
+
+
+def save_json(path: str | Path, obj) -> None:
+    Path(path).write_text(json.dumps(obj, ensure_ascii=False, indent=1))
