@@ -362,3 +362,165 @@ class StepClassifier(Model):
         self.train(was)
         loss, _ = cross_entropy(logits, batch[1], reduction="sum")
         return {"loss_sum": loss, "count": batch[1].size}
+
+
+@dataclass
+class TaggerConfig:
+    vocab_size: int  # word ids (embedding rows)
+    num_tags: int  # labels
+    embedding_dim: int = 100  # size of a word vector
+    hidden_size: int = 128  # H of each direction
+    num_layers: int = 1  # stacked recurrent layers
+    cell: str = "lstm"  # lstm | gru | rnn
+    dropout: float = 0.0  # on the token features, between layers and before the output
+    char_vocab_size: int = 0  # character ids; 0 turns the character features off
+    char_embedding_dim: int = 25  # size of a character vector
+    char_hidden_size: int = 25  # H of each direction of the character BiLSTM
+    padding_idx: int = 0  # word and character id used for padding
+    seed: int = 0  # initialisation and dropout seed
+    dtype: str = "float32"  # float32 | float64
+
+
+@register
+class SequenceTagger(Model):
+    """Synchronous sequence → sequence (the notes' second mode): a label per token.
+
+    Token features: a word embedding, and optionally the final states of a character-level
+    BiLSTM run over the word's characters (so an unseen word still gets a vector from its
+    spelling) → bidirectional recurrent stack → logits h_t Wᵀ + b (N, T, K) per token; loss:
+    cross-entropy averaged over real tokens. Examples: (word ids, tag ids[, char ids per word]).
+    """
+
+    config_class = TaggerConfig
+    primary_metric = ("accuracy", True)
+
+    def __init__(self, config: TaggerConfig):
+        super().__init__(config)
+        c = config
+        if c.cell not in CELLS:
+            raise ValueError(f"unknown cell {c.cell!r}; expected one of {', '.join(CELLS)}")
+        feat = c.embedding_dim
+        self.layers["embedding"] = Embedding(c.vocab_size, c.embedding_dim, c.padding_idx,
+                                             dtype=c.dtype, seed=c.seed)
+        if c.char_vocab_size:
+            self.layers["char_embedding"] = Embedding(c.char_vocab_size, c.char_embedding_dim,
+                                                      c.padding_idx, dtype=c.dtype,
+                                                      seed=c.seed + 4)
+            self.layers["char_rnn"] = LSTM(c.char_embedding_dim, c.char_hidden_size,
+                                           bidirectional=True, dtype=c.dtype, seed=c.seed + 5)
+            feat += 2 * c.char_hidden_size
+        self.layers["rnn"] = CELLS[c.cell](feat, c.hidden_size, c.num_layers,
+                                           bidirectional=True, dropout=c.dropout,
+                                           dtype=c.dtype, seed=c.seed + 1)
+        self.layers["dropout"] = Dropout(c.dropout, seed=c.seed + 2)
+        self.layers["head"] = Linear(2 * c.hidden_size, c.num_tags, dtype=c.dtype,
+                                     seed=c.seed + 3)
+        self._finish()
+
+    def example_length(self, example) -> int:
+        return len(example[0])
+
+    def collate(self, examples):
+        """→ (ids (N, T), lengths (N,), tags (N, T) with −1 at padding, chars or None) where
+        chars = (char ids (P, L), char lengths (P,)) for the P real words in time-major order."""
+        if not examples:
+            raise ValueError("empty batch")
+        pad = self.config.padding_idx
+        lengths = np.array([len(e[0]) for e in examples], dtype=np.int64)
+        if lengths.min() < 1:
+            raise ValueError("every sentence needs at least one token")
+        n, t = len(examples), int(lengths.max())
+        ids = np.full((n, t), pad, dtype=np.int64)
+        tags = np.full((n, t), -1, dtype=np.int64)
+        for i, e in enumerate(examples):
+            if len(e[1]) != len(e[0]):
+                raise ValueError(f"example {i}: {len(e[0])} tokens but {len(e[1])} tags")
+            ids[i, : len(e[0])] = e[0]
+            tags[i, : len(e[1])] = e[1]
+        chars = None
+        if self.config.char_vocab_size:
+            if any(len(e) < 3 for e in examples):
+                raise ValueError("this tagger uses character features: examples need "
+                                 "(word ids, tag ids, char ids per word)")
+            words = [(ti, i) for ti in range(t) for i in range(n) if ti < lengths[i]]
+            spell = [examples[i][2][ti] or [pad] for ti, i in words]
+            clen = np.array([len(s) for s in spell], dtype=np.int64)
+            cids = np.full((len(spell), int(clen.max())), pad, dtype=np.int64)
+            for k, s in enumerate(spell):
+                cids[k, : len(s)] = s
+            chars = (cids, clen)
+        return ids, lengths, tags, chars
+
+    def _features(self, ids, lengths, chars):
+        L = self.layers
+        x, ecache = L["embedding"].forward(ids)
+        ccache = None
+        if chars is not None:
+            cids, clen = chars
+            ce, cecache = L["char_embedding"].forward(cids)
+            _, (h, _), crcache = L["char_rnn"].forward(ce, lengths=clen,
+                                                       inference=not self.training)
+            word_vec = np.concatenate([h[0], h[1]], axis=1)  # (P, 2Hc), time-major words
+            mask = np.arange(ids.shape[1])[:, None] < lengths[None, :]  # (T, N)
+            feats = np.zeros((ids.shape[1], ids.shape[0], word_vec.shape[1]), dtype=x.dtype)
+            feats[mask] = word_vec
+            x = np.concatenate([x, feats.transpose(1, 0, 2)], axis=2)
+            ccache = (cecache, crcache, mask)
+        return x, (ecache, ccache)
+
+    def _logits(self, batch):
+        ids, lengths, _, chars = batch
+        L = self.layers
+        x, fcache = self._features(ids, lengths, chars)
+        x, d1 = L["dropout"].forward(x)
+        out, _, rcache = L["rnn"].forward(x, lengths=lengths, inference=not self.training)
+        out, d2 = L["dropout"].forward(out)
+        logits, hcache = L["head"].forward(out)
+        return logits, (fcache, d1, rcache, d2, hcache)
+
+    def forward_backward(self, batch):
+        tags = batch[2]
+        mask = tags >= 0
+        logits, (fcache, d1, rcache, d2, hcache) = self._logits(batch)
+        loss, dlogits = cross_entropy(logits, tags, mask, reduction="mean")
+        L = self.layers
+        dout = L["dropout"].backward(L["head"].backward(dlogits, hcache), d2)
+        dx, _ = L["rnn"].backward(dout, None, rcache)
+        dx = L["dropout"].backward(dx, d1)
+        ecache, ccache = fcache
+        E = self.config.embedding_dim
+        L["embedding"].backward(dx[:, :, :E], ecache)
+        if ccache is not None:
+            cecache, crcache, wmask = ccache
+            dword = dx[:, :, E:].transpose(1, 0, 2)[wmask]  # (P, 2Hc)
+            Hc = self.config.char_hidden_size
+            dh = np.stack([dword[:, :Hc], dword[:, Hc:]])
+            dce, _ = L["char_rnn"].backward(None, (dh, None), crcache)
+            L["char_embedding"].backward(dce, cecache)
+        n = int(mask.sum())
+        return loss * n, n
+
+    def predict(self, batch) -> np.ndarray:
+        """Tag ids (N, T), −1 at padding."""
+        was = self.training
+        self.eval()
+        logits, _ = self._logits(batch)
+        self.train(was)
+        pred = logits.argmax(axis=2)
+        pred[np.arange(pred.shape[1])[None, :] >= batch[1][:, None]] = -1
+        return pred
+
+    def evaluate(self, batch) -> dict:
+        was = self.training
+        self.eval()
+        logits, _ = self._logits(batch)
+        self.train(was)
+        tags = batch[2]
+        mask = tags >= 0
+        loss, _ = cross_entropy(logits, tags, mask, reduction="sum")
+        return {"loss_sum": loss, "count": int(mask.sum()),
+                "correct": int(((logits.argmax(axis=2) == tags) & mask).sum())}
+
+    def metrics(self, totals):
+        n = max(totals["count"], 1)
+        return {"loss": totals["loss_sum"] / n, "accuracy": totals["correct"] / n}

@@ -95,3 +95,36 @@ def test_make_recurrent_rejects_unknown_cells():
 
     with pytest.raises(ValueError, match="unknown cell 'elman'; expected one of rnn, rnn-relu"):
         make_recurrent("elman", 2, 3)
+
+
+@pytest.mark.parametrize("chars", [False, True])
+def test_tagger_gradients(chars):
+    from rnnkit.models import SequenceTagger, TaggerConfig
+
+    rng = np.random.default_rng(0)
+    model = SequenceTagger(TaggerConfig(vocab_size=9, num_tags=4, embedding_dim=3, hidden_size=4,
+                                        char_vocab_size=7 if chars else 0, char_embedding_dim=3,
+                                        char_hidden_size=2, dtype="float64", seed=1))
+    examples = []
+    for n in (4, 2, 3):
+        words = rng.integers(1, 9, n).tolist()
+        spell = [rng.integers(1, 7, rng.integers(1, 4)).tolist() for _ in range(n)]
+        examples.append((words, rng.integers(0, 4, n).tolist(), spell))
+    batch = model.collate(examples)
+    for name, p in model.params.items():  # generic weights: gradients well above FD noise
+        p += rng.normal(0, 0.5, p.shape) * (0 if name.endswith("embedding.weight") else 1)
+    model.zero_grad()
+    total, count = model.forward_backward(batch)
+    assert count == 9
+
+    def loss():
+        return model.evaluate(batch)["loss_sum"] / count
+
+    assert abs(loss() - total / count) < 1e-12
+    for name, p in model.params.items():
+        numeric = numerical_gradient(loss, p)
+        if name.endswith("embedding.weight"):
+            numeric[0] = 0  # the padding rows never learn
+        assert rel_error(model.grads[name], numeric) < 1e-6, name
+    pred = model.predict(batch)
+    assert pred.shape == (3, 4) and np.all(pred[1, 2:] == -1)
