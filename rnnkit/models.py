@@ -524,3 +524,150 @@ class SequenceTagger(Model):
     def metrics(self, totals):
         n = max(totals["count"], 1)
         return {"loss": totals["loss_sum"] / n, "accuracy": totals["correct"] / n}
+
+
+@dataclass
+class LMConfig:
+    vocab_size: int  # token ids (characters or words)
+    embedding_dim: int = 128  # size of a token vector
+    hidden_size: int = 256  # H
+    num_layers: int = 2  # stacked recurrent layers
+    cell: str = "lstm"  # lstm | gru | rnn
+    dropout: float = 0.0  # on embeddings, between layers and before the output
+    level: str = "char"  # char | word: what a token is (bits per character need char)
+    seed: int = 0  # initialisation and dropout seed
+    dtype: str = "float32"  # float32 | float64
+
+
+@register
+class LanguageModel(Model):
+    """Next-token prediction over a stream: ŷ_t = softmax(V h_t + b) with h_t the state after
+    tokens ≤ t; L = Σ_t −log ŷ_t[x_{t+1}] (SPEC §1), averaged per token.
+
+    Trained by truncated BPTT: the stream is cut into ``batch`` parallel rows and windows of
+    ``bptt`` steps (:meth:`windows`), seen in order; each window starts from the state the
+    previous one ended in, and no gradient crosses a window's start. Loss, perplexity e^loss and
+    bits per token loss / ln 2 (bits per character at character level).
+    """
+
+    config_class = LMConfig
+
+    def __init__(self, config: LMConfig):
+        super().__init__(config)
+        c = config
+        if c.cell not in CELLS:
+            raise ValueError(f"unknown cell {c.cell!r}; expected one of {', '.join(CELLS)}")
+        if c.level not in ("char", "word"):
+            raise ValueError(f"level must be 'char' or 'word', got {c.level!r}")
+        self.layers["embedding"] = Embedding(c.vocab_size, c.embedding_dim, dtype=c.dtype,
+                                             seed=c.seed)
+        self.layers["rnn"] = CELLS[c.cell](c.embedding_dim, c.hidden_size, c.num_layers,
+                                           dropout=c.dropout, dtype=c.dtype, seed=c.seed + 1)
+        self.layers["dropout"] = Dropout(c.dropout, seed=c.seed + 2)
+        self.layers["head"] = Linear(c.hidden_size, c.vocab_size, dtype=c.dtype,
+                                     seed=c.seed + 3)
+        self._finish()
+        self._state = None
+
+    @staticmethod
+    def windows(ids, batch: int, bptt: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Cut a 1-D id stream into ``batch`` rows and consecutive (x, y) windows of ≤ bptt
+        steps, y being x shifted by one token."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if batch < 1 or bptt < 1:
+            raise ValueError(f"batch and bptt must be >= 1, got {batch} and {bptt}")
+        per_row = (len(ids) - 1) // batch
+        if per_row < 1:
+            raise ValueError(f"a stream of {len(ids)} tokens is too short for {batch} rows")
+        x_all = ids[: per_row * batch].reshape(batch, per_row)
+        y_all = ids[1: per_row * batch + 1].reshape(batch, per_row)
+        return [(x_all[:, j:j + bptt], y_all[:, j:j + bptt]) for j in range(0, per_row, bptt)]
+
+    def example_length(self, example) -> int:
+        return example[0].shape[1]
+
+    def collate(self, examples):
+        if len(examples) != 1:
+            raise ValueError("a language-model batch is one window (train with batch_size=1)")
+        return examples[0]
+
+    def start_epoch(self):
+        self._state = None
+
+    start_eval = start_epoch
+
+    def _carry(self, n):
+        s = self._state
+        if s is None:
+            return None
+        h = s[0] if isinstance(s, tuple) else s
+        return s if h.shape[1] == n else None
+
+    def _logits(self, x, state):
+        L = self.layers
+        e, ecache = L["embedding"].forward(x)
+        e, d1 = L["dropout"].forward(e)
+        out, final, rcache = L["rnn"].forward(e, state, inference=not self.training)
+        out, d2 = L["dropout"].forward(out)
+        logits, hcache = L["head"].forward(out)
+        return logits, final, (ecache, d1, rcache, d2, hcache)
+
+    def forward_backward(self, batch):
+        x, y = batch
+        logits, final, (ecache, d1, rcache, d2, hcache) = self._logits(x, self._carry(len(x)))
+        self._state = final  # carried into the next window, without its gradient
+        loss, dlogits = cross_entropy(logits, y, reduction="mean")
+        L = self.layers
+        dout = L["dropout"].backward(L["head"].backward(dlogits, hcache), d2)
+        dx, _ = L["rnn"].backward(dout, None, rcache)
+        L["embedding"].backward(L["dropout"].backward(dx, d1), ecache)
+        return loss * y.size, y.size
+
+    def evaluate(self, batch):
+        x, y = batch
+        was = self.training
+        self.eval()
+        logits, self._state, _ = self._logits(x, self._carry(len(x)))
+        self.train(was)
+        loss, _ = cross_entropy(logits, y, reduction="sum")
+        return {"loss_sum": loss, "count": y.size}
+
+    def metrics(self, totals):
+        loss = totals["loss_sum"] / max(totals["count"], 1)
+        bits = "bits_per_char" if self.config.level == "char" else "bits_per_token"
+        return {"loss": loss, "perplexity": float(np.exp(min(loss, 700))),
+                bits: loss / np.log(2)}
+
+    def generate(self, prompt: list[int], length: int, temperature: float = 1.0,
+                 top_k: int | None = None, seed: int | None = None) -> list[int]:
+        """Sample ``length`` tokens after ``prompt`` (ids): each from softmax(logits / T),
+        restricted to the ``top_k`` most likely when given. Seeded and repeatable."""
+        if not prompt:
+            raise ValueError("generate needs a prompt of at least one token")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        if top_k is not None and not 1 <= top_k <= self.config.vocab_size:
+            raise ValueError(f"top_k must be in [1, {self.config.vocab_size}], got {top_k}")
+        if length < 0:
+            raise ValueError(f"length must be >= 0, got {length}")
+        rng = np.random.default_rng(seed)
+        was = self.training
+        self.eval()
+        try:
+            logits, state, _ = self._logits(np.array([prompt], dtype=np.int64), None)
+            last = logits[0, -1].astype(np.float64)
+            out = []
+            for _ in range(length):
+                z = last / temperature
+                if top_k is not None and top_k < len(z):
+                    cut = np.partition(z, -top_k)[-top_k]
+                    z = np.where(z >= cut, z, -np.inf)
+                p = np.exp(z - z.max())
+                p /= p.sum()
+                token = int(rng.choice(len(p), p=p))
+                out.append(token)
+                logits, state, _ = self._logits(np.array([[token]], dtype=np.int64), state)
+                last = logits[0, -1].astype(np.float64)
+            return out
+        finally:
+            self.train(was)

@@ -56,6 +56,7 @@ class TrainConfig:
     warmup_steps: int = 100  # warmup schedule: batches to reach lr
     patience: int | None = None  # early stopping after this many epochs without improvement
     bucket: bool = True  # batch sequences of similar length together
+    shuffle: bool = True  # shuffle the batches (False: in order, e.g. truncated BPTT windows)
     seed: int = 0  # shuffling seed
     on_nan: str = "stop"  # stop | skip: what a NaN/inf loss or gradient does
     progress: bool = True  # show a progress bar
@@ -72,10 +73,14 @@ class TrainConfig:
 
 
 def batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
-            bucket: bool = True) -> list[np.ndarray]:
+            bucket: bool = True, shuffle: bool = True) -> list[np.ndarray]:
     """Index batches for one epoch. With ``bucket``, a random permutation is sorted by length
     (stable, so equal lengths stay shuffled), cut into batches of similar lengths, and the
-    batch order shuffled; otherwise plain shuffled batches."""
+    batch order shuffled; otherwise plain shuffled batches; with ``shuffle=False`` the examples
+    in their order (the generator is not used)."""
+    if not shuffle:
+        order = np.arange(len(lengths))
+        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     perm = rng.permutation(len(lengths))
     if bucket:
         perm = perm[np.argsort(lengths[perm], kind="stable")]
@@ -176,7 +181,11 @@ class Trainer:
         if not data:
             raise ValueError("cannot evaluate on an empty data set")
         bs = batch_size or self.config.batch_size
+        if hasattr(self.model, "start_eval"):
+            self.model.start_eval()
         order = np.argsort([self.model.example_length(e) for e in data], kind="stable")
+        if not self.config.shuffle:
+            order = np.arange(len(data))
         totals: dict = {}
         for i in range(0, len(order), bs):
             part = self.model.evaluate(self.model.collate([data[j] for j in order[i:i + bs]]))
@@ -199,7 +208,9 @@ class Trainer:
         metric_name, higher = self.model.primary_metric
         while self.epoch < c.epochs:
             self.model.train()
-            plan = batches(self.lengths, c.batch_size, self.rng, c.bucket)
+            plan = batches(self.lengths, c.batch_size, self.rng, c.bucket, c.shuffle)
+            if hasattr(self.model, "start_epoch"):  # e.g. reset a carried state
+                self.model.start_epoch()
             loss_sum = count = tokens = 0
             norm_max = 0.0
             t0 = time.perf_counter()

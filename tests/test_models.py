@@ -128,3 +128,46 @@ def test_tagger_gradients(chars):
         assert rel_error(model.grads[name], numeric) < 1e-6, name
     pred = model.predict(batch)
     assert pred.shape == (3, 4) and np.all(pred[1, 2:] == -1)
+
+
+def test_language_model_gradients_and_truncated_bptt():
+    from rnnkit.models import LanguageModel, LMConfig
+
+    rng = np.random.default_rng(0)
+    model = LanguageModel(LMConfig(vocab_size=7, embedding_dim=3, hidden_size=4, num_layers=2,
+                                   dtype="float64", seed=1))
+    stream = rng.integers(0, 7, 61)
+    wins = LanguageModel.windows(stream, batch=3, bptt=5)
+    assert len(wins) == 4 and wins[0][0].shape == (3, 5) and wins[-1][0].shape == (3, 5)
+    np.testing.assert_array_equal(wins[0][1][:, :4], wins[0][0][:, 1:])
+    # A window's gradient, with the state carried in from the previous window held fixed.
+    model.start_epoch()
+    model.evaluate(wins[0])  # carry the state as training would (evaluate carries too)
+    carried = model._state
+    model.zero_grad()
+    model._state = carried
+    total, count = model.forward_backward(wins[1])
+
+    def loss():
+        model._state = carried
+        return model.evaluate(wins[1])["loss_sum"] / count
+
+    assert abs(loss() - total / count) < 1e-12
+    for name, p in model.params.items():
+        assert rel_error(model.grads[name], numerical_gradient(loss, p)) < 1e-6, name
+
+
+def test_generate_is_seeded_and_respects_top_k():
+    from rnnkit.models import LanguageModel, LMConfig
+
+    model = LanguageModel(LMConfig(vocab_size=11, embedding_dim=4, hidden_size=8, seed=2))
+    a = model.generate([1, 2], 30, temperature=0.8, top_k=3, seed=5)
+    assert a == model.generate([1, 2], 30, temperature=0.8, top_k=3, seed=5) and len(a) == 30
+    assert model.generate([1, 2], 30, top_k=1, seed=1) == model.generate([1, 2], 30, top_k=1,
+                                                                           seed=2)
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        model.generate([1], 3, temperature=0)
+    with pytest.raises(ValueError, match=r"top_k must be in \[1, 11\]"):
+        model.generate([1], 3, top_k=12)
+    with pytest.raises(ValueError, match="needs a prompt"):
+        model.generate([], 3)
