@@ -87,6 +87,65 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model", description="Train a model.")
     tsub = train.add_subparsers(dest="task", metavar="TASK")
     tsub.required = True
+    for task, what in (("classify", "sequence → class (text classification)"),
+                       ("tag", "a label per token (POS tags, word segmentation, BIO entities)"),
+                       ("lm", "a language model (characters or words)")):
+        t = tsub.add_parser(task, help=what, description=f"Train {what} on files.")
+        t.add_argument("--train", required=True, help="training file")
+        t.add_argument("--dev", default=None, help="dev file (default: split from --train)")
+        t.add_argument("--test", default=None, help="test file, evaluated with the best model")
+        t.add_argument("--out", required=True, help="run directory to create")
+        if task == "classify":
+            t.add_argument("--format", choices=["tsv", "csv"], default=None,
+                           help="text<TAB>label (default) or comma-separated")
+            t.add_argument("--text-column", type=int, default=0, help="text column (default 0)")
+            t.add_argument("--label-column", type=int, default=1,
+                           help="label column (default 1)")
+            t.add_argument("--pooling", choices=["last", "mean", "max"], default="last",
+                           help="sentence vector from the states (default: last)")
+        if task == "tag":
+            t.add_argument("--format", choices=["conllu", "slash", "columns"], default=None,
+                           help="conllu (default for .conllu), slash (word/TAG lines, the "
+                           "default otherwise) or columns (two-column IOB2)")
+            t.add_argument("--tag", choices=["upos", "xpos"], default="upos",
+                           help="CoNLL-U tag column (default: upos)")
+            t.add_argument("--no-char-features", action="store_true",
+                           help="no character-level word features")
+        if task == "lm":
+            t.add_argument("--bptt", type=_positive_int, default=64,
+                           help="truncated-BPTT window (default: 64)")
+        t.add_argument("--encoding", default="utf-8", help="file encoding (default: utf-8)")
+        t.add_argument("--tokenizer", choices=["char", "word", "space"], default=None,
+                       help="char (default for lm), word (default otherwise) or space")
+        t.add_argument("--lower", action="store_true", help="lower-case the text")
+        t.add_argument("--min-freq", type=_positive_int, default=1,
+                       help="vocabulary: minimum count (default: 1)")
+        t.add_argument("--max-vocab", type=_positive_int, default=None,
+                       help="vocabulary: maximum size (default: no limit)")
+        t.add_argument("--cell", choices=["lstm", "gru", "rnn"], default="lstm",
+                       help="recurrent cell (default: lstm)")
+        t.add_argument("--hidden", type=_positive_int, default=128,
+                       help="hidden size (default: 128)")
+        t.add_argument("--layers", type=_positive_int, default=1 if task != "lm" else 2,
+                       help=f"stacked layers (default: {1 if task != 'lm' else 2})")
+        t.add_argument("--embedding-dim", type=_positive_int, default=100,
+                       help="token vector size (default: 100)")
+        if task == "classify":
+            t.add_argument("--bidirectional", action=argparse.BooleanOptionalAction,
+                           default=True, help="read both ways (default: yes)")
+        t.add_argument("--dropout", type=float, default=0.0, help="dropout (default: 0)")
+        t.add_argument("--epochs", type=_positive_int, default=10, help="epochs (default: 10)")
+        t.add_argument("--batch-size", type=_positive_int, default=32,
+                       help="batch size; for lm the number of parallel streams (default: 32)")
+        t.add_argument("--optimizer", choices=["sgd", "adam", "adamw", "rmsprop", "adagrad"],
+                       default="adam", help="optimizer (default: adam)")
+        t.add_argument("--lr", type=float, default=2e-3, help="learning rate (default: 0.002)")
+        t.add_argument("--clip", type=_clip, default=5.0,
+                       help="global gradient-norm clipping, or 'none' (default: 5)")
+        t.add_argument("--patience", type=_positive_int, default=None,
+                       help="early stopping after this many epochs without improvement")
+        t.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+        t.add_argument("--quiet", action="store_true", help="no progress bar")
     for task, what in (("adding", "the adding problem (Hochreiter & Schmidhuber 1997)"),
                        ("copy", "the copy-memory task (Arjovsky et al. 2016)")):
         t = tsub.add_parser(task, help=f"{what}, generated", description=f"Train on {what} "
@@ -116,7 +175,98 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run directory (default: runs/TASK-LENGTH-CELL)")
         t.add_argument("--quiet", action="store_true", help="no progress bar")
         t.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    ev = sub.add_parser("eval", help="evaluate a trained run on a file",
+                        description="classify: accuracy, macro-F1; tag: token accuracy; lm: "
+                        "loss, perplexity, bits per character.")
+    ev.add_argument("dir", help="run directory (its best checkpoint) or a checkpoint")
+    ev.add_argument("--data", required=True, help="file in the run's format")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    pr = sub.add_parser("predict", help="one prediction per input line",
+                        description="A label (classify) or word/TAG tokens (tag) for every "
+                        "line of FILE or standard input.")
+    pr.add_argument("dir", help="run directory or checkpoint")
+    pr.add_argument("file", nargs="?", default="-", help="input file, or - for stdin")
+    pr.add_argument("--encoding", default="utf-8", help="input encoding (default: utf-8)")
+    ge = sub.add_parser("generate", help="sample text from a language model",
+                        description="Sample text from a trained language model.")
+    ge.add_argument("dir", help="run directory or checkpoint")
+    ge.add_argument("--prompt", default="\n", help="text to start from (default: a newline)")
+    ge.add_argument("--length", type=_positive_int, default=300,
+                    help="tokens to sample (default: 300)")
+    ge.add_argument("--temperature", type=float, default=0.8,
+                    help="softmax temperature (default: 0.8)")
+    ge.add_argument("--top-k", type=_positive_int, default=None,
+                    help="sample among the k most likely (default: all)")
+    ge.add_argument("--seed", type=int, default=None, help="random seed")
     return ap
+
+
+def _train_task(args) -> int:
+    from .pipeline import train
+
+    opts = dict(fmt=getattr(args, "format", None), encoding=args.encoding,
+                tokenizer=args.tokenizer, lower=args.lower, min_freq=args.min_freq,
+                max_vocab=args.max_vocab, cell=args.cell, hidden=args.hidden,
+                layers=args.layers, embedding_dim=args.embedding_dim, dropout=args.dropout,
+                epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
+                lr=args.lr, clip_norm=args.clip, patience=args.patience, seed=args.seed,
+                progress=not args.quiet)
+    if args.task == "classify":
+        opts.update(text_column=args.text_column, label_column=args.label_column,
+                    pooling=args.pooling, bidirectional=args.bidirectional)
+    if args.task == "tag":
+        opts.update(tag=args.tag, char_features=not args.no_char_features)
+    if args.task == "lm":
+        opts.update(bptt=args.bptt)
+    summary = train(args.task, args.train, args.out, args.dev, args.test, **opts)
+    dev = summary["dev"] or {}
+    shown = {k: v for k, v in dev.items() if k.startswith("dev_")}
+    print(f"trained {args.task} for {summary['epochs']} epochs: "
+          + ", ".join(f"{k} {v:.4g}" for k, v in shown.items()))
+    if "test" in summary:
+        print("test: " + ", ".join(f"{k} {v:.4g}" for k, v in summary["test"].items()))
+    print(f"run directory: {args.out}")
+    return 0
+
+
+def _eval(args) -> int:
+    from .pipeline import Task, read_task_file
+
+    task = Task.load(args.dir)
+    o = task.options
+    raw = read_task_file(task.task, args.data, o.get("format"), o.get("encoding", "utf-8"),
+                         o.get("text_column", 0), o.get("label_column", 1), o.get("tag", "upos"))
+    metrics = task.evaluate(raw)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        for k, v in metrics.items():
+            print(f"{k}: {v:.6g}")
+    return 0
+
+
+def _predict(args) -> int:
+    from .pipeline import Task
+
+    task = Task.load(args.dir)
+    if args.file == "-":
+        lines = sys.stdin.read().splitlines()
+    else:
+        with open(args.file, encoding=args.encoding) as f:
+            lines = f.read().splitlines()
+    for line in task.predict(lines):
+        print(line)
+    return 0
+
+
+def _generate(args) -> int:
+    from .pipeline import Task
+
+    task = Task.load(args.dir)
+    prompt = args.prompt.replace("\\n", "\n").replace("\\t", "\t")  # "\n" typed in a shell
+    print(task.generate(prompt, args.length, args.temperature, args.top_k, args.seed))
+    return 0
 
 
 def _gradflow(args, ap) -> int:
@@ -192,8 +342,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "gradflow":
             return _gradflow(args, ap)
         if args.command == "train":
-            return _train_long_range(args)
-    except ValueError as exc:
+            if args.task in ("adding", "copy"):
+                return _train_long_range(args)
+            return _train_task(args)
+        if args.command == "eval":
+            return _eval(args)
+        if args.command == "predict":
+            return _predict(args)
+        if args.command == "generate":
+            return _generate(args)
+    except (ValueError, OSError) as exc:
         ap.exit(2, f"rnnkit {args.command}: error: {exc}\n")
     return 0
 

@@ -1,0 +1,239 @@
+"""Task pipelines behind ``rnnkit train {classify,tag,lm}``, ``eval``, ``predict`` and
+``generate``: read files, build vocabularies, train, and use a trained run directory.
+
+A run directory holds the trainer's checkpoints (``best``/``last``); the checkpoint's
+config.json carries everything needed to use the model again: the task, vocabularies, label
+names, tokenizer and data options.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from . import data as D
+from . import io
+from .models import (
+    ClassifierConfig,
+    LanguageModel,
+    LMConfig,
+    SequenceClassifier,
+    SequenceTagger,
+    TaggerConfig,
+)
+from .train import TrainConfig, Trainer
+
+TASKS = ("classify", "tag", "lm")
+TAG_FORMATS = ("conllu", "slash", "columns")
+
+
+def read_task_file(task: str, path, fmt: str | None = None, encoding: str = "utf-8",
+                   text_column: int = 0, label_column: int = 1, tag: str = "upos"):
+    """The raw examples of a file: classify [(text, label)], tag [(tokens, tags)], lm str."""
+    if task == "classify":
+        delim = "," if (fmt == "csv" or (fmt is None and str(path).endswith(".csv"))) else "\t"
+        return D.read_labelled(path, encoding, text_column, label_column, delimiter=delim)
+    if task == "tag":
+        fmt = fmt or ("conllu" if str(path).endswith(".conllu") else "slash")
+        if fmt == "conllu":
+            return D.read_conllu(path, encoding, tag=tag)
+        if fmt == "slash":
+            return D.read_slash_tagged(path, encoding)
+        if fmt == "columns":
+            return D.read_columns(path, encoding)
+        raise ValueError(f"unknown tagging format {fmt!r}; expected one of {TAG_FORMATS}")
+    if task == "lm":
+        return D.read_text(path, encoding)
+    raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+
+
+class Task:
+    """What a trained run knows: model, vocabularies, labels, tokenizer, data options."""
+
+    def __init__(self, model, config: dict):
+        self.model, self.config = model, config
+        self.task = config["task"]
+        self.vocab = D.Vocab.from_json(config["vocab"])
+        self.labels = config.get("labels")
+        self.tokenizer = D.Tokenizer.from_json(config["tokenizer"])
+        self.chars = D.Vocab.from_json(config["chars"]) if config.get("chars") else None
+        self.options = config.get("data", {})
+
+    @classmethod
+    def load(cls, directory) -> Task:
+        """From a run directory (its ``best``, else ``last`` checkpoint) or a checkpoint."""
+        directory = Path(directory)
+        for sub in ("best", "last"):
+            if (directory / sub / "config.json").is_file():
+                directory = directory / sub
+                break
+        model, config = io.load_model(directory)
+        if config.get("task") not in TASKS:
+            raise ValueError(f"{directory}: not a classify/tag/lm run (task "
+                             f"{config.get('task')!r})")
+        return cls(model, config)
+
+    # -------------------------------------------------------------- encoding
+    def encode(self, raw) -> list:
+        if self.task == "classify":
+            index = {name: i for i, name in enumerate(self.labels)}
+            out = []
+            for text, label in raw:
+                ids = self.vocab.encode(self.tokenizer(text)) or [self.vocab.stoi[D.UNK]]
+                if label not in index:
+                    raise ValueError(f"label {label!r} was not seen in training "
+                                     f"(known: {self.labels[:10]})")
+                out.append((ids, index[label]))
+            return out
+        if self.task == "tag":
+            index = {name: i for i, name in enumerate(self.labels)}
+            out = []
+            for tokens, tags in raw:
+                words = [t.lower() if self.tokenizer.lower else t for t in tokens]
+                unknown = [t for t in tags if t not in index]
+                if unknown:
+                    raise ValueError(f"tag {unknown[0]!r} was not seen in training")
+                ex = (self.vocab.encode(words), [index[t] for t in tags])
+                if self.chars is not None:
+                    ex += ([self.chars.encode(list(w)) for w in tokens],)
+                out.append(ex)
+            return out
+        ids = self.vocab.encode(self.tokenizer(raw) if self.tokenizer.kind != "char"
+                                else list(raw))
+        return LanguageModel.windows(ids, self.options["batch_size"], self.options["bptt"])
+
+    # -------------------------------------------------------------- use
+    def evaluate(self, raw) -> dict:
+        """Metrics on raw examples (see the module docstring of rnnkit.cli for which)."""
+        examples = self.encode(raw)
+        trainer = Trainer(self.model, examples, None, TrainConfig(
+            epochs=1, batch_size=1 if self.task == "lm" else 64, progress=False,
+            shuffle=self.task != "lm"), "/nonexistent")
+        metrics = trainer.evaluate(examples)
+        if self.task == "classify":
+            metrics["macro_f1"] = self._macro_f1(examples)
+        return metrics
+
+    def _macro_f1(self, examples) -> float:
+        pred, gold = [], []
+        for i in range(0, len(examples), 256):
+            batch = self.model.collate(examples[i:i + 256])
+            pred.append(self.model.predict_logits(batch).argmax(axis=1))
+            gold.append(batch[2])
+        p, g = np.concatenate(pred), np.concatenate(gold)
+        f1s = []
+        for c in range(len(self.labels)):
+            tp = int(((p == c) & (g == c)).sum())
+            fp, fn = int(((p == c) & (g != c)).sum()), int(((p != c) & (g == c)).sum())
+            if tp + fp + fn:
+                f1s.append(2 * tp / (2 * tp + fp + fn))
+        return float(np.mean(f1s)) if f1s else 0.0
+
+    def predict(self, lines: list[str], batch_size: int = 64) -> list[str]:
+        """One output line per input line: a label, or ``word/TAG`` tokens."""
+        out = []
+        for i in range(0, len(lines), batch_size):
+            chunk = lines[i:i + batch_size]
+            if self.task == "classify":
+                ex = [(self.vocab.encode(self.tokenizer(t)) or [self.vocab.stoi[D.UNK]], 0)
+                      for t in chunk]
+                logits = self.model.predict_logits(self.model.collate(ex))
+                out += [self.labels[k] for k in logits.argmax(axis=1)]
+            elif self.task == "tag":
+                toks = [t.split() or ["<empty>"] for t in chunk]
+                raw = [(t, [self.labels[0]] * len(t)) for t in toks]
+                pred = self.model.predict(self.model.collate(self.encode(raw)))
+                out += [" ".join(f"{w}/{self.labels[k]}" for w, k in zip(t, row, strict=False))
+                        for t, row in zip(toks, pred, strict=True)]
+            else:
+                raise ValueError("a language model generates; use 'rnnkit generate'")
+        return out
+
+    def generate(self, prompt: str, length: int = 200, temperature: float = 1.0,
+                 top_k: int | None = None, seed: int | None = None) -> str:
+        if self.task != "lm":
+            raise ValueError(f"only a language model generates; this run is a {self.task} "
+                             "model")
+        toks = list(prompt) if self.tokenizer.kind == "char" else self.tokenizer(prompt)
+        ids = self.vocab.encode(toks) or [self.vocab.stoi[D.UNK]]
+        new = self.model.generate(ids, length, temperature, top_k, seed)
+        return prompt + self.tokenizer.detokenize(self.vocab.decode(new, strip=False))
+
+
+def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | None = None,
+          encoding: str = "utf-8", tokenizer: str | None = None, lower: bool = False,
+          min_freq: int = 1, max_vocab: int | None = None, text_column: int = 0,
+          label_column: int = 1, tag: str = "upos", cell: str = "lstm", hidden: int = 128,
+          layers: int = 1, embedding_dim: int = 100, bidirectional: bool = True,
+          dropout: float = 0.0, pooling: str = "last", char_features: bool = True,
+          bptt: int = 64, split_seed: int = 0, progress: bool = True, **train_options) -> dict:
+    """Train a model for ``task`` on files; returns a summary (dev and test metrics).
+
+    Without ``dev_path``/``test_path`` the training file is split 80/10/10 with
+    ``numpy.random.default_rng(split_seed)`` (a language model's text: first 90% train, last
+    10% dev). ``train_options`` are TrainConfig fields (epochs, batch_size, lr, …).
+    """
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    read = dict(fmt=fmt, encoding=encoding, text_column=text_column,
+                label_column=label_column, tag=tag)
+    raw_train = read_task_file(task, train_path, **read)
+    raw_dev = read_task_file(task, dev_path, **read) if dev_path else None
+    raw_test = read_task_file(task, test_path, **read) if test_path else None
+    if task == "lm":
+        if raw_dev is None:
+            cut = int(len(raw_train) * 0.9)
+            raw_train, raw_dev = raw_train[:cut], raw_train[cut:]
+    elif raw_dev is None:
+        a, b, c = D.split(raw_train, seed=split_seed)
+        raw_train, raw_dev = a, b
+        raw_test = raw_test if raw_test is not None else c
+    kind = tokenizer or ("char" if task == "lm" else "word")
+    tok = D.Tokenizer(kind, lower)
+    cfg = TrainConfig(progress=progress, **train_options)
+    extra = {"task": task, "tokenizer": tok.to_json(),
+             "data": {"format": fmt, "encoding": encoding, "text_column": text_column,
+                      "label_column": label_column, "tag": tag}}
+    if task == "classify":
+        vocab = D.Vocab.build((tok(t) for t, _ in raw_train), min_freq, max_vocab)
+        labels = sorted({label for _, label in raw_train})
+        model = SequenceClassifier(ClassifierConfig(
+            vocab_size=len(vocab), num_classes=len(labels), embedding_dim=embedding_dim,
+            hidden_size=hidden, num_layers=layers, cell=cell, bidirectional=bidirectional,
+            dropout=dropout, pooling=pooling, seed=cfg.seed))
+    elif task == "tag":
+        words = [[w.lower() if lower else w for w in toks] for toks, _ in raw_train]
+        vocab = D.Vocab.build(words, min_freq, max_vocab)
+        labels = sorted({t for _, tags in raw_train for t in tags})
+        chars = D.Vocab.build(list(w) for toks, _ in raw_train for w in toks) \
+            if char_features else None
+        extra["chars"] = chars.to_json() if chars else None
+        model = SequenceTagger(TaggerConfig(
+            vocab_size=len(vocab), num_tags=len(labels), embedding_dim=embedding_dim,
+            hidden_size=hidden, num_layers=layers, cell=cell, dropout=dropout,
+            char_vocab_size=len(chars) if chars else 0, seed=cfg.seed))
+    else:
+        vocab = D.Vocab.build([list(raw_train) if kind == "char" else tok(raw_train)],
+                              min_freq, max_vocab)
+        labels = None
+        model = LanguageModel(LMConfig(vocab_size=len(vocab), embedding_dim=embedding_dim,
+                                       hidden_size=hidden, num_layers=layers, cell=cell,
+                                       dropout=dropout, level="char" if kind == "char" else
+                                       "word", seed=cfg.seed))
+        extra["data"].update(batch_size=cfg.batch_size, bptt=bptt)
+        cfg = TrainConfig(**{**asdict(cfg), "batch_size": 1, "shuffle": False,
+                             "bucket": False})
+    extra.update(vocab=vocab.to_json(), labels=labels)
+    task_obj = Task(model, {**extra, "model": model.config_dict()})
+    train_ex, dev_ex = task_obj.encode(raw_train), task_obj.encode(raw_dev)
+    trainer = Trainer(model, train_ex, dev_ex, cfg, out, extra_config=extra)
+    history = trainer.fit()
+    summary = {"task": task, "epochs": len(history), "dev": history[-1] if history else None,
+               "train_examples": len(train_ex), "vocab_size": len(vocab)}
+    if raw_test is not None:
+        summary["test"] = Task.load(out).evaluate(raw_test)
+    Path(out, "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary

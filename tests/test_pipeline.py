@@ -1,0 +1,93 @@
+"""Seconds-long smoke runs of every task command on real data (../shared/data)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rnnkit.cli import main
+
+from .helpers import SHARED
+
+DATA = SHARED / "data"
+
+
+def need(path):
+    if not path.is_file():
+        pytest.skip(f"{path} not present")
+    return path
+
+
+def test_classify_train_predict_eval(tmp_path, capsys):
+    data = need(DATA / "uci_sentiment_labelled_sentences" / "amazon_cells_labelled.txt")
+    run = tmp_path / "cls"
+    assert main(["train", "classify", "--train", str(data), "--out", str(run), "--epochs", "2",
+                 "--hidden", "16", "--embedding-dim", "16", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "dev_accuracy" in out and "test: loss" in out and "macro_f1" in out
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["train_examples"] == 800 and 0 <= summary["test"]["accuracy"] <= 1
+    inp = tmp_path / "in.txt"
+    inp.write_text("great phone\nＸＹＺ never seen characters ☃\n")
+    assert main(["predict", str(run), str(inp)]) == 0
+    assert capsys.readouterr().out.split() in (["0", "0"], ["0", "1"], ["1", "0"], ["1", "1"])
+    assert main(["eval", str(run), "--data", str(data), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert set(metrics) == {"loss", "accuracy", "macro_f1"}
+
+
+def test_tag_conllu_with_char_features(tmp_path, capsys):
+    dev = need(DATA / "ud_english_ewt" / "en_ewt-ud-dev.conllu")
+    run = tmp_path / "tag"
+    assert main(["train", "tag", "--train", str(dev), "--out", str(run), "--epochs", "1",
+                 "--hidden", "16", "--embedding-dim", "16", "--quiet"]) == 0
+    capsys.readouterr()
+    inp = tmp_path / "in.txt"
+    inp.write_text("The cat sat on the mat .\nUnseenword xyzzy\n")
+    assert main(["predict", str(run), str(inp)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("The/") and len(lines[0].split()) == 7
+    cfg = json.loads((run / "best" / "config.json").read_text())
+    assert cfg["task"] == "tag" and cfg["chars"] and cfg["labels"]
+
+
+def test_language_model_train_generate_eval(tmp_path, capsys):
+    text = need(DATA / "tinyshakespeare" / "input.txt")
+    small = tmp_path / "small.txt"
+    small.write_text(text.read_text()[:20000])
+    run = tmp_path / "lm"
+    assert main(["train", "lm", "--train", str(small), "--out", str(run), "--epochs", "1",
+                 "--hidden", "16", "--layers", "1", "--embedding-dim", "8", "--bptt", "16",
+                 "--batch-size", "8", "--quiet"]) == 0
+    assert "dev_bits_per_char" in capsys.readouterr().out
+    assert main(["generate", str(run), "--prompt", "ROMEO:", "--length", "40", "--seed",
+                 "3"]) == 0
+    first = capsys.readouterr().out
+    assert first.startswith("ROMEO:") and len(first.rstrip("\n")) >= 46
+    main(["generate", str(run), "--prompt", "ROMEO:", "--length", "40", "--seed", "3"])
+    assert capsys.readouterr().out == first
+    assert main(["eval", str(run), "--data", str(small), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["perplexity"] > 1 and metrics["bits_per_char"] > 0
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "classify", "--train", "/nonexistent.tsv", "--out", "x"], "no such file"),
+    (["eval", "/nonexistent-run", "--data", "x"], "not an rnnkit checkpoint"),
+])
+def test_task_cli_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_generate_refuses_a_classifier(tmp_path, capsys):
+    data = need(DATA / "uci_sentiment_labelled_sentences" / "yelp_labelled.txt")
+    run = tmp_path / "cls"
+    main(["train", "classify", "--train", str(data), "--out", str(run), "--epochs", "1",
+          "--hidden", "8", "--embedding-dim", "8", "--quiet"])
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["generate", str(run)])
+    assert "only a language model generates" in capsys.readouterr().err
