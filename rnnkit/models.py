@@ -671,3 +671,294 @@ class LanguageModel(Model):
             return out
         finally:
             self.train(was)
+
+
+@dataclass
+class Seq2SeqConfig:
+    src_vocab_size: int  # source token ids
+    tgt_vocab_size: int  # target token ids (with <pad> 0, <bos> 2, <eos> 3)
+    embedding_dim: int = 128  # size of a token vector (both sides)
+    hidden_size: int = 256  # H of encoder and decoder
+    num_layers: int = 1  # stacked layers, encoder and decoder alike
+    cell: str = "gru"  # lstm | gru | rnn
+    attention: str = "dot"  # none | dot | general | additive
+    dropout: float = 0.0  # on embeddings and before the output
+    teacher_forcing: float = 1.0  # probability of feeding the gold previous token in training
+    seed: int = 0  # initialisation, dropout and teacher-forcing seed
+    dtype: str = "float32"  # float32 | float64
+
+
+@register
+class Seq2Seq(Model):
+    """Asynchronous sequence → sequence (the notes' third mode): an encoder reads the source;
+    its final state initialises the decoder (SPEC §2), which predicts the target one token at a
+    time from the previous one (<bos> first).
+
+    With attention (Luong et al. 2015: ``dot``, ``general``; Bahdanau et al. 2015:
+    ``additive``) the decoder state h_t queries the encoder states → context c_t, and
+    logits = W [h_t; c_t] + b; without, logits = W h_t + b. Loss: cross-entropy averaged over
+    target tokens. Teacher forcing feeds the gold previous token with probability
+    ``teacher_forcing`` (1: always, and the decoder runs as one sequence), else the model's own
+    previous prediction (no gradient through that choice). Decoding: :meth:`greedy` and
+    :meth:`beam_search`. Examples: (source ids, target ids) without <bos>/<eos>.
+    """
+
+    config_class = Seq2SeqConfig
+    PAD, BOS, EOS = 0, 2, 3
+
+    def __init__(self, config: Seq2SeqConfig):
+        from .layers import AdditiveAttention, DotAttention
+
+        super().__init__(config)
+        c = config
+        if c.cell not in CELLS:
+            raise ValueError(f"unknown cell {c.cell!r}; expected one of {', '.join(CELLS)}")
+        if c.attention not in ("none", "dot", "general", "additive"):
+            raise ValueError(f"unknown attention {c.attention!r}; expected none, dot, general "
+                             "or additive")
+        if not 0.0 <= c.teacher_forcing <= 1.0:
+            raise ValueError(f"teacher_forcing must be in [0, 1], got {c.teacher_forcing}")
+        L, H = self.layers, c.hidden_size
+        L["src_embedding"] = Embedding(c.src_vocab_size, c.embedding_dim, 0, c.dtype, c.seed)
+        L["tgt_embedding"] = Embedding(c.tgt_vocab_size, c.embedding_dim, 0, c.dtype,
+                                       c.seed + 1)
+        L["encoder"] = CELLS[c.cell](c.embedding_dim, H, c.num_layers, dtype=c.dtype,
+                                     seed=c.seed + 2)
+        L["decoder"] = CELLS[c.cell](c.embedding_dim, H, c.num_layers, dtype=c.dtype,
+                                     seed=c.seed + 3)
+        if c.attention in ("dot", "general"):
+            L["attention"] = DotAttention(H, kind=c.attention, dtype=c.dtype, seed=c.seed + 4)
+        elif c.attention == "additive":
+            L["attention"] = AdditiveAttention(H, H, H, dtype=c.dtype, seed=c.seed + 4)
+        L["dropout"] = Dropout(c.dropout, seed=c.seed + 5)
+        feat = 2 * H if c.attention != "none" else H
+        L["head"] = Linear(feat, c.tgt_vocab_size, dtype=c.dtype, seed=c.seed + 6)
+        self._finish()
+        self.rng = np.random.default_rng(c.seed + 7)
+
+    def rng_states(self) -> dict:
+        return {**super().rng_states(), "_teacher": self.rng.bit_generator.state}
+
+    def set_rng_states(self, states: dict) -> None:
+        states = dict(states)
+        self.rng.bit_generator.state = states.pop("_teacher")
+        super().set_rng_states(states)
+
+    def example_length(self, example) -> int:
+        return len(example[0])
+
+    def collate(self, examples):
+        """→ (src (N, S), src lengths (N,), tgt_in (N, T) = <bos> y, tgt_out (N, T) = y <eos>
+        with −1 at padding)."""
+        if not examples:
+            raise ValueError("empty batch")
+        slen = np.array([len(s) for s, _ in examples], dtype=np.int64)
+        tlen = np.array([len(t) + 1 for _, t in examples], dtype=np.int64)
+        if slen.min() < 1:
+            raise ValueError("every source needs at least one token")
+        n = len(examples)
+        src = np.zeros((n, slen.max()), dtype=np.int64)
+        tin = np.zeros((n, tlen.max()), dtype=np.int64)
+        tout = np.full((n, tlen.max()), -1, dtype=np.int64)
+        for i, (s, t) in enumerate(examples):
+            src[i, : len(s)] = s
+            tin[i, : len(t) + 1] = [self.BOS] + list(t)
+            tout[i, : len(t) + 1] = list(t) + [self.EOS]
+        return src, slen, tin, tout
+
+    # ------------------------------------------------------------------ pieces
+    def _encode(self, src, slen):
+        L = self.layers
+        e, ecache = L["src_embedding"].forward(src)
+        e, d1 = L["dropout"].forward(e)
+        enc_out, state, rcache = L["encoder"].forward(e, lengths=slen,
+                                                      inference=not self.training)
+        mask = np.arange(src.shape[1])[None, :] < slen[:, None]
+        return enc_out, state, mask, (ecache, d1, rcache)
+
+    def _encode_backward(self, d_enc_out, dstate, cache):
+        L = self.layers
+        ecache, d1, rcache = cache
+        dx, _ = L["encoder"].backward(d_enc_out, dstate, rcache)
+        L["src_embedding"].backward(L["dropout"].backward(dx, d1), ecache)
+
+    def _project(self, dec_out, enc_out, mask):
+        """Decoder states (N, T, H) → logits (N, T, V), with attention when configured."""
+        L = self.layers
+        acache = None
+        feat = dec_out
+        if "attention" in L:
+            ctx, _, acache = L["attention"].forward(dec_out, enc_out, enc_out, mask)
+            feat = np.concatenate([dec_out, ctx], axis=2)
+        feat, d2 = L["dropout"].forward(feat)
+        logits, hcache = L["head"].forward(feat)
+        return logits, (acache, d2, hcache)
+
+    def _project_backward(self, dlogits, cache):
+        """→ (d dec_out, d enc_out or None)."""
+        L = self.layers
+        acache, d2, hcache = cache
+        dfeat = L["dropout"].backward(L["head"].backward(dlogits, hcache), d2)
+        if acache is None:
+            return dfeat, None
+        H = self.config.hidden_size
+        dq, dk, dv = L["attention"].backward(dfeat[:, :, H:], None, acache)
+        return dfeat[:, :, :H] + dq, dk + dv
+
+    def _dec_step_input(self, tokens):
+        L = self.layers
+        e, ecache = L["tgt_embedding"].forward(tokens)
+        return e, ecache
+
+    # ------------------------------------------------------------------ training
+    def forward_backward(self, batch):
+        src, slen, tin, tout = batch
+        L = self.layers
+        mask_t = tout >= 0
+        n_tok = int(mask_t.sum())
+        enc_out, enc_state, smask, ecache = self._encode(src, slen)
+        if self.config.teacher_forcing >= 1.0 or not self.training:
+            e, tcache = L["tgt_embedding"].forward(tin)
+            dec_out, _, dcache = L["decoder"].forward(e, enc_state)
+            logits, pcache = self._project(dec_out, enc_out, smask)
+            loss, dlogits = cross_entropy(logits, tout, mask_t, reduction="mean")
+            d_dec, d_enc = self._project_backward(dlogits, pcache)
+            dx, dstate = L["decoder"].backward(d_dec, None, dcache)
+            L["tgt_embedding"].backward(dx, tcache)
+        else:
+            loss, d_enc, dstate = self._forward_backward_sampled(enc_out, enc_state, smask,
+                                                                 tin, tout, mask_t, n_tok)
+        self._encode_backward(d_enc, dstate, ecache)
+        return loss * n_tok, n_tok
+
+    def _forward_backward_sampled(self, enc_out, state, smask, tin, tout, mask_t, n_tok):
+        """Step by step: the input at t is gold with probability ``teacher_forcing``, else
+        the previous step's argmax."""
+        L = self.layers
+        n, T = tin.shape
+        steps = []
+        token = tin[:, 0]
+        loss_sum = 0.0
+        for t in range(T):
+            e, tcache = L["tgt_embedding"].forward(token[:, None])
+            out, state_next, dcache = L["decoder"].forward(e, state)
+            logits, pcache = self._project(out, enc_out, smask)
+            m = mask_t[:, t:t + 1]
+            if m.any():
+                part, dlog = cross_entropy(logits, tout[:, t:t + 1], m, reduction="sum")
+            else:
+                part, dlog = 0.0, np.zeros_like(logits)
+            loss_sum += part
+            steps.append((tcache, dcache, pcache, dlog / n_tok))
+            if t + 1 < T:
+                gold = tin[:, t + 1]
+                own = logits[:, 0].argmax(axis=1)
+                token = np.where(self.rng.random(n) < self.config.teacher_forcing, gold, own)
+            state = state_next
+        d_enc = np.zeros_like(enc_out)
+        dstate = None
+        for tcache, dcache, pcache, dlog in reversed(steps):
+            d_out, d_e = self._project_backward(dlog, pcache)
+            if d_e is not None:
+                d_enc += d_e
+            dx, dstate = L["decoder"].backward(d_out, dstate, dcache)
+            L["tgt_embedding"].backward(dx, tcache)
+        return loss_sum / n_tok, d_enc, dstate
+
+    def evaluate(self, batch):
+        was = self.training
+        self.eval()
+        src, slen, tin, tout = batch
+        enc_out, enc_state, smask, _ = self._encode(src, slen)
+        e, _ = self.layers["tgt_embedding"].forward(tin)
+        dec_out, _, _ = self.layers["decoder"].forward(e, enc_state, inference=True)
+        logits, _ = self._project(dec_out, enc_out, smask)
+        self.train(was)
+        mask = tout >= 0
+        loss, _ = cross_entropy(logits, tout, mask, reduction="sum")
+        return {"loss_sum": loss, "count": int(mask.sum())}
+
+    # ------------------------------------------------------------------ decoding
+    def _step(self, token, state, enc_out, smask):
+        e, _ = self.layers["tgt_embedding"].forward(token[:, None])
+        out, state, _ = self.layers["decoder"].forward(e, state, inference=True)
+        logits, _ = self._project(out, enc_out, smask)
+        return logits[:, 0], state
+
+    def greedy(self, src_ids: list[list[int]], max_len: int = 50) -> list[list[int]]:
+        """The most likely token at every step, until <eos> or ``max_len``; one list of target
+        ids (without <bos>/<eos>) per source."""
+        was = self.training
+        self.eval()
+        try:
+            src, slen, _, _ = self.collate([(s, []) for s in src_ids])
+            enc_out, state, smask, _ = self._encode(src, slen)
+            n = len(src_ids)
+            token = np.full(n, self.BOS, dtype=np.int64)
+            out = [[] for _ in range(n)]
+            done = np.zeros(n, dtype=bool)
+            for _ in range(max_len):
+                logits, state = self._step(token, state, enc_out, smask)
+                token = logits.argmax(axis=1)
+                for i in np.flatnonzero(~done):
+                    if token[i] == self.EOS:
+                        done[i] = True
+                    else:
+                        out[i].append(int(token[i]))
+                if done.all():
+                    break
+            return out
+        finally:
+            self.train(was)
+
+    def beam_search(self, src: list[int], beam_size: int = 5, max_len: int = 50,
+                    length_penalty: float = 1.0) -> list[int]:
+        """Keep the ``beam_size`` best partial translations by summed log-probability; a
+        finished one (<eos>) is scored log p / len^``length_penalty`` (0: no normalisation).
+        Returns the best target ids (without <bos>/<eos>)."""
+        if beam_size < 1 or max_len < 1:
+            raise ValueError(f"beam_size and max_len must be >= 1, got {beam_size}, {max_len}")
+        from .losses import log_softmax
+
+        was = self.training
+        self.eval()
+        try:
+            s, slen, _, _ = self.collate([(src, [])])
+            enc_out, state, smask, _ = self._encode(s, slen)
+            hyps = [([], 0.0)]
+            finished = []
+
+            enc_b, mask_b = enc_out, smask
+            state = (tuple(x[:, [0] * len(hyps)] for x in state) if isinstance(state, tuple)
+                     else state[:, [0] * len(hyps)])
+            for _ in range(max_len):
+                tokens = np.array([h[-1] if h else self.BOS for h, _ in hyps], dtype=np.int64)
+                logits, state = self._step(tokens, state, enc_b, mask_b)
+                logp = log_softmax(logits.astype(np.float64))
+                scores = np.array([sc for _, sc in hyps])[:, None] + logp
+                new_hyps, keep = [], []
+                for k in np.argsort(-scores, axis=None)[: 2 * beam_size]:
+                    b, tok = divmod(int(k), logp.shape[1])
+                    if tok == self.EOS:
+                        length = len(hyps[b][0]) + 1
+                        norm = length**length_penalty if length_penalty else 1.0
+                        finished.append((hyps[b][0], scores[b, tok] / norm))
+                    else:
+                        new_hyps.append((hyps[b][0] + [tok], scores[b, tok]))
+                        keep.append(b)
+                    if len(new_hyps) == beam_size:
+                        break
+                if len(finished) >= beam_size or not new_hyps:
+                    break
+                hyps = new_hyps
+                idx = np.array(keep)
+                state = (tuple(x[:, idx] for x in state) if isinstance(state, tuple)
+                         else state[:, idx])
+                rows = np.zeros(len(idx), dtype=np.int64)
+                enc_b, mask_b = enc_out[rows], smask[rows]
+            if not finished:  # max_len reached: the open hypotheses compete
+                finished = [(h, sc / (len(h) ** length_penalty if length_penalty else 1.0))
+                            for h, sc in hyps]
+            return [int(t) for t in max(finished, key=lambda f: f[1])[0]]
+        finally:
+            self.train(was)
