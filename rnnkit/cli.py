@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     tsub.required = True
     for task, what in (("classify", "sequence → class (text classification)"),
                        ("tag", "a label per token (POS tags, word segmentation, BIO entities)"),
+                       ("translate", "encoder–decoder translation (source<TAB>target lines)"),
                        ("lm", "a language model (characters or words)")):
         t = tsub.add_parser(task, help=what, description=f"Train {what} on files.")
         t.add_argument("--train", required=True, help="training file")
@@ -114,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
         if task == "lm":
             t.add_argument("--bptt", type=_positive_int, default=64,
                            help="truncated-BPTT window (default: 64)")
+        if task == "translate":
+            t.add_argument("--attention", choices=["none", "dot", "general", "additive"],
+                           default="dot", help="attention over the source (default: dot)")
+            t.add_argument("--teacher-forcing", type=float, default=1.0,
+                           help="probability of feeding the gold previous token (default: 1)")
         t.add_argument("--encoding", default="utf-8", help="file encoding (default: utf-8)")
         t.add_argument("--tokenizer", choices=["char", "word", "space"], default=None,
                        help="char (default for lm), word (default otherwise) or space")
@@ -177,17 +183,22 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     ev = sub.add_parser("eval", help="evaluate a trained run on a file",
-                        description="classify: accuracy, macro-F1; tag: token accuracy; lm: "
-                        "loss, perplexity, bits per character.")
+                        description="classify: accuracy, macro-F1; tag: token accuracy; "
+                        "translate: BLEU and chrF (sacrebleu); lm: loss, perplexity, bits per "
+                        "character.")
     ev.add_argument("dir", help="run directory (its best checkpoint) or a checkpoint")
     ev.add_argument("--data", required=True, help="file in the run's format")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--beam-size", type=_positive_int, default=1,
+                    help="translate: beam width for BLEU/chrF (default: 1, greedy)")
     pr = sub.add_parser("predict", help="one prediction per input line",
-                        description="A label (classify) or word/TAG tokens (tag) for every "
-                        "line of FILE or standard input.")
+                        description="A label (classify), word/TAG tokens (tag) or a "
+                        "translation for every line of FILE or standard input.")
     pr.add_argument("dir", help="run directory or checkpoint")
     pr.add_argument("file", nargs="?", default="-", help="input file, or - for stdin")
     pr.add_argument("--encoding", default="utf-8", help="input encoding (default: utf-8)")
+    pr.add_argument("--beam-size", type=_positive_int, default=1,
+                    help="translate: beam width (default: 1, greedy)")
     ge = sub.add_parser("generate", help="sample text from a language model",
                         description="Sample text from a trained language model.")
     ge.add_argument("dir", help="run directory or checkpoint")
@@ -219,6 +230,8 @@ def _train_task(args) -> int:
         opts.update(tag=args.tag, char_features=not args.no_char_features)
     if args.task == "lm":
         opts.update(bptt=args.bptt)
+    if args.task == "translate":
+        opts.update(attention=args.attention, teacher_forcing=args.teacher_forcing)
     summary = train(args.task, args.train, args.out, args.dev, args.test, **opts)
     dev = summary["dev"] or {}
     shown = {k: v for k, v in dev.items() if k.startswith("dev_")}
@@ -237,7 +250,7 @@ def _eval(args) -> int:
     o = task.options
     raw = read_task_file(task.task, args.data, o.get("format"), o.get("encoding", "utf-8"),
                          o.get("text_column", 0), o.get("label_column", 1), o.get("tag", "upos"))
-    metrics = task.evaluate(raw)
+    metrics = task.evaluate(raw, beam_size=args.beam_size)
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -255,7 +268,9 @@ def _predict(args) -> int:
     else:
         with open(args.file, encoding=args.encoding) as f:
             lines = f.read().splitlines()
-    for line in task.predict(lines):
+    outputs = (task.translate(lines, args.beam_size) if task.task == "translate"
+               else task.predict(lines))
+    for line in outputs:
         print(line)
     return 0
 

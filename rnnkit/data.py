@@ -104,7 +104,12 @@ class Tokenizer:
         return self._re.findall(text)
 
     def detokenize(self, tokens: list[str]) -> str:
-        return "".join(tokens) if self.kind == "char" else " ".join(tokens)
+        """Characters joined; words joined by spaces, none before closing punctuation."""
+        if self.kind == "char":
+            return "".join(tokens)
+        text = " ".join(tokens)
+        text = re.sub(r" ([.,!?;:%)\]}»])", r"\1", text)
+        return re.sub(r"([(\[{«¿¡]) ", r"\1", text)
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "lower": self.lower, "pattern": self.pattern}

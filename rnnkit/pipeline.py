@@ -20,13 +20,15 @@ from .models import (
     ClassifierConfig,
     LanguageModel,
     LMConfig,
+    Seq2Seq,
+    Seq2SeqConfig,
     SequenceClassifier,
     SequenceTagger,
     TaggerConfig,
 )
 from .train import TrainConfig, Trainer
 
-TASKS = ("classify", "tag", "lm")
+TASKS = ("classify", "tag", "translate", "lm")
 TAG_FORMATS = ("conllu", "slash", "columns")
 
 
@@ -47,6 +49,8 @@ def read_task_file(task: str, path, fmt: str | None = None, encoding: str = "utf
         raise ValueError(f"unknown tagging format {fmt!r}; expected one of {TAG_FORMATS}")
     if task == "lm":
         return D.read_text(path, encoding)
+    if task == "translate":
+        return D.read_parallel(path, encoding)
     raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
 
 
@@ -60,6 +64,8 @@ class Task:
         self.labels = config.get("labels")
         self.tokenizer = D.Tokenizer.from_json(config["tokenizer"])
         self.chars = D.Vocab.from_json(config["chars"]) if config.get("chars") else None
+        self.tgt_vocab = D.Vocab.from_json(config["tgt_vocab"]) if config.get("tgt_vocab") \
+            else None
         self.options = config.get("data", {})
 
     @classmethod
@@ -72,7 +78,7 @@ class Task:
                 break
         model, config = io.load_model(directory)
         if config.get("task") not in TASKS:
-            raise ValueError(f"{directory}: not a classify/tag/lm run (task "
+            raise ValueError(f"{directory}: not a classify/tag/translate/lm run (task "
                              f"{config.get('task')!r})")
         return cls(model, config)
 
@@ -101,13 +107,17 @@ class Task:
                     ex += ([self.chars.encode(list(w)) for w in tokens],)
                 out.append(ex)
             return out
+        if self.task == "translate":
+            return [(self.vocab.encode(self.tokenizer(a)) or [self.vocab.stoi[D.UNK]],
+                     self.tgt_vocab.encode(self.tokenizer(b))) for a, b in raw]
         ids = self.vocab.encode(self.tokenizer(raw) if self.tokenizer.kind != "char"
                                 else list(raw))
         return LanguageModel.windows(ids, self.options["batch_size"], self.options["bptt"])
 
     # -------------------------------------------------------------- use
-    def evaluate(self, raw) -> dict:
-        """Metrics on raw examples (see the module docstring of rnnkit.cli for which)."""
+    def evaluate(self, raw, beam_size: int = 1) -> dict:
+        """Metrics on raw examples: loss always; classify accuracy and macro-F1; tag token
+        accuracy; translate BLEU and chrF (sacrebleu); lm perplexity and bits per token."""
         examples = self.encode(raw)
         trainer = Trainer(self.model, examples, None, TrainConfig(
             epochs=1, batch_size=1 if self.task == "lm" else 64, progress=False,
@@ -115,7 +125,34 @@ class Task:
         metrics = trainer.evaluate(examples)
         if self.task == "classify":
             metrics["macro_f1"] = self._macro_f1(examples)
+        if self.task == "translate":
+            metrics.update(self._bleu(raw, beam_size))
         return metrics
+
+    def _bleu(self, raw, beam_size: int) -> dict:
+        try:
+            import sacrebleu
+        except ImportError:
+            raise ValueError("BLEU and chrF need sacrebleu: pip install 'rnnkit[eval]'") from None
+        hyps = self.translate([a for a, _ in raw], beam_size)
+        refs = [[b for _, b in raw]]
+        return {"bleu": sacrebleu.corpus_bleu(hyps, refs).score,
+                "chrf": sacrebleu.corpus_chrf(hyps, refs).score}
+
+    def translate(self, lines: list[str], beam_size: int = 1, max_len: int | None = None,
+                  batch_size: int = 64) -> list[str]:
+        """Greedy (beam_size 1) or beam-search translations, detokenised."""
+        out = []
+        srcs = [self.vocab.encode(self.tokenizer(t)) or [self.vocab.stoi[D.UNK]] for t in lines]
+        for i in range(0, len(srcs), batch_size):
+            chunk = srcs[i:i + batch_size]
+            limit = max_len or 2 * max(len(s) for s in chunk) + 10
+            if beam_size == 1:
+                ids = self.model.greedy(chunk, limit)
+            else:
+                ids = [self.model.beam_search(s, beam_size, limit) for s in chunk]
+            out += [self.tokenizer.detokenize(self.tgt_vocab.decode(x)) for x in ids]
+        return out
 
     def _macro_f1(self, examples) -> float:
         pred, gold = [], []
@@ -133,7 +170,7 @@ class Task:
         return float(np.mean(f1s)) if f1s else 0.0
 
     def predict(self, lines: list[str], batch_size: int = 64) -> list[str]:
-        """One output line per input line: a label, or ``word/TAG`` tokens."""
+        """One output line per input line: a label, ``word/TAG`` tokens or a translation."""
         out = []
         for i in range(0, len(lines), batch_size):
             chunk = lines[i:i + batch_size]
@@ -142,6 +179,8 @@ class Task:
                       for t in chunk]
                 logits = self.model.predict_logits(self.model.collate(ex))
                 out += [self.labels[k] for k in logits.argmax(axis=1)]
+            elif self.task == "translate":
+                out += self.translate(chunk)
             elif self.task == "tag":
                 toks = [t.split() or ["<empty>"] for t in chunk]
                 raw = [(t, [self.labels[0]] * len(t)) for t in toks]
@@ -169,6 +208,7 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
           label_column: int = 1, tag: str = "upos", cell: str = "lstm", hidden: int = 128,
           layers: int = 1, embedding_dim: int = 100, bidirectional: bool = True,
           dropout: float = 0.0, pooling: str = "last", char_features: bool = True,
+          attention: str = "dot", teacher_forcing: float = 1.0,
           bptt: int = 64, split_seed: int = 0, progress: bool = True, **train_options) -> dict:
     """Train a model for ``task`` on files; returns a summary (dev and test metrics).
 
@@ -215,6 +255,15 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
             vocab_size=len(vocab), num_tags=len(labels), embedding_dim=embedding_dim,
             hidden_size=hidden, num_layers=layers, cell=cell, dropout=dropout,
             char_vocab_size=len(chars) if chars else 0, seed=cfg.seed))
+    elif task == "translate":
+        vocab = D.Vocab.build((tok(a) for a, _ in raw_train), min_freq, max_vocab)
+        tgt = D.Vocab.build((tok(b) for _, b in raw_train), min_freq, max_vocab)
+        labels = None
+        extra["tgt_vocab"] = tgt.to_json()
+        model = Seq2Seq(Seq2SeqConfig(
+            src_vocab_size=len(vocab), tgt_vocab_size=len(tgt), embedding_dim=embedding_dim,
+            hidden_size=hidden, num_layers=layers, cell=cell, attention=attention,
+            dropout=dropout, teacher_forcing=teacher_forcing, seed=cfg.seed))
     else:
         vocab = D.Vocab.build([list(raw_train) if kind == "char" else tok(raw_train)],
                               min_freq, max_vocab)

@@ -91,3 +91,22 @@ def test_generate_refuses_a_classifier(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["generate", str(run)])
     assert "only a language model generates" in capsys.readouterr().err
+
+
+def test_translate_train_predict_eval(tmp_path, capsys):
+    fra = need(DATA / "tatoeba_fra_eng" / "fra.txt")
+    small = tmp_path / "fra.txt"
+    with open(fra, encoding="utf-8") as f:
+        small.write_text("".join(next(f) for _ in range(600)))
+    run = tmp_path / "tr"
+    assert main(["train", "translate", "--train", str(small), "--out", str(run), "--epochs",
+                 "1", "--hidden", "16", "--embedding-dim", "8", "--lower", "--attention",
+                 "additive", "--quiet"]) == 0
+    assert "bleu" in capsys.readouterr().out
+    inp = tmp_path / "in.txt"
+    inp.write_text("I am happy.\nUnknownword!\n")
+    assert main(["predict", str(run), str(inp), "--beam-size", "3"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    assert main(["eval", str(run), "--data", str(small), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert set(metrics) == {"loss", "bleu", "chrf"} and metrics["chrf"] >= 0
