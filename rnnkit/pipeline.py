@@ -32,6 +32,16 @@ TASKS = ("classify", "tag", "translate", "lm")
 TAG_FORMATS = ("conllu", "slash", "columns")
 
 
+def chunk_scheme(labels: list[str]) -> str | None:
+    """``"bio"`` for B-/I-/O entity tags, ``"bmes"`` for B/M/E/S segmentation tags, else None."""
+    if set(t.upper() for t in labels) <= {"B", "M", "E", "S"}:
+        return "bmes"
+    if all(t == "O" or t[:2] in ("B-", "I-") for t in labels) and any(
+            t.startswith("B-") for t in labels):
+        return "bio"
+    return None
+
+
 def read_task_file(task: str, path, fmt: str | None = None, encoding: str = "utf-8",
                    text_column: int = 0, label_column: int = 1, tag: str = "upos"):
     """The raw examples of a file: classify [(text, label)], tag [(tokens, tags)], lm str."""
@@ -127,7 +137,37 @@ class Task:
             metrics["macro_f1"] = self._macro_f1(examples)
         if self.task == "translate":
             metrics.update(self._bleu(raw, beam_size))
+        if self.task == "tag":
+            scheme = chunk_scheme(self.labels)
+            if scheme is not None:
+                metrics["chunk_f1"] = self._chunk_f1(examples, scheme)
         return metrics
+
+    def _chunk_f1(self, examples, scheme: str) -> float:
+        """Entity F1 (BIO tags, conlleval's rules) or word F1 (B/M/E/S segmentation tags,
+        strict IOBES), computed by seqeval."""
+        try:
+            from seqeval.metrics import f1_score
+            from seqeval.scheme import IOBES
+        except ImportError:
+            raise ValueError("chunk F1 needs seqeval: pip install 'rnnkit[eval]'") from None
+
+        def name(k):
+            tag = self.labels[k]
+            if scheme == "bmes":  # a word is a chunk: B/M/E/S → B-W/I-W/E-W/S-W
+                return {"B": "B-W", "M": "I-W", "E": "E-W", "S": "S-W"}[tag.upper()]
+            return tag
+
+        gold, pred = [], []
+        for i in range(0, len(examples), 64):
+            batch = self.model.collate(examples[i:i + 64])
+            p = self.model.predict(batch)
+            for row_p, row_g, n in zip(p, batch[2], batch[1], strict=True):
+                gold.append([name(k) for k in row_g[:n]])
+                pred.append([name(k) for k in row_p[:n]])
+        if scheme == "bmes":
+            return float(f1_score(gold, pred, mode="strict", scheme=IOBES))
+        return float(f1_score(gold, pred))
 
     def _bleu(self, raw, beam_size: int) -> dict:
         try:

@@ -110,3 +110,28 @@ def test_translate_train_predict_eval(tmp_path, capsys):
     assert main(["eval", str(run), "--data", str(small), "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert set(metrics) == {"loss", "bleu", "chrf"} and metrics["chrf"] >= 0
+
+
+def test_chunk_f1_for_bio_and_bmes(tmp_path, capsys):
+    from rnnkit.pipeline import chunk_scheme
+
+    assert chunk_scheme(["B-PER", "I-PER", "O"]) == "bio"
+    assert chunk_scheme(["b", "m", "e", "s"]) == "bmes"
+    assert chunk_scheme(["NOUN", "VERB"]) is None
+    ner = tmp_path / "ner.txt"
+    ner.write_text("\n\n".join("Peter B-PER\nlives O\nin O\nBerlin B-LOC\n" for _ in range(30)))
+    run = tmp_path / "ner"
+    assert main(["train", "tag", "--train", str(ner), "--format", "columns", "--out", str(run),
+                 "--epochs", "3", "--hidden", "8", "--embedding-dim", "8", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--data", str(ner), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert 0.0 <= metrics["chunk_f1"] <= 1.0 and "accuracy" in metrics
+    seg = tmp_path / "seg.txt"
+    seg.write_text("\n".join("迈/b 向/e 充/b 满/e 希/b 望/e 的/s" for _ in range(30)) + "\n")
+    run2 = tmp_path / "seg"
+    assert main(["train", "tag", "--train", str(seg), "--format", "slash", "--out", str(run2),
+                 "--epochs", "3", "--hidden", "8", "--embedding-dim", "8", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run2), "--data", str(seg), "--json"]) == 0
+    assert 0.0 <= json.loads(capsys.readouterr().out)["chunk_f1"] <= 1.0
