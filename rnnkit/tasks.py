@@ -63,3 +63,41 @@ def copy_memory(n: int, length: int, rng: np.random.Generator) -> tuple[np.ndarr
 def copy_baseline(length: int) -> float:
     """Cross-entropy per step of the memoryless strategy: 10 log 8 / (T + 20)."""
     return COPY_MEMORY * math.log(8) / (length + 2 * COPY_MEMORY)
+
+
+MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August",
+          "September", "October", "November", "December"]
+WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+
+
+def _ordinal(d: int) -> str:
+    suffix = "th" if 11 <= d % 100 <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(d % 10, "th")
+    return f"{d}{suffix}"
+
+
+def dates(n: int, rng: np.random.Generator) -> list[tuple[str, str]]:
+    """Date normalisation, a generated translation task: a date written one of many ways →
+    ISO 8601. ("3 March 2021" → "2021-03-03", "Wed, Mar 3 2021" → "2021-03-03", …)."""
+    import datetime
+
+    if n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    start = datetime.date(1950, 1, 1).toordinal()
+    span = datetime.date(2049, 12, 31).toordinal() - start
+    formats = [
+        lambda d: f"{d.day} {MONTHS[d.month - 1]} {d.year}",
+        lambda d: f"{MONTHS[d.month - 1]} {d.day}, {d.year}",
+        lambda d: f"{MONTHS[d.month - 1][:3]} {d.day} {d.year}",
+        lambda d: f"{d.day} {MONTHS[d.month - 1][:3].lower()} {d.year}",
+        lambda d: f"{_ordinal(d.day)} of {MONTHS[d.month - 1]} {d.year}",
+        lambda d: f"{WEEKDAYS[d.weekday()]}, {d.day} {MONTHS[d.month - 1]} {d.year}",
+        lambda d: f"{WEEKDAYS[d.weekday()][:3]}, {MONTHS[d.month - 1][:3]} {d.day} {d.year}",
+        lambda d: f"{d.day:02d}.{d.month:02d}.{d.year}",
+        lambda d: f"{d.year}/{d.month}/{d.day}",
+        lambda d: f"{MONTHS[d.month - 1].upper()} {_ordinal(d.day).upper()}, {d.year}",
+    ]
+    out = []
+    for _ in range(n):
+        d = datetime.date.fromordinal(start + int(rng.integers(0, span + 1)))
+        out.append((formats[int(rng.integers(0, len(formats)))](d), d.isoformat()))
+    return out

@@ -18,15 +18,37 @@ def test_demo_loss_falls():
     assert lines[-1].endswith("solved (solved means below 10%)")
 
 
-def test_cli_demo_runs(capsys):
-    assert main(["demo", "--steps", "4", "--length", "6", "--hidden", "5", "--cell", "gru"]) == 0
+def test_cli_demo_adding_runs(capsys):
+    assert main(["demo", "--families", "adding", "--steps", "4", "--length", "6", "--hidden",
+                 "5", "--cell", "gru"]) == 0
     out = capsys.readouterr().out
     assert "GRU (hidden 5)" in out and "step     4" in out
+
+
+def test_cli_demo_families_quick(tmp_path, capsys):
+    out_dir = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out_dir)]) == 0
+    text = capsys.readouterr().out
+    for family in ("classify", "tag", "translate", "lm"):
+        assert (out_dir / family / "run" / "best" / "model.safetensors").is_file()
+        assert (out_dir / family / "run" / "curves.png").is_file()
+        assert f"\n{family} " in text
+    assert "accuracy" in text and "bleu" in text and "bits_per_char" in text
+    assert main(["demo", "--quick", "--out", str(out_dir)]) == 0  # its own output: replaced
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    with pytest.raises(SystemExit):  # someone else's directory: refused, nothing touched
+        main(["demo", "--quick", "--out", str(other)])
+    assert (other / "notes.txt").read_text() == "keep me"
 
 
 def test_cli_rejects_unknown_option():
     with pytest.raises(SystemExit) as exc:
         main(["demo", "--cell", "transformer"])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--families", "vision"])
     assert exc.value.code == 2
 
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from rnnkit.tasks import ADDING_BASELINE_MSE, adding_problem, copy_baseline, copy_memory
+from rnnkit.tasks import ADDING_BASELINE_MSE, adding_problem, copy_baseline, copy_memory, dates
 
 
 def test_adding_problem_structure_and_baseline():
@@ -44,3 +44,14 @@ def test_bad_length(task):
         task(3, 1, np.random.default_rng(0))
     with pytest.raises(ValueError, match="n must be a positive integer, got 0"):
         task(0, 5, np.random.default_rng(0))
+
+
+def test_dates_normalise_to_iso():
+    import datetime
+
+    pairs = dates(500, np.random.default_rng(0))
+    assert len({src.split()[0][:3] for src, _ in pairs}) > 5  # many formats
+    for src, iso in pairs:
+        d = datetime.date.fromisoformat(iso)
+        assert str(d.year) in src
+    assert dates(3, np.random.default_rng(1)) == dates(3, np.random.default_rng(1))
