@@ -197,9 +197,9 @@ def run_families(families=("classify", "tag", "translate", "lm"), out_dir="rnnki
                  quick: bool = False, seed: int = 0,
                  out: Callable[[str], None] = print) -> list[dict]:
     """Train and evaluate one model per family; print a results table; return its rows."""
-    from .pipeline import Task, read_task_file, train
-
     import shutil
+
+    from .pipeline import Task, read_task_file, train
 
     out_dir = Path(out_dir)
     marker = out_dir / ".rnnkit-demo"

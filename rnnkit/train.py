@@ -61,6 +61,7 @@ class TrainConfig:
     on_nan: str = "stop"  # stop | skip: what a NaN/inf loss or gradient does
     progress: bool = True  # show a progress bar
     keep_checkpoints: int = 2  # step directories kept besides last and best
+    max_minutes: float | None = None  # stop after the epoch that passes this wall time
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1:
@@ -206,6 +207,7 @@ class Trainer:
             shutil.rmtree(tmp, ignore_errors=True)
         history = self._read_log()
         metric_name, higher = self.model.primary_metric
+        t_start = time.perf_counter()
         while self.epoch < c.epochs:
             self.model.train()
             plan = batches(self.lengths, c.batch_size, self.rng, c.bucket, c.shuffle)
@@ -258,6 +260,11 @@ class Trainer:
                 shown = ", ".join(f"{k} {v:.4g}" for k, v in record.items()
                                   if isinstance(v, float))
                 print(f"epoch {self.epoch}: {shown}", flush=True)
+            if c.max_minutes is not None and time.perf_counter() - t_start > 60 * c.max_minutes:
+                if c.progress:
+                    print(f"time budget of {c.max_minutes} minutes reached after epoch "
+                          f"{self.epoch}")
+                break
             if c.patience is not None and self.epoch - self.best_epoch >= c.patience:
                 if c.progress:
                     print(f"early stopping: no improvement of {metric_name} for {c.patience} "
