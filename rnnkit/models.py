@@ -9,6 +9,7 @@ evaluation parts into the reported numbers.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -78,6 +79,16 @@ class Model:
 
     def eval(self):
         return self.train(False)
+
+    @contextmanager
+    def evaluating(self):
+        """Eval mode (no dropout, no caches kept) inside the block, the previous mode after."""
+        was = self.training
+        self.eval()
+        try:
+            yield self
+        finally:
+            self.train(was)
 
     def rng_states(self) -> dict:
         """The state of every random generator the model draws from (JSON-able)."""
@@ -222,10 +233,8 @@ class SequenceClassifier(Model):
 
     def predict_logits(self, batch):
         ids, lengths = batch[0], batch[1]
-        was = self.training
-        self.eval()
-        logits, _ = self._forward(ids, lengths)
-        self.train(was)
+        with self.evaluating():
+            logits, _ = self._forward(ids, lengths)
         return logits
 
     def evaluate(self, batch) -> dict:
@@ -293,10 +302,8 @@ class SequenceRegressor(Model):
         return loss * len(y), len(y)
 
     def evaluate(self, batch):
-        was = self.training
-        self.eval()
-        pred, _ = self._predict(batch[0])
-        self.train(was)
+        with self.evaluating():
+            pred, _ = self._predict(batch[0])
         loss, _ = mse_loss(pred, batch[1])
         return {"loss_sum": loss * len(pred), "count": len(pred)}
 
@@ -356,10 +363,8 @@ class StepClassifier(Model):
         return loss * y.size, y.size
 
     def evaluate(self, batch):
-        was = self.training
-        self.eval()
-        logits, _ = self._logits(batch[0])
-        self.train(was)
+        with self.evaluating():
+            logits, _ = self._logits(batch[0])
         loss, _ = cross_entropy(logits, batch[1], reduction="sum")
         return {"loss_sum": loss, "count": batch[1].size}
 
@@ -502,19 +507,15 @@ class SequenceTagger(Model):
 
     def predict(self, batch) -> np.ndarray:
         """Tag ids (N, T), −1 at padding."""
-        was = self.training
-        self.eval()
-        logits, _ = self._logits(batch)
-        self.train(was)
+        with self.evaluating():
+            logits, _ = self._logits(batch)
         pred = logits.argmax(axis=2)
         pred[np.arange(pred.shape[1])[None, :] >= batch[1][:, None]] = -1
         return pred
 
     def evaluate(self, batch) -> dict:
-        was = self.training
-        self.eval()
-        logits, _ = self._logits(batch)
-        self.train(was)
+        with self.evaluating():
+            logits, _ = self._logits(batch)
         tags = batch[2]
         mask = tags >= 0
         loss, _ = cross_entropy(logits, tags, mask, reduction="sum")
@@ -625,10 +626,8 @@ class LanguageModel(Model):
 
     def evaluate(self, batch):
         x, y = batch
-        was = self.training
-        self.eval()
-        logits, self._state, _ = self._logits(x, self._carry(len(x)))
-        self.train(was)
+        with self.evaluating():
+            logits, self._state, _ = self._logits(x, self._carry(len(x)))
         loss, _ = cross_entropy(logits, y, reduction="sum")
         return {"loss_sum": loss, "count": y.size}
 
@@ -651,9 +650,7 @@ class LanguageModel(Model):
         if length < 0:
             raise ValueError(f"length must be >= 0, got {length}")
         rng = np.random.default_rng(seed)
-        was = self.training
-        self.eval()
-        try:
+        with self.evaluating():
             logits, state, _ = self._logits(np.array([prompt], dtype=np.int64), None)
             last = logits[0, -1].astype(np.float64)
             out = []
@@ -669,8 +666,6 @@ class LanguageModel(Model):
                 logits, state, _ = self._logits(np.array([[token]], dtype=np.int64), state)
                 last = logits[0, -1].astype(np.float64)
             return out
-        finally:
-            self.train(was)
 
 
 @dataclass
@@ -866,14 +861,12 @@ class Seq2Seq(Model):
         return loss_sum / n_tok, d_enc, dstate
 
     def evaluate(self, batch):
-        was = self.training
-        self.eval()
-        src, slen, tin, tout = batch
-        enc_out, enc_state, smask, _ = self._encode(src, slen)
-        e, _ = self.layers["tgt_embedding"].forward(tin)
-        dec_out, _, _ = self.layers["decoder"].forward(e, enc_state, inference=True)
-        logits, _ = self._project(dec_out, enc_out, smask)
-        self.train(was)
+        with self.evaluating():
+            src, slen, tin, tout = batch
+            enc_out, enc_state, smask, _ = self._encode(src, slen)
+            e, _ = self.layers["tgt_embedding"].forward(tin)
+            dec_out, _, _ = self.layers["decoder"].forward(e, enc_state, inference=True)
+            logits, _ = self._project(dec_out, enc_out, smask)
         mask = tout >= 0
         loss, _ = cross_entropy(logits, tout, mask, reduction="sum")
         return {"loss_sum": loss, "count": int(mask.sum())}
@@ -888,9 +881,7 @@ class Seq2Seq(Model):
     def greedy(self, src_ids: list[list[int]], max_len: int = 50) -> list[list[int]]:
         """The most likely token at every step, until <eos> or ``max_len``; one list of target
         ids (without <bos>/<eos>) per source."""
-        was = self.training
-        self.eval()
-        try:
+        with self.evaluating():
             src, slen, _, _ = self.collate([(s, []) for s in src_ids])
             enc_out, state, smask, _ = self._encode(src, slen)
             n = len(src_ids)
@@ -908,8 +899,6 @@ class Seq2Seq(Model):
                 if done.all():
                     break
             return out
-        finally:
-            self.train(was)
 
     def beam_search(self, src: list[int], beam_size: int = 5, max_len: int = 50,
                     length_penalty: float = 1.0) -> list[int]:
@@ -920,9 +909,7 @@ class Seq2Seq(Model):
             raise ValueError(f"beam_size and max_len must be >= 1, got {beam_size}, {max_len}")
         from .losses import log_softmax
 
-        was = self.training
-        self.eval()
-        try:
+        with self.evaluating():
             s, slen, _, _ = self.collate([(src, [])])
             enc_out, state, smask, _ = self._encode(s, slen)
             hyps = [([], 0.0)]
@@ -960,5 +947,3 @@ class Seq2Seq(Model):
                 finished = [(h, sc / (len(h) ** length_penalty if length_penalty else 1.0))
                             for h, sc in hyps]
             return [int(t) for t in max(finished, key=lambda f: f[1])[0]]
-        finally:
-            self.train(was)
