@@ -587,6 +587,10 @@ class LanguageModel(Model):
     def example_length(self, example) -> int:
         return example[0].shape[1]
 
+    def example_tokens(self, example) -> int:
+        """A window holds batch × bptt tokens (for tokens/s)."""
+        return example[0].size
+
     def collate(self, examples):
         if len(examples) != 1:
             raise ValueError("a language-model batch is one window (train with batch_size=1)")

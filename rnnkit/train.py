@@ -116,6 +116,8 @@ class Trainer:
             c.schedule](self.optimizer)
         self.rng = np.random.default_rng(c.seed)
         self.lengths = np.array([model.example_length(e) for e in train_data])
+        count = getattr(model, "example_tokens", model.example_length)
+        self.tokens = np.array([count(e) for e in train_data])
         self.epoch = 0
         self.step = 0
         self.best: float | None = None
@@ -232,7 +234,7 @@ class Trainer:
                 if c.schedule == "warmup":
                     self.schedule.step()
                 loss_sum, count = loss_sum + loss, count + n
-                tokens += int(self.lengths[idx].sum())
+                tokens += int(self.tokens[idx].sum())
                 rate = tokens / max(time.perf_counter() - t0, 1e-9)
                 bar.set_postfix(loss=f"{loss_sum / max(count, 1):.4f}", tok_s=f"{rate:,.0f}")
             bar.close()
