@@ -98,7 +98,7 @@ class Tokenizer:
         if self.lower:
             text = text.lower()
         if self.kind == "char":
-            return [c for c in text if not c.isspace()] if self.kind == "char" else []
+            return [c for c in text if not c.isspace()]
         if self.kind == "space":
             return text.split()
         return self._re.findall(text)

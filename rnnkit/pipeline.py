@@ -26,7 +26,7 @@ from .models import (
     SequenceTagger,
     TaggerConfig,
 )
-from .train import TrainConfig, Trainer
+from .train import TrainConfig, Trainer, evaluate
 
 TASKS = ("classify", "tag", "translate", "lm")
 TAG_FORMATS = ("conllu", "slash", "columns")
@@ -129,10 +129,8 @@ class Task:
         """Metrics on raw examples: loss always; classify accuracy and macro-F1; tag token
         accuracy; translate BLEU and chrF (sacrebleu); lm perplexity and bits per token."""
         examples = self.encode(raw)
-        trainer = Trainer(self.model, examples, None, TrainConfig(
-            epochs=1, batch_size=1 if self.task == "lm" else 64, progress=False,
-            shuffle=self.task != "lm"), "/nonexistent")
-        metrics = trainer.evaluate(examples)
+        lm = self.task == "lm"
+        metrics = evaluate(self.model, examples, 1 if lm else 64, in_order=lm)
         if self.task == "classify":
             metrics["macro_f1"] = self._macro_f1(examples)
         if self.task == "translate":

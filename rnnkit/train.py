@@ -30,6 +30,7 @@ from .optim import (
     StepLR,
     clip_grad_norm,
     clip_grad_value,
+    global_norm,
     make_optimizer,
 )
 
@@ -88,6 +89,23 @@ def batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
     chunks = [perm[i:i + batch_size] for i in range(0, len(perm), batch_size)]
     order = rng.permutation(len(chunks))
     return [chunks[i] for i in order]
+
+
+def evaluate(model, data: list, batch_size: int = 64, in_order: bool = False) -> dict:
+    """Metrics of ``model`` on ``data`` in eval mode: batches of similar lengths, or the
+    examples in their order with ``in_order`` (a language model's consecutive windows)."""
+    if not data:
+        raise ValueError("cannot evaluate on an empty data set")
+    if hasattr(model, "start_eval"):
+        model.start_eval()
+    order = (np.arange(len(data)) if in_order else
+             np.argsort([model.example_length(e) for e in data], kind="stable"))
+    totals: dict = {}
+    for i in range(0, len(order), batch_size):
+        part = model.evaluate(model.collate([data[j] for j in order[i:i + batch_size]]))
+        for k, v in part.items():
+            totals[k] = totals.get(k, 0) + v
+    return model.metrics(totals)
 
 
 class Trainer:
@@ -181,20 +199,8 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def evaluate(self, data: list, batch_size: int | None = None) -> dict:
         """Metrics of the model on ``data`` (eval mode; no gradients)."""
-        if not data:
-            raise ValueError("cannot evaluate on an empty data set")
-        bs = batch_size or self.config.batch_size
-        if hasattr(self.model, "start_eval"):
-            self.model.start_eval()
-        order = np.argsort([self.model.example_length(e) for e in data], kind="stable")
-        if not self.config.shuffle:
-            order = np.arange(len(data))
-        totals: dict = {}
-        for i in range(0, len(order), bs):
-            part = self.model.evaluate(self.model.collate([data[j] for j in order[i:i + bs]]))
-            for k, v in part.items():
-                totals[k] = totals.get(k, 0) + v
-        return self.model.metrics(totals)
+        return evaluate(self.model, data, batch_size or self.config.batch_size,
+                        in_order=not self.config.shuffle)
 
     def fit(self) -> list[dict]:
         """Train until ``config.epochs`` (or early stopping); returns the per-epoch records."""
@@ -279,8 +285,6 @@ class Trainer:
         if c.clip_norm is not None:
             norm = clip_grad_norm(grads, c.clip_norm)
         else:
-            from .optim import global_norm
-
             norm = global_norm(grads)
         if c.clip_value is not None:
             clip_grad_value(grads, c.clip_value)
