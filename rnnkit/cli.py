@@ -222,6 +222,14 @@ def build_parser() -> argparse.ArgumentParser:
     ge.add_argument("--top-k", type=_positive_int, default=None,
                     help="sample among the k most likely (default: all)")
     ge.add_argument("--seed", type=int, default=None, help="random seed")
+    ex = sub.add_parser("export", help="write a trained model as ONNX",
+                        description="Write a trained model as an ONNX graph built from ONNX's "
+                        "own LSTM/GRU/RNN operators (opset 17, float32, variable lengths via "
+                        "sequence_lens). A translation model becomes two files, FILE's stem + "
+                        ".encoder.onnx and + .decoder.onnx (one decoding step). Needs the "
+                        "onnx package: pip install 'rnnkit[onnx]'.")
+    ex.add_argument("dir", help="run directory (its best checkpoint) or a checkpoint")
+    ex.add_argument("--onnx", required=True, metavar="FILE", help="the .onnx file to write")
     return ap
 
 
@@ -293,6 +301,20 @@ def _generate(args) -> int:
     task = Task.load(args.dir)
     prompt = args.prompt.replace("\\n", "\n").replace("\\t", "\t")  # "\n" typed in a shell
     print(task.generate(prompt, args.length, args.temperature, args.top_k, args.seed))
+    return 0
+
+
+def _export(args) -> int:
+    from .interop import export_onnx
+    from .pipeline import Task
+
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise ValueError("ONNX export needs the onnx package: pip install 'rnnkit[onnx]'") from None
+    task = Task.load(args.dir)
+    for path in export_onnx(task.model, args.onnx):
+        print(f"wrote {path}")
     return 0
 
 
@@ -387,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
             return _predict(args)
         if args.command == "generate":
             return _generate(args)
+        if args.command == "export":
+            return _export(args)
     except (ValueError, OSError) as exc:
         ap.exit(2, f"rnnkit {args.command}: error: {exc}\n")
     return 0

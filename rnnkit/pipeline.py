@@ -82,7 +82,7 @@ class Task:
     def load(cls, directory) -> Task:
         """From a run directory (its ``best``, else ``last`` checkpoint) or a checkpoint."""
         directory = Path(directory)
-        for sub in ("best", "last"):
+        for sub in ("best", "last", "run/best", "run/last"):  # run/: a demo family's folder
             if (directory / sub / "config.json").is_file():
                 directory = directory / sub
                 break
@@ -279,7 +279,10 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
                       "label_column": label_column, "tag": tag}}
     if task == "classify":
         vocab = D.Vocab.build((tok(t) for t, _ in raw_train), min_freq, max_vocab)
-        labels = sorted({label for _, label in raw_train})
+        # Classes that only the dev/test files hold still get an output (never trained
+        # toward): those examples then count as errors instead of failing the evaluation.
+        labels = sorted({label for part in (raw_train, raw_dev, raw_test) if part
+                         for _, label in part})
         model = SequenceClassifier(ClassifierConfig(
             vocab_size=len(vocab), num_classes=len(labels), embedding_dim=embedding_dim,
             hidden_size=hidden, num_layers=layers, cell=cell, bidirectional=bidirectional,
@@ -287,7 +290,8 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
     elif task == "tag":
         words = [[w.lower() if lower else w for w in toks] for toks, _ in raw_train]
         vocab = D.Vocab.build(words, min_freq, max_vocab)
-        labels = sorted({t for _, tags in raw_train for t in tags})
+        labels = sorted({t for part in (raw_train, raw_dev, raw_test) if part
+                         for _, tags in part for t in tags})  # as for classify
         chars = D.Vocab.build(list(w) for toks, _ in raw_train for w in toks) \
             if char_features else None
         extra["chars"] = chars.to_json() if chars else None

@@ -234,6 +234,13 @@ class RecurrentLayer:
     def num_parameters(self) -> int:
         return int(sum(p.size for p in self.params.values()))
 
+    def to_torch_state_dict(self) -> dict:
+        """``{name: torch.Tensor}`` for ``torch.nn.{RNN,LSTM,GRU}.load_state_dict`` (same names
+        and gate order); raises for what PyTorch cannot compute (see rnnkit.interop)."""
+        from .interop import to_torch_state_dict
+
+        return to_torch_state_dict(self)
+
     def __repr__(self) -> str:
         extra = ""
         if self.num_layers != 1:

@@ -17,7 +17,7 @@ from onnx import numpy_helper  # noqa: E402
 CASES_DIR = SHARED / "onnx-rnn-cases"
 CASES = sorted(p.name for p in CASES_DIR.glob("test_*")) if CASES_DIR.is_dir() else []
 # ONNX gate block -> rnnkit gate block
-REORDER = {"LSTM": [0, 2, 3, 1], "GRU": [1, 0, 2], "RNN": [0]}
+REORDER = {"LSTM": [0, 2, 3, 1], "GRU": [1, 0, 2], "RNN": [0], "P": [0, 2, 1]}
 
 
 @pytest.fixture(autouse=True)
@@ -73,7 +73,8 @@ def run_case(name, dtype):
         layer.params[f"bias_ih{s}"][...] = _reorder(b[: G * H], op, H)
         layer.params[f"bias_hh{s}"][...] = _reorder(b[G * H:], op, H)
         if "P" in inp:
-            layer.params[f"weight_peephole{s}"][...] = inp["P"][k]
+            # ONNX P = [p_i, p_o, p_f]; rnnkit's is [p_i, p_f, p_o]
+            layer.params[f"weight_peephole{s}"][...] = _reorder(inp["P"][k], "P", H)
     state = None
     if "initial_h" in inp:
         h0 = np.zeros((layer.num_directions, N, H))
