@@ -8,7 +8,11 @@ imports) and ``"numpy"`` (:mod:`rnnkit.kernels`, the reference and fallback). Ch
 
 from __future__ import annotations
 
+import math
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 
 import numpy as np
@@ -69,3 +73,32 @@ def kernels() -> ModuleType:
 def engine() -> str:
     """The name of the kernel engine in use: ``"numba"`` or ``"numpy"``."""
     return kernels().name
+
+
+# ------------------------------------------------------------------ untrusted configurations
+_budget = threading.local()
+
+
+@contextmanager
+def parameter_budget(elements: int) -> Iterator[None]:
+    """Within this block, layers whose parameters would need more than ``elements`` numbers in
+    all raise ValueError *before* allocating: a model built from an untrusted config (a
+    downloaded checkpoint) cannot ask for more memory than its weights file holds."""
+    previous = getattr(_budget, "left", None)
+    _budget.left = int(elements)
+    try:
+        yield
+    finally:
+        _budget.left = previous
+
+
+def claim(shape: tuple) -> tuple:
+    """Reserve a parameter's elements against the active :func:`parameter_budget`."""
+    left = getattr(_budget, "left", None)
+    if left is not None:
+        n = math.prod(int(d) for d in shape)
+        if n > left:
+            raise ValueError(f"the configuration asks for a parameter of shape {tuple(shape)}, "
+                             f"more than the weights file holds ({left} numbers left)")
+        _budget.left = left - n
+    return shape

@@ -152,6 +152,9 @@ def _lines(path: str | Path, encoding: str = "utf-8") -> Iterator[tuple[int, str
                 raise DataError(f"unknown encoding {encoding!r}") from None
             if number == 1 and text.startswith("\ufeff"):
                 text = text[1:]
+            if "\x00" in text:
+                raise DataError(f"{path}:{number}: a NUL character — a binary file, or a "
+                                f"UTF-16 text read as {encoding}? (try --encoding utf-16)")
             any_line = True
             yield number, text.rstrip("\r\n")
     if not any_line:
@@ -164,9 +167,48 @@ def _nonempty(examples: list, path) -> list:
     return examples
 
 
-def read_text(path, encoding: str = "utf-8") -> str:
-    """A plain-text corpus, lines joined with newlines."""
-    return "\n".join(text for _, text in _lines(path, encoding))
+def read_text(path, encoding: str = "utf-8", chunk_size: int = 1 << 20) -> str:
+    """A plain-text corpus with newlines normalised to ``\\n`` (no BOM). Decoded in chunks, so
+    the peak memory is the text plus about one chunk, not a second copy of the file; a
+    decoding error still names its line."""
+    import codecs
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        decoder = codecs.getincrementaldecoder(encoding)()
+    except LookupError:
+        raise DataError(f"unknown encoding {encoding!r}") from None
+    parts: list[str] = []
+    line = 1  # of the chunk's first byte
+    with open(path, "rb") as f:
+        while True:
+            raw = f.read(chunk_size)
+            try:
+                text = decoder.decode(raw, final=not raw)
+            except UnicodeDecodeError as exc:
+                at = line + exc.object[:exc.start].count(b"\n")
+                raise DataError(f"{path}:{at}: not valid {encoding} ({exc.reason}); try "
+                                "--encoding") from None
+            if "\x00" in text:
+                at = line + text[:text.index("\x00")].count("\n")
+                raise DataError(f"{path}:{at}: a NUL character — a binary file, or a UTF-16 "
+                                f"text read as {encoding}? (try --encoding utf-16)")
+            if text:
+                parts.append(text)
+            line += raw.count(b"\n")
+            if not raw:
+                break
+    text = "".join(parts)
+    del parts
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    if not text:
+        raise DataError(f"{path}: the file is empty")
+    return text.removesuffix("\n")
 
 
 def read_labelled(path, encoding: str = "utf-8", text_column: int = 0, label_column: int = 1,
@@ -175,16 +217,20 @@ def read_labelled(path, encoding: str = "utf-8", text_column: int = 0, label_col
     skipped."""
     out = []
     need = max(text_column, label_column) + 1
-    for number, line in _lines(path, encoding):
+    width = first = None
+    for number, cols in _rows(path, encoding, delimiter):
         if skip_header and number == 1:
             continue
-        if not line.strip():
+        if not any(c.strip() for c in cols):
             continue
-        cols = line.split(delimiter)
         if len(cols) < need:
             raise DataError(f"{path}:{number}: expected at least {need} {delimiter!r}-separated "
                             f"columns (text in {text_column}, label in {label_column}), got "
                             f"{len(cols)}")
+        if width is None:
+            width, first = len(cols), number
+        elif len(cols) != width:
+            raise DataError(_ragged(path, number, len(cols), first, width, delimiter))
         text, label = cols[text_column].strip(), cols[label_column].strip()
         if not label:
             raise DataError(f"{path}:{number}: empty label in column {label_column}")
@@ -193,16 +239,55 @@ def read_labelled(path, encoding: str = "utf-8", text_column: int = 0, label_col
 
 
 def read_parallel(path, encoding: str = "utf-8") -> list[tuple[str, str]]:
-    """``source<TAB>target`` lines (extra columns ignored): [(source, target)]."""
+    """``source<TAB>target`` lines (extra columns ignored, but every line must have as many
+    as the first): [(source, target)]."""
     out = []
+    width = first = None
     for number, line in _lines(path, encoding):
         if not line.strip():
             continue
         cols = line.split("\t")
         if len(cols) < 2 or not cols[0].strip() or not cols[1].strip():
             raise DataError(f"{path}:{number}: expected 'source<TAB>target'")
+        if width is None:
+            width, first = len(cols), number
+        elif len(cols) != width:
+            raise DataError(_ragged(path, number, len(cols), first, width, "\t"))
         out.append((cols[0].strip(), cols[1].strip()))
     return _nonempty(out, path)
+
+
+def _ragged(path, number: int, got: int, first: int, width: int, delimiter: str) -> str:
+    name = {"\t": "tab", ",": "comma"}.get(delimiter, repr(delimiter))
+    hint = "quote the field" if delimiter == "," else "a TSV field cannot hold a tab"
+    return (f"{path}:{number}: {got} {name}-separated columns, but line {first} has {width} — "
+            f"a {name} inside a field? ({hint})")
+
+
+def _rows(path, encoding: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, columns): CSV is parsed by Python's csv module (quoted fields may hold
+    the delimiter, quotes and newlines); TSV splits on tabs, quotes being ordinary text."""
+    if delimiter != ",":
+        for number, line in _lines(path, encoding):
+            yield number, line.split(delimiter)
+        return
+    import csv
+
+    where = [0]
+
+    def feed():
+        for number, line in _lines(path, encoding):
+            where[0] = number
+            yield line + "\n"
+
+    reader = csv.reader(feed(), delimiter=",", strict=True)
+    start = 1
+    try:
+        for cols in reader:
+            yield start, cols
+            start = where[0] + 1
+    except csv.Error as exc:
+        raise DataError(f"{path}:{where[0]}: malformed CSV ({exc})") from None
 
 
 def read_slash_tagged(path, encoding: str = "utf-8", sep: str = "/") -> list[tuple[list, list]]:

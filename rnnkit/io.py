@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .backend import parameter_budget
+
 FORMAT_VERSION = 1
 
 
@@ -44,13 +46,49 @@ def _save_tensors(path: Path, arrays: dict[str, np.ndarray]) -> None:
     _write_bytes(path, save({k: np.ascontiguousarray(v) for k, v in arrays.items()}))
 
 
+#: config.json and trainer.json larger than this are refused unread (vocabularies included,
+#: real ones are a few MB).
+MAX_JSON_BYTES = 256 << 20
+
+
 def _load_tensors(path: Path) -> dict[str, np.ndarray]:
+    """All tensors of a safetensors file. The library checks the header against the file's
+    size before it allocates anything: a truncated file, a tampered header or one declaring
+    an enormous tensor is an error here, not an allocation."""
     from safetensors.numpy import load_file
 
+    if not Path(path).is_file():
+        raise ValueError(f"{path}: missing")
     try:
         return load_file(str(path))
     except Exception as exc:  # safetensors raises its own error types
-        raise ValueError(f"{path}: not a readable safetensors file ({exc})") from exc
+        raise ValueError(f"{path}: not a readable safetensors file ({exc})") from None
+
+
+def _tensor_elements(path: Path) -> int:
+    """How many numbers the safetensors file holds, from its (validated) header alone."""
+    from safetensors import safe_open
+
+    if not Path(path).is_file():
+        raise ValueError(f"{path}: missing")
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            return sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
+    except Exception as exc:  # safetensors raises its own error types
+        raise ValueError(f"{path}: not a readable safetensors file ({exc})") from None
+
+
+def _read_json(path: Path) -> dict:
+    if path.stat().st_size > MAX_JSON_BYTES:
+        raise ValueError(f"{path}: {path.stat().st_size} bytes, more than any rnnkit writes "
+                         f"({MAX_JSON_BYTES}); refusing to read it")
+    try:
+        obj = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    return obj
 
 
 def save_checkpoint(directory: str | Path, model, optimizer=None, trainer_state: dict | None = None,
@@ -100,10 +138,7 @@ def read_config(directory: str | Path) -> dict:
     path = Path(directory) / "config.json"
     if not path.is_file():
         raise ValueError(f"{directory}: no config.json — not an rnnkit checkpoint")
-    try:
-        config = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+    config = _read_json(path)
     version = config.get("format_version")
     if version != FORMAT_VERSION:
         raise ValueError(f"{path}: checkpoint format version {version!r}; this rnnkit reads "
@@ -139,7 +174,16 @@ def load_model(directory: str | Path, expected_type: str | None = None):
         raise ValueError(f"{directory}: checkpoint holds a {mtype}, expected a {expected_type}")
     if mtype not in MODELS:
         raise ValueError(f"{directory}: unknown model type {mtype!r}; known: {sorted(MODELS)}")
-    model = MODELS[mtype].from_config(config["model"])
+    if not isinstance(config.get("model"), dict):
+        raise ValueError(f"{directory}/config.json: 'model' must be an object of "
+                         f"{mtype} config fields")
+    # The config is untrusted: it may build nothing bigger than the weights file it came with.
+    with parameter_budget(_tensor_elements(Path(directory) / "model.safetensors")):
+        try:
+            model = MODELS[mtype].from_config(config["model"])
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ValueError(f"{directory}/config.json: does not describe a valid {mtype} "
+                             f"({exc})") from None
     load_weights(model, directory)
     return model, config
 
@@ -150,7 +194,7 @@ def load_training_state(directory: str | Path, optimizer) -> dict:
     path = directory / "trainer.json"
     if not path.is_file():
         raise ValueError(f"{directory}: no trainer.json — a model-only checkpoint cannot resume")
-    state = json.loads(path.read_text())
+    state = _read_json(path)
     optimizer.load_state_dict(_load_tensors(directory / "optimizer.safetensors"),
                               state["optimizer"])
     return state

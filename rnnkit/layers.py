@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import resolve_dtype
+from .backend import claim, resolve_dtype
 
 Array = np.ndarray
 
@@ -56,9 +56,10 @@ class Linear(Layer):
         self.dtype = resolve_dtype(dtype)
         rng = np.random.default_rng(seed)
         k = 1.0 / np.sqrt(in_features)
-        self.params = {"weight": rng.uniform(-k, k, (out_features, in_features)).astype(self.dtype)}
+        self.params = {"weight": rng.uniform(-k, k, claim((out_features, in_features))).astype(
+            self.dtype)}
         if bias:
-            self.params["bias"] = rng.uniform(-k, k, out_features).astype(self.dtype)
+            self.params["bias"] = rng.uniform(-k, k, claim((out_features,))).astype(self.dtype)
         self._init_grads()
 
     def forward(self, x):
@@ -105,7 +106,7 @@ class Embedding(Layer):
         self.padding_idx = None if padding_idx is None else int(padding_idx) % num_embeddings
         self.dtype = resolve_dtype(dtype)
         rng = np.random.default_rng(seed)
-        w = rng.standard_normal((num_embeddings, embedding_dim)).astype(self.dtype)
+        w = rng.standard_normal(claim((num_embeddings, embedding_dim))).astype(self.dtype)
         if self.padding_idx is not None:
             w[self.padding_idx] = 0
         self.params = {"weight": w}
@@ -216,7 +217,8 @@ class DotAttention(Layer):
         if kind == "general":
             rng = np.random.default_rng(seed)
             k = 1.0 / np.sqrt(self.key_size)
-            self.params["weight"] = rng.uniform(-k, k, (self.query_size, self.key_size)).astype(
+            self.params["weight"] = rng.uniform(-k, k, claim((self.query_size,
+                                                             self.key_size))).astype(
                 self.dtype)
         self._init_grads()
 
@@ -262,6 +264,7 @@ class AdditiveAttention(Layer):
         self.dtype = resolve_dtype(dtype)
         rng = np.random.default_rng(seed)
         A = attention_size
+        claim((A * (query_size + key_size + 2),))
         self.params = {
             "query_weight": rng.uniform(-1, 1, (A, query_size)).astype(self.dtype)
             / np.sqrt(query_size),

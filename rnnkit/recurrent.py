@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .backend import kernels, resolve_dtype
+from .backend import claim, kernels, resolve_dtype
 from .cells import Cell, GRUCell, LSTMCell, RNNCell
 
 Array = np.ndarray
@@ -204,12 +204,12 @@ class RecurrentLayer:
                 if getattr(self.cell, "peepholes", False):
                     shapes[f"weight_peephole{s}"] = (3 * H,)
                 for name, shape in shapes.items():
-                    self.params[name] = self.rng.uniform(-k, k, shape).astype(self.dtype)
+                    self.params[name] = self.rng.uniform(-k, k, claim(shape)).astype(self.dtype)
         state_shape = (self.num_layers * self.num_directions, H)
         names = ("h0", "c0") if self.cell.has_cell_state else ("h0",)
         for name in names:
             if self.init_state == "learned":
-                self.params[name] = np.zeros(state_shape, dtype=self.dtype)
+                self.params[name] = np.zeros(claim(state_shape), dtype=self.dtype)
             elif self.init_state == "random":
                 self.buffers[name] = self.rng.uniform(-k, k, state_shape).astype(self.dtype)
 

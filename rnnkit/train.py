@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, fields
@@ -141,6 +142,9 @@ class Trainer:
         self.best: float | None = None
         self.best_epoch = 0
         self.skipped = 0
+        #: one record per finished epoch; saved in every checkpoint, so the log of a resumed
+        #: run is whole even when a kill came between a checkpoint and the log write
+        self.history: list[dict] = []
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict:
@@ -148,7 +152,7 @@ class Trainer:
                 "best_epoch": self.best_epoch, "skipped": self.skipped,
                 "rng": self.rng.bit_generator.state, "model_rng": self.model.rng_states(),
                 "schedule": None if self.schedule is None else self.schedule.state_dict(),
-                "train_config": asdict(self.config)}
+                "train_config": asdict(self.config), "history": self.history}
 
     @classmethod
     def resume(cls, run_dir: str | Path, train_data: list, dev_data: list | None = None,
@@ -172,6 +176,7 @@ class Trainer:
         trainer.epoch, trainer.step = state["epoch"], state["step"]
         trainer.best, trainer.best_epoch = state["best"], state["best_epoch"]
         trainer.skipped = state["skipped"]
+        trainer.history = list(state.get("history", []))
         trainer.rng.bit_generator.state = state["rng"]
         model.set_rng_states(state["model_rng"])
         if trainer.schedule is not None and state["schedule"] is not None:
@@ -180,6 +185,10 @@ class Trainer:
 
     def checkpoint(self, best: bool) -> Path:
         path = self.run_dir / "checkpoints" / f"step-{self.step:08d}"
+        if path.exists() and path.resolve() not in self._linked():
+            # Written whole by a run killed before it pointed 'last' at it: this run redid
+            # the same steps from the previous checkpoint, so replace it.
+            shutil.rmtree(path)
         io.save_checkpoint(path, self.model, self.optimizer, self.state(),
                            {**self.extra_config, "train": asdict(self.config)})
         io.point(self.run_dir / "last", path)
@@ -188,9 +197,12 @@ class Trainer:
         self._prune()
         return path
 
-    def _prune(self) -> None:
-        keep = {(self.run_dir / name).resolve() for name in ("last", "best")
+    def _linked(self) -> set[Path]:
+        return {(self.run_dir / name).resolve() for name in ("last", "best")
                 if (self.run_dir / name).exists()}
+
+    def _prune(self) -> None:
+        keep = self._linked()
         dirs = sorted((self.run_dir / "checkpoints").glob("step-*"))
         extra = [d for d in dirs if d.resolve() not in keep]
         for d in extra[: max(len(extra) - self.config.keep_checkpoints, 0)]:
@@ -213,7 +225,10 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         for tmp in (self.run_dir / "checkpoints").glob(".*.tmp-*"):  # left by a killed write
             shutil.rmtree(tmp, ignore_errors=True)
-        history = self._read_log()
+        for tmp in self.run_dir.glob(".*.tmp-*"):  # a link a killed swap never put in place
+            if tmp.is_symlink():
+                tmp.unlink()
+        history = self.history
         metric_name, higher = self.model.primary_metric
         t_start = time.perf_counter()
         while self.epoch < c.epochs:
@@ -261,9 +276,9 @@ class Trainer:
                 self.schedule.step()
             elif c.schedule == "plateau":
                 self.schedule.step(record.get("dev_loss", record["train_loss"]))
-            self.checkpoint(best=improved)
             history.append(record)
-            self._log(record, history)
+            self.checkpoint(best=improved)
+            self._log(history)
             if c.progress:
                 shown = ", ".join(f"{k} {v:.4g}" for k, v in record.items()
                                   if isinstance(v, float))
@@ -302,18 +317,13 @@ class Trainer:
         raise TrainingDiverged(f"non-finite {what} at {where}{kept}")
 
     # ------------------------------------------------------------------ logs
-    def _read_log(self) -> list[dict]:
+    def _log(self, history: list[dict]) -> None:
         path = self.run_dir / "metrics.jsonl"
-        if not path.is_file():
-            return []
-        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        return [r for r in records if r["epoch"] <= self.epoch]
-
-    def _log(self, record: dict, history: list[dict]) -> None:
-        path = self.run_dir / "metrics.jsonl"
-        with open(path, "w") as f:  # rewritten whole: a resumed run drops epochs it redoes
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w") as f:  # rewritten whole: a resumed run drops epochs it redoes
             for r in history:
                 f.write(json.dumps(r) + "\n")
+        os.replace(tmp, path)  # atomically: a kill leaves the old log or the new one
         plot_history(history, self.run_dir / "curves.png")
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from rnnkit.data import (
@@ -110,3 +111,123 @@ def test_conllu_multiword_tokens_and_errors(tmp_path):
     f.write_text("1\tdo\tAUX\n\n")
     with pytest.raises(DataError, match=r"mwt.conllu:1: expected 10 tab-separated CoNLL-U"):
         read_conllu(f)
+
+
+# ------------------------------------------------------------------ hostile files
+CONLLU_ROW = "1\tcat\tcat\tNOUN\tNN\t_\t0\troot\t_\t_"
+# reader, a good two-line file (str), what it parses to
+GOOD = {
+    "labelled": (read_labelled, "good film\t1\nbad\t0\n", [("good film", "1"), ("bad", "0")]),
+    "parallel": (read_parallel, "Go.\tVa !\nHi.\tSalut !\n", [("Go.", "Va !"), ("Hi.", "Salut !")]),
+    "slash": (read_slash_tagged, "猫/n 跑/v\n狗/n\n",
+              [(["猫", "跑"], ["n", "v"]), (["狗"], ["n"])]),
+    "columns": (read_columns, "EU B-ORG\nrejects O\n", [(["EU", "rejects"], ["B-ORG", "O"])]),
+    "conllu": (read_conllu, CONLLU_ROW + "\n\n" + CONLLU_ROW + "\n",
+               [(["cat"], ["NOUN"]), (["cat"], ["NOUN"])]),
+    "text": (read_text, "To be,\nor not.\n", "To be,\nor not."),
+}
+
+
+def parse_or_error(reader, path, line: int | None):
+    """The reader either parses or raises a DataError naming the file and ``line``."""
+    try:
+        return reader(path)
+    except DataError as exc:
+        assert line is not None, f"unexpected error: {exc}"
+        assert f"{path}:{line}:" in str(exc), str(exc)
+        return exc
+
+
+@pytest.mark.parametrize("name", list(GOOD))
+def test_hostile_files(name, tmp_path):
+    reader, good, parsed = GOOD[name]
+    f = tmp_path / f"{name}.txt"
+    cases = {
+        "bom": ("\ufeff" + good).encode(),
+        "crlf": good.replace("\n", "\r\n").encode(),
+        # (blank lines separate sentences in the column format, and are text in plain text)
+        "blank lines": None if name in ("text", "columns") else
+        ("\n" + good.replace("\n", "\n\n\n")).encode(),
+        "no final newline": good.rstrip("\n").encode(),
+    }
+    for case, data in cases.items():
+        if data is None:
+            continue
+        f.write_bytes(data)
+        assert parse_or_error(reader, f, None) == parsed, case
+    # each of these is an error that names its line
+    lines = good.count("\n")
+    for data, line in [
+        (good.encode() + "中文 测试\t1\n".encode("gbk"), lines + 1),  # GBK read as UTF-8
+        (good.encode() + "猫".encode()[:2], lines + 1),  # truncated inside a character
+        (good.encode("utf-16"), 1),  # NUL characters
+    ]:
+        f.write_bytes(data)
+        got = parse_or_error(reader, f, line)
+        assert isinstance(got, DataError), data[:40]
+
+
+def test_binary_garbage_is_an_error_naming_a_line(tmp_path):
+    f = tmp_path / "garbage.bin"
+    f.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    for reader, _, _ in GOOD.values():
+        with pytest.raises(DataError, match=r"garbage.bin:\d+: "):
+            reader(f)
+
+
+def test_very_long_lines_parse(tmp_path):
+    text = "word " * 200_000
+    f = tmp_path / "long.tsv"
+    f.write_text(f"{text}\t1\nshort\t0\n")
+    assert read_labelled(f) == [(text.strip(), "1"), ("short", "0")]
+    f.write_text(text + "\n" + text)
+    assert read_text(f) == text + "\n" + text
+
+
+def test_tabs_inside_fields_are_caught(tmp_path):
+    f = tmp_path / "tabs.tsv"
+    f.write_text("good film\t1\nbad\tvery bad\t0\n")
+    with pytest.raises(DataError, match=r"tabs.tsv:2: 3 tab-separated columns, but line 1 has "
+                                        r"2 — a tab inside a field\?"):
+        read_labelled(f)
+    f.write_text("Go.\tVa !\tCC\nHi\tthere.\tSalut !\tCC\n")
+    with pytest.raises(DataError, match=r"tabs.tsv:2: 4 tab-separated columns, but line 1"):
+        read_parallel(f)
+
+
+def test_csv_quotes_hold_commas_quotes_and_newlines(tmp_path):
+    f = tmp_path / "q.csv"
+    f.write_text('text,label\n"Hello, world",pos\n"She said ""no""",neg\n"two\nlines",pos\n'
+                 'plain,neg\n')
+    assert read_labelled(f, delimiter=",", skip_header=True) == [
+        ("Hello, world", "pos"), ('She said "no"', "neg"), ("two\nlines", "pos"),
+        ("plain", "neg")]
+    f.write_text('a,1\nb,c,1\n')
+    with pytest.raises(DataError, match=r"q.csv:2: 3 comma-separated columns, .*quote the"):
+        read_labelled(f, delimiter=",")
+    f.write_text('a,1\n"unclosed,1\n')
+    with pytest.raises(DataError, match=r"q.csv:\d+: malformed CSV"):
+        read_labelled(f, delimiter=",")
+
+
+def test_readers_stream_instead_of_copying_the_file(tmp_path):
+    """A reader's peak memory stays far below the file's size when little of it is kept, and
+    read_text peaks near one copy of the text (not the file twice)."""
+    import tracemalloc
+
+    f = tmp_path / "big.tsv"
+    f.write_bytes(b"keep\t1\n" + (b" " * 99 + b"\n") * 50_000)  # 5 MB, one example
+    tracemalloc.start()
+    try:
+        assert read_labelled(f) == [("keep", "1")]
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        g = tmp_path / "big.txt"
+        g.write_text("abcdefghi\n" * 500_000)  # 5 MB
+        tracemalloc.reset_peak()
+        text = read_text(g)
+        _, peak_text = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000, peak
+    assert len(text) == 5_000_000 - 1 and peak_text < 2.5 * 5_000_000, peak_text
