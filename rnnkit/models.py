@@ -876,6 +876,12 @@ class Seq2Seq(Model):
         return {"loss_sum": loss, "count": int(mask.sum())}
 
     # ------------------------------------------------------------------ decoding
+    def _decodable(self, logits):
+        """Decoding never emits <pad> or <bos>: they are inputs, not words."""
+        logits = logits.copy()
+        logits[:, [self.PAD, self.BOS]] = -np.inf
+        return logits
+
     def _step(self, token, state, enc_out, smask):
         e, _ = self.layers["tgt_embedding"].forward(token[:, None])
         out, state, _ = self.layers["decoder"].forward(e, state, inference=True)
@@ -894,7 +900,7 @@ class Seq2Seq(Model):
             done = np.zeros(n, dtype=bool)
             for _ in range(max_len):
                 logits, state = self._step(token, state, enc_out, smask)
-                token = logits.argmax(axis=1)
+                token = self._decodable(logits).argmax(axis=1)
                 for i in np.flatnonzero(~done):
                     if token[i] == self.EOS:
                         done[i] = True
@@ -925,11 +931,13 @@ class Seq2Seq(Model):
             for _ in range(max_len):
                 tokens = np.array([h[-1] if h else self.BOS for h, _ in hyps], dtype=np.int64)
                 logits, state = self._step(tokens, state, enc_b, mask_b)
-                logp = log_softmax(logits.astype(np.float64))
+                logp = log_softmax(self._decodable(logits.astype(np.float64)))
                 scores = np.array([sc for _, sc in hyps])[:, None] + logp
                 new_hyps, keep = [], []
                 for k in np.argsort(-scores, axis=None)[: 2 * beam_size]:
                     b, tok = divmod(int(k), logp.shape[1])
+                    if not np.isfinite(scores[b, tok]):
+                        break  # only <pad>/<bos> are left: sorted last
                     if tok == self.EOS:
                         length = len(hyps[b][0]) + 1
                         norm = length**length_penalty if length_penalty else 1.0

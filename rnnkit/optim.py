@@ -29,6 +29,11 @@ class Optimizer:
         missing = set(params) - set(grads)
         if missing:
             raise ValueError(f"no gradient for parameter(s) {sorted(missing)}")
+        for name, p in params.items():  # a broadcasting gradient would update silently wrong
+            g = grads[name]
+            if getattr(g, "shape", None) != p.shape:
+                raise ValueError(f"gradient of {name!r} has shape {getattr(g, 'shape', None)}, "
+                                 f"the parameter {p.shape}")
         self.params, self.grads = params, grads
         self.lr, self.weight_decay = float(lr), float(weight_decay)
         self.t = 0

@@ -329,16 +329,18 @@ class Trainer:
 
 def plot_history(history: list[dict], path: str | Path) -> None:
     """Loss curves (train, dev) and dev metrics per epoch, as a PNG."""
-    import matplotlib
+    import gc
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     epochs = [r["epoch"] for r in history]
     metrics = sorted({k for r in history for k in r if k.startswith("dev_") and k != "dev_loss"})
-    fig, axes = plt.subplots(1, 2 if metrics else 1, figsize=(10 if metrics else 5, 3.5),
-                             squeeze=False)
+    # A Figure without pyplot: no global figure registry, nothing kept between epochs.
+    fig = Figure(figsize=(10 if metrics else 5, 3.5))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2 if metrics else 1, squeeze=False)
     ax = axes[0][0]
     ax.plot(epochs, [r["train_loss"] for r in history], marker="o", label="train")
     if any("dev_loss" in r for r in history):
@@ -359,5 +361,6 @@ def plot_history(history: list[dict], path: str | Path) -> None:
     fig.tight_layout()
     tmp = Path(path).with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=100)
-    plt.close(fig)
     tmp.replace(path)
+    del fig, axes, ax
+    gc.collect()  # a figure is a web of reference cycles: ~3 MB an epoch until collected

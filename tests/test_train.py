@@ -143,3 +143,20 @@ def test_bad_input(tmp_path):
     with pytest.raises(ValueError, match="checkpoint format version 99; this rnnkit reads "
                                          "version 1"):
         io.load_model(last)
+
+
+def test_memory_stays_flat_over_a_long_run(tmp_path):
+    """20k optimiser steps over 4 epochs (checkpoints, logs, curves between them): the resident
+    memory after warm-up does not climb. benchmarks/reliability.py runs 100k."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        from reliability import long_run
+    finally:
+        sys.path.pop(0)
+    samples = long_run(20_000, 2_500, tmp_path / "run", steps_per_epoch=5_000)
+    assert [s["step"] for s in samples] == list(range(2_500, 20_001, 2_500))
+    warm = samples[2]["rss_mb"]  # after the first epoch's end, which imports matplotlib
+    assert samples[-1]["rss_mb"] - warm < 4.0, samples

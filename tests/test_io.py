@@ -1,0 +1,157 @@
+"""rnnkit/io.py with untrusted checkpoints: truncated files, tampered safetensors headers,
+configs that do not match their weights or ask for enormous models, unknown versions, pickles.
+Each is a clear ValueError naming the file; nothing is executed and nothing big allocated."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+import struct
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from rnnkit import io
+from rnnkit.models import ClassifierConfig, SequenceClassifier
+
+
+@pytest.fixture
+def ckpt(tmp_path):
+    model = SequenceClassifier(ClassifierConfig(vocab_size=30, num_classes=3, embedding_dim=5,
+                                                hidden_size=4, cell="gru"))
+    return io.save_checkpoint(tmp_path / "ckpt", model), model
+
+
+def load_fails(directory, message):
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=message):
+            io.load_model(directory)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 50_000_000, f"loading a bad checkpoint allocated {peak} bytes"
+
+
+def test_a_good_checkpoint_loads(ckpt):
+    path, model = ckpt
+    loaded, config = io.load_model(path)
+    assert config["model_type"] == "SequenceClassifier"
+    for name, p in model.params.items():
+        np.testing.assert_array_equal(loaded.params[name], p)
+
+
+@pytest.mark.parametrize("keep", [0, 7, 100, -10])
+def test_truncated_weights(ckpt, keep):
+    path, _ = ckpt
+    f = path / "model.safetensors"
+    data = f.read_bytes()
+    f.write_bytes(data[:keep] if keep >= 0 else data[:keep])
+    load_fails(path, r"model.safetensors: not a readable safetensors file")
+
+
+def header(path):
+    data = path.read_bytes()
+    n = struct.unpack("<Q", data[:8])[0]
+    return json.loads(data[8:8 + n]), data[8 + n:]
+
+
+def write_header(path, hdr, body):
+    raw = json.dumps(hdr).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + body)
+
+
+def test_tampered_headers(ckpt):
+    path, _ = ckpt
+    f = path / "model.safetensors"
+    hdr, body = header(f)
+    name = "head.weight"
+    cases = [
+        ({**hdr, name: {**hdr[name], "shape": [10**9, 10**9]}}, body),  # enormous tensor
+        ({**hdr, name: {**hdr[name], "data_offsets": [0, 10**12]}}, body),  # past the end
+        ({**hdr, name: {**hdr[name], "dtype": "F64"}}, body),  # sizes no longer add up
+        (hdr, body + b"\0" * 16),  # trailing bytes
+    ]
+    for h, b in cases:
+        write_header(f, h, b)
+        load_fails(path, "model.safetensors: not a readable safetensors file")
+    f.write_bytes(struct.pack("<Q", 2**62) + b"{}")  # a header length of 4 EiB
+    load_fails(path, "not a readable safetensors file")
+
+
+def test_shapes_that_do_not_match_the_config(ckpt, tmp_path):
+    path, _ = ckpt
+    cfg = json.loads((path / "config.json").read_text())
+    cfg["model"]["hidden_size"] = 3  # fewer parameters than the file: builds, then mismatches
+    (path / "config.json").write_text(json.dumps(cfg))
+    load_fails(path, r"model.safetensors: rnn.weight_ih_l0 is float32\[12, 5\], the model "
+               r"expects float32\[9, 5\]")
+
+
+@pytest.mark.parametrize("field,value", [("hidden_size", 10**6), ("vocab_size", 10**9),
+                                         ("num_layers", 10**5), ("embedding_dim", 10**7)])
+def test_a_config_asking_for_a_huge_model_allocates_nothing(ckpt, field, value):
+    path, _ = ckpt
+    cfg = json.loads((path / "config.json").read_text())
+    cfg["model"][field] = value
+    (path / "config.json").write_text(json.dumps(cfg))
+    load_fails(path, r"config.json: does not describe a valid SequenceClassifier .*more than "
+               r"the weights file holds")
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda c: c.update(format_version=99), "format version 99; this rnnkit reads version 1"),
+    (lambda c: c.update(model_type="Evil"), "unknown model type 'Evil'"),
+    (lambda c: c["model"].update(cell="transformer"), "unknown cell 'transformer'"),
+    (lambda c: c["model"].update(hidden_size="4"), "does not describe a valid"),
+    (lambda c: c["model"].update(__class__="os.system"), r"unknown .* field\(s\)"),
+    (lambda c: c.update(model=[1, 2]), "'model' must be an object"),
+])
+def test_bad_configs(ckpt, change, message):
+    path, _ = ckpt
+    cfg = json.loads((path / "config.json").read_text())
+    change(cfg)
+    (path / "config.json").write_text(json.dumps(cfg))
+    load_fails(path, message)
+
+
+def test_config_not_json_or_not_an_object(ckpt):
+    path, _ = ckpt
+    (path / "config.json").write_text('{"format_version": 1, "model_type"')
+    load_fails(path, "config.json: not valid JSON")
+    (path / "config.json").write_text("[1, 2, 3]")
+    load_fails(path, "config.json: expected a JSON object, got list")
+    (path / "config.json").write_bytes(b"\xff\xfe{}")
+    load_fails(path, "config.json: not valid JSON")
+
+
+def test_a_pickle_is_never_unpickled(ckpt, tmp_path):
+    """A weights file holding a pickle whose loading would run code: an error, and the code
+    did not run."""
+    path, _ = ckpt
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (path / "model.safetensors").write_bytes(pickle.dumps(Evil()))
+    load_fails(path, "not a readable safetensors file")
+    assert not marker.exists()
+
+
+def test_missing_and_extra_files(ckpt):
+    path, _ = ckpt
+    shutil.copy(path / "model.safetensors", path / "spare")
+    (path / "model.safetensors").unlink()
+    load_fails(path, "model.safetensors: missing")
+    (path / "config.json").unlink()
+    load_fails(path, "no config.json — not an rnnkit checkpoint")
+
+
+def test_huge_json_is_refused_unread(ckpt, monkeypatch):
+    path, _ = ckpt
+    monkeypatch.setattr(io, "MAX_JSON_BYTES", 100)
+    load_fails(path, r"config.json: \d+ bytes, more than any rnnkit writes")
