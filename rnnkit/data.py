@@ -168,9 +168,9 @@ def _nonempty(examples: list, path) -> list:
 
 
 def read_text(path, encoding: str = "utf-8", chunk_size: int = 1 << 20) -> str:
-    """A plain-text corpus with newlines normalised to ``\\n`` (no BOM). Decoded in chunks, so
-    the peak memory is the text plus about one chunk, not a second copy of the file; a
-    decoding error still names its line."""
+    """A plain-text corpus with newlines normalised to ``\\n`` (no BOM). Decoded in chunks and
+    joined once: the peak is twice the text (a list of lines would be four times); a decoding
+    error still names its line."""
     import codecs
 
     path = Path(path)

@@ -464,7 +464,9 @@ def export_onnx(model, path: str | Path) -> list[Path]:
                           [, c_next]; T = 1 is one generation step with the state in and out
       Seq2Seq             two files, PATH.encoder.onnx: src (N, S), src_lengths (N,) →
                           enc_out (N, S, H), h [, c]; PATH.decoder.onnx (one step): token (N,),
-                          h [, c], enc_out, src_lengths → logits (N, V), h_next [, c_next]
+                          h [, c], enc_out, src_lengths → logits (N, V), h_next [, c_next];
+                          start from <bos> (2), stop at <eos> (3), and, as rnnkit's decoding
+                          does, never pick <pad> (0) or <bos>
     :func:`onnx_feed` turns an rnnkit batch into these inputs."""
     import onnx
 

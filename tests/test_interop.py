@@ -316,7 +316,9 @@ def onnx_greedy(enc, dec, m, batch, max_len):
     for _ in range(max_len):
         o = s.run(None, feed)
         first_logits = o[0] if first_logits is None else first_logits
-        token = o[0].argmax(axis=1)
+        logits = o[0].copy()
+        logits[:, [m.PAD, m.BOS]] = -np.inf  # rnnkit's decoding rule: never emit these
+        token = logits.argmax(axis=1)
         for i in np.flatnonzero(~done):
             if token[i] == m.EOS:
                 done[i] = True
