@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
 def _positive_int(text: str) -> int:
@@ -203,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--beam-size", type=_positive_int, default=1,
                     help="translate: beam width for BLEU/chrF (default: 1, greedy)")
+    ev.add_argument("--plot", metavar="PNG", default=None,
+                    help="classify, tag: also draw the confusion matrix (gold × predicted, "
+                    "the 20 most frequent labels) to this PNG")
     pr = sub.add_parser("predict", help="one prediction per input line",
                         description="A label (classify), word/TAG tokens (tag) or a "
                         "translation for every line of FILE or standard input.")
@@ -211,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--encoding", default="utf-8", help="input encoding (default: utf-8)")
     pr.add_argument("--beam-size", type=_positive_int, default=1,
                     help="translate: beam width (default: 1, greedy)")
+    pr.add_argument("--plot", metavar="PNG", default=None,
+                    help="translate: draw the attention of the first line's greedy "
+                    "translation as a heat map to this PNG")
     ge = sub.add_parser("generate", help="sample text from a language model",
                         description="Sample text from a trained language model.")
     ge.add_argument("dir", help="run directory or checkpoint")
@@ -271,6 +278,11 @@ def _eval(args) -> int:
     raw = read_task_file(task.task, args.data, o.get("format"), o.get("encoding", "utf-8"),
                          o.get("text_column", 0), o.get("label_column", 1), o.get("tag", "upos"))
     metrics = task.evaluate(raw, beam_size=args.beam_size)
+    if args.plot:
+        from .plots import plot_confusion
+
+        plot_confusion(task.labels, task.confusion(raw), args.plot,
+                       f"{Path(args.data).name}: gold × predicted (share of each gold row)")
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -292,6 +304,13 @@ def _predict(args) -> int:
                else task.predict(lines))
     for line in outputs:
         print(line)
+    if args.plot:
+        if not lines:
+            raise ValueError("--plot needs at least one input line")
+        from .plots import plot_attention
+
+        src, out, weights = task.attention(lines[0])
+        plot_attention(src, out, weights, args.plot, lines[0][:80])
     return 0
 
 

@@ -784,19 +784,19 @@ class Seq2Seq(Model):
     def _project(self, dec_out, enc_out, mask):
         """Decoder states (N, T, H) → logits (N, T, V), with attention when configured."""
         L = self.layers
-        acache = None
+        acache = weights = None
         feat = dec_out
         if "attention" in L:
-            ctx, _, acache = L["attention"].forward(dec_out, enc_out, enc_out, mask)
+            ctx, weights, acache = L["attention"].forward(dec_out, enc_out, enc_out, mask)
             feat = np.concatenate([dec_out, ctx], axis=2)
         feat, d2 = L["dropout"].forward(feat)
         logits, hcache = L["head"].forward(feat)
-        return logits, (acache, d2, hcache)
+        return logits, (acache, d2, hcache, weights)
 
     def _project_backward(self, dlogits, cache):
         """→ (d dec_out, d enc_out or None)."""
         L = self.layers
-        acache, d2, hcache = cache
+        acache, d2, hcache, _ = cache
         dfeat = L["dropout"].backward(L["head"].backward(dlogits, hcache), d2)
         if acache is None:
             return dfeat, None
@@ -882,11 +882,32 @@ class Seq2Seq(Model):
         logits[:, [self.PAD, self.BOS]] = -np.inf
         return logits
 
-    def _step(self, token, state, enc_out, smask):
+    def _step(self, token, state, enc_out, smask, weights: list | None = None):
+        """One decoding step; appends the attention weights (N, S) to ``weights`` if given."""
         e, _ = self.layers["tgt_embedding"].forward(token[:, None])
         out, state, _ = self.layers["decoder"].forward(e, state, inference=True)
-        logits, _ = self._project(out, enc_out, smask)
+        logits, cache = self._project(out, enc_out, smask)
+        if weights is not None:
+            weights.append(cache[3][:, 0])
         return logits[:, 0], state
+
+    def attention_map(self, src: list[int], max_len: int = 50) -> tuple[list[int], np.ndarray]:
+        """Greedy translation of one source (ids) with its attention weights A (T_out, S): row t
+        is the distribution over source positions the decoder read while choosing output t
+        (the last row: while choosing <eos>, when it came)."""
+        if "attention" not in self.layers:
+            raise ValueError("this model has no attention (attention='none')")
+        with self.evaluating():
+            s, slen, _, _ = self.collate([(src, [])])
+            enc_out, state, smask, _ = self._encode(s, slen)
+            token, out, rows = np.array([self.BOS]), [], []
+            for _ in range(max_len):
+                logits, state = self._step(token, state, enc_out, smask, rows)
+                token = self._decodable(logits).argmax(axis=1)
+                if token[0] == self.EOS:
+                    break
+                out.append(int(token[0]))
+            return out, np.concatenate(rows, axis=0)
 
     def greedy(self, src_ids: list[list[int]], max_len: int = 50) -> list[list[int]]:
         """The most likely token at every step, until <eos> or ``max_len``; one list of target

@@ -195,19 +195,42 @@ class Task:
         return out
 
     def _macro_f1(self, examples) -> float:
-        pred, gold = [], []
+        m = self._confusion(examples)
+        tp = np.diag(m)
+        seen = m.sum(axis=0) + m.sum(axis=1) > 0  # classes neither gold nor predicted: skipped
+        f1 = 2 * tp / np.maximum(m.sum(axis=0) + m.sum(axis=1), 1)
+        return float(f1[seen].mean()) if seen.any() else 0.0
+
+    def confusion(self, raw) -> np.ndarray:
+        """Counts M (K, K) of gold label i predicted as j, over sentences (classify) or tokens
+        (tag); rows and columns follow ``self.labels``."""
+        if self.task not in ("classify", "tag"):
+            raise ValueError(f"a confusion matrix needs labels; this run is a {self.task} model")
+        return self._confusion(self.encode(raw))
+
+    def _confusion(self, examples) -> np.ndarray:
+        K = len(self.labels)
+        m = np.zeros((K, K), dtype=np.int64)
         for i in range(0, len(examples), 256):
             batch = self.model.collate(examples[i:i + 256])
-            pred.append(self.model.predict_logits(batch).argmax(axis=1))
-            gold.append(batch[2])
-        p, g = np.concatenate(pred), np.concatenate(gold)
-        f1s = []
-        for c in range(len(self.labels)):
-            tp = int(((p == c) & (g == c)).sum())
-            fp, fn = int(((p == c) & (g != c)).sum()), int(((p != c) & (g == c)).sum())
-            if tp + fp + fn:
-                f1s.append(2 * tp / (2 * tp + fp + fn))
-        return float(np.mean(f1s)) if f1s else 0.0
+            if self.task == "classify":
+                gold, pred = batch[2], self.model.predict_logits(batch).argmax(axis=1)
+            else:
+                p, g = self.model.predict(batch), batch[2]
+                gold, pred = g[g >= 0], p[g >= 0]
+            np.add.at(m, (gold, pred), 1)
+        return m
+
+    def attention(self, line: str, max_len: int | None = None):
+        """(source tokens, output tokens, weights (T_out, S)) of a greedy translation."""
+        if self.task != "translate":
+            raise ValueError(f"attention needs a translation model; this run is a {self.task} "
+                             "model")
+        src_tokens = self.tokenizer(line)
+        src = self.vocab.encode(src_tokens) or [self.vocab.stoi[D.UNK]]
+        ids, weights = self.model.attention_map(src, max_len or 2 * len(src) + 10)
+        out = self.tgt_vocab.decode(ids, strip=False)
+        return src_tokens or [D.UNK], out + [D.EOS] * (len(weights) - len(out)), weights
 
     def predict(self, lines: list[str], batch_size: int = 64) -> list[str]:
         """One output line per input line: a label, ``word/TAG`` tokens or a translation."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from rnnkit.cli import main
@@ -50,6 +51,18 @@ def test_tag_conllu_with_char_features(tmp_path, capsys):
     assert len(lines) == 2 and lines[0].startswith("The/") and len(lines[0].split()) == 7
     cfg = json.loads((run / "best" / "config.json").read_text())
     assert cfg["task"] == "tag" and cfg["chars"] and cfg["labels"]
+    conf = tmp_path / "confusion.png"
+    assert main(["eval", str(run), "--data", str(dev), "--plot", str(conf), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert conf.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from rnnkit.data import read_conllu
+    from rnnkit.pipeline import Task
+
+    task = Task.load(run)
+    raw = read_conllu(dev)
+    m = task.confusion(raw)
+    assert m.sum() == sum(len(t) for _, t in raw)
+    assert np.trace(m) / m.sum() == pytest.approx(metrics["accuracy"])
 
 
 def test_language_model_train_generate_eval(tmp_path, capsys):
@@ -107,6 +120,17 @@ def test_translate_train_predict_eval(tmp_path, capsys):
     inp.write_text("I am happy.\nUnknownword!\n")
     assert main(["predict", str(run), str(inp), "--beam-size", "3"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2
+    heat = tmp_path / "heat.png"
+    assert main(["predict", str(run), str(inp), "--plot", str(heat)]) == 0
+    greedy = capsys.readouterr().out.splitlines()[0]
+    assert heat.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from rnnkit.pipeline import Task
+
+    task = Task.load(run)
+    src, out, w = task.attention("I am happy.")
+    assert w.shape == (len(out), len(src)) and np.allclose(w.sum(axis=1), 1)
+    words = [t for t in out if t != "<eos>"]
+    assert task.tokenizer.detokenize(words) == greedy
     assert main(["eval", str(run), "--data", str(small), "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert set(metrics) == {"loss", "bleu", "chrf"} and metrics["chrf"] >= 0

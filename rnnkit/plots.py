@@ -1,0 +1,82 @@
+"""Pictures people would rather look at than read: an attention heat map and a confusion
+matrix, as PNGs (matplotlib, no pyplot state). Training curves are drawn by
+:func:`rnnkit.train.plot_history`, gradient flow by :func:`rnnkit.diagnostics.plot_gradient_flow`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    tmp.replace(path)
+    return path
+
+
+def plot_attention(source: list[str], output: list[str], weights, path: str | Path,
+                   title: str | None = None) -> Path:
+    """Heat map of attention weights A (T_out, S): row t, the source positions the decoder
+    read while emitting ``output[t]``; rows sum to 1."""
+    w = np.asarray(weights, dtype=float)
+    if w.shape != (len(output), len(source)):
+        raise ValueError(f"weights must be (len(output), len(source)) = "
+                         f"({len(output)}, {len(source)}), got {w.shape}")
+    fig = _figure(1.2 + 0.45 * len(source), 1.0 + 0.4 * len(output))
+    ax = fig.add_subplot()
+    im = ax.imshow(w, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(len(source)), source, rotation=60, ha="right")
+    ax.set_yticks(range(len(output)), output)
+    ax.set_xlabel("source")
+    ax.set_ylabel("output")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.04)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_confusion(labels: list[str], matrix, path: str | Path, title: str | None = None,
+                   top: int = 20) -> Path:
+    """Row-normalised confusion matrix M (K, K) (gold i predicted as j), the ``top`` most
+    frequent gold labels only; cells show the share of row i, the diagonal is recall."""
+    m = np.asarray(matrix, dtype=float)
+    if m.shape != (len(labels), len(labels)):
+        raise ValueError(f"matrix must be ({len(labels)}, {len(labels)}), got {m.shape}")
+    keep = np.argsort(-m.sum(axis=1), kind="stable")[:top]
+    keep = keep[m.sum(axis=1)[keep] > 0]
+    sub = m[np.ix_(keep, keep)]
+    share = sub / np.maximum(m[keep].sum(axis=1, keepdims=True), 1)
+    names = [labels[k] for k in keep]
+    size = 1.5 + 0.42 * len(names)
+    fig = _figure(size + 1.0, size)
+    ax = fig.add_subplot()
+    im = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    for i in range(len(names)):
+        for j in range(len(names)):
+            if share[i, j] >= 0.01:
+                ax.text(j, i, f"{share[i, j]:.2f}".lstrip("0"), ha="center", va="center",
+                        fontsize=6, color="white" if share[i, j] > 0.5 else "black")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.04)
+    fig.tight_layout()
+    return _save(fig, path)
