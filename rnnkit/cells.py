@@ -52,6 +52,29 @@ class Cell:
         """(dW_hh, db_hh) from the packed ∂L/∂XW ``dA`` (P, G·H) and h_{t−1} (P, H)."""
         return dA.T @ hprev, dA.sum(axis=0)
 
+    def forward_step(self, K, o: int, n: int, src: int, dst: int, buf, w, work) -> None:
+        """Step t for the rows [:n]: h_t (and c_t) into ``buf.Hx[dst]`` from h_{t−1} in
+        ``buf.Hx[src]`` and XW_t in ``buf.A[o:o+n]``, which then holds the gate activations
+        (the cache). ``w`` holds the weights, ``work`` scratch buffers, ``K`` the kernels."""
+        raise NotImplementedError
+
+    def backward_step(self, K, o: int, n: int, src: int, dst: int, buf, w, dh: Array,
+                      dc: Array | None, dout_t: Array, work) -> None:
+        """Step t backwards for the rows [:n]: adds ∂L/∂h_t from the output (``dout_t``) to the
+        carried ``dh`` (and ``dc``), turns ``buf.A[o:o+n]`` into ∂L/∂XW_t and leaves
+        ∂L/∂h_{t−1} (and ∂L/∂c_{t−1}) in ``dh`` (``dc``), in place."""
+        raise NotImplementedError
+
+    def forward_sequence(self, K, buf, w, steps: Array, reverse: bool) -> None:
+        """All steps of one direction in one compiled kernel (numba engine, few rows): the
+        same result as :meth:`forward_step` for t = 0 … T−1 (or backwards when ``reverse``)."""
+        raise NotImplementedError
+
+    def backward_sequence(self, K, buf, w, steps: Array, reverse: bool, dout: Array,
+                          dh: Array, dc: Array | None) -> None:
+        """All steps backwards in one compiled kernel: :meth:`backward_step` for every t."""
+        raise NotImplementedError
+
 
 class RNNCell(Cell):
     """Simple (Elman) RNN step, SPEC §1:

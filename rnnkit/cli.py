@@ -38,6 +38,7 @@ def _clip(text: str) -> float | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of every ``rnnkit`` command (``--help`` shows each option)."""
     from . import __version__
     from .init import INITS
     from .models import CELL_SPECS
@@ -395,6 +396,9 @@ def _train_long_range(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``rnnkit`` command; returns the exit status (2 with a one-line error for bad
+    input: a missing file, a malformed line, an unknown option).
+    """
     ap = build_parser()
     args = ap.parse_args(argv)
     if args.command is None:

@@ -40,6 +40,10 @@ class Vocab:
     @classmethod
     def build(cls, sequences: Iterable[Iterable[str]], min_freq: int = 1,
               max_size: int | None = None, specials: bool = True) -> Vocab:
+        """A vocabulary from token sequences: ``<pad> <unk> <bos> <eos>`` first, then tokens
+        seen at least ``min_freq`` times by decreasing frequency (ties: first seen), at most
+        ``max_size`` ids in all.
+        """
         if min_freq < 1:
             raise ValueError(f"min_freq must be >= 1, got {min_freq}")
         counts: Counter = Counter()
@@ -58,11 +62,13 @@ class Vocab:
         return token in self.stoi
 
     def encode(self, tokens: Iterable[str], bos: bool = False, eos: bool = False) -> list[int]:
+        """Token ids, unknown tokens → ``<unk>``; optionally wrapped in ``<bos>`` … ``<eos>``."""
         unk = self.stoi[UNK]
         ids = [self.stoi.get(t, unk) for t in tokens]
         return ([self.stoi[BOS]] if bos else []) + ids + ([self.stoi[EOS]] if eos else [])
 
     def decode(self, ids: Iterable[int], strip: bool = True) -> list[str]:
+        """Tokens of ``ids``; with ``strip``, ``<pad>``/``<bos>`` are dropped and ``<eos>`` ends."""
         out = []
         for i in ids:
             tok = self.itos[int(i)]
@@ -74,10 +80,12 @@ class Vocab:
         return out
 
     def to_json(self) -> list[str]:
+        """The tokens in id order (what config.json stores)."""
         return list(self.itos)
 
     @classmethod
     def from_json(cls, tokens: list[str]) -> Vocab:
+        """The vocabulary :meth:`to_json` wrote."""
         return cls(tokens)
 
 
@@ -112,10 +120,12 @@ class Tokenizer:
         return re.sub(r"([(\[{«¿¡]) ", r"\1", text)
 
     def to_json(self) -> dict:
+        """The tokenizer's settings (what config.json stores)."""
         return {"kind": self.kind, "lower": self.lower, "pattern": self.pattern}
 
     @classmethod
     def from_json(cls, d: dict) -> Tokenizer:
+        """The tokenizer :meth:`to_json` described."""
         return cls(d["kind"], d["lower"], d["pattern"])
 
 
@@ -371,4 +381,5 @@ def read_conllu(path, encoding: str = "utf-8", tag: str = "upos") -> list[tuple[
 
 
 def save_json(path: str | Path, obj) -> None:
+    """Write ``obj`` as indented UTF-8 JSON (non-ASCII kept readable)."""
     Path(path).write_text(json.dumps(obj, ensure_ascii=False, indent=1))

@@ -38,6 +38,9 @@ def _flush(x):
 
 # ------------------------------------------------------------------------------- RNN
 def rnn_fwd(g, a, hn, relu, n):
+    """h_t = f(XW_t + g), f = tanh or ReLU (``relu``): into ``a[:n]`` (the cache) and
+    ``hn[:n]``.
+    """
     s = a[:n]
     s += g[:n]
     if relu:
@@ -48,6 +51,9 @@ def rnn_fwd(g, a, hn, relu, n):
 
 
 def rnn_bwd(a, dh, dout, relu, n):
+    """ds_t = (dh + dout) ⊙ f'(s_t) (from h_t in ``a``): into ``a[:n]`` (∂L/∂XW_t); the caller
+    forms dh_{t−1} = ds_t W_hh.
+    """
     h = a[:n]
     dht = dh[:n] + dout[:n]
     if relu:
@@ -58,6 +64,9 @@ def rnn_bwd(a, dh, dout, relu, n):
 
 # ------------------------------------------------------------------------------- LSTM
 def lstm_fwd(g, a, cp, cn, hn, p, n):
+    """Gates i, f, g, o from XW_t + g (+ peepholes ``p`` on c), c_t = f c_{t−1} + i g,
+    h_t = o tanh(c_t): activations into ``a[:n]``, c_t into ``cn``, h_t into ``hn``.
+    """
     H = cp.shape[1]
     x = a[:n]
     x += g[:n]
@@ -78,6 +87,9 @@ def lstm_fwd(g, a, cp, cn, hn, p, n):
 
 
 def lstm_bwd(a, cp, cn, dh, dout, dc, p, dp, n):
+    """The LSTM step backwards (see LSTMCell): ∂L/∂(gate pre-activations) into ``a[:n]``,
+    ∂L/∂c_{t−1} into ``dc``, peephole gradients added into ``dp``.
+    """
     H = cp.shape[1]
     x = a[:n]
     i, f, g, o = (x[:, k * H:(k + 1) * H].copy() for k in range(4))
@@ -106,6 +118,9 @@ def lstm_bwd(a, cp, cn, dh, dout, dc, p, dp, n):
 
 # ------------------------------------------------------------------------------- GRU
 def gru_after_fwd(g, a, hp, e, hn, b_hn, n):
+    """GRU, reset after the product (PyTorch): r, z = σ(·), n = tanh(XW_n + r ⊙ (g_n +
+    b_hn)), h_t = (1 − z) n + z h_{t−1}; activations into ``a``, g_n + b_hn into ``e``.
+    """
     H = hp.shape[1]
     x, gg = a[:n], g[:n]
     rz = sigmoid(x[:, :2 * H] + gg[:, :2 * H])
@@ -121,6 +136,9 @@ def gru_after_fwd(g, a, hp, e, hn, b_hn, n):
 
 
 def gru_after_bwd(a, hp, e, dh, dout, dhw, n):
+    """The reset-after GRU step backwards: ∂L/∂XW_t into ``a[:n]``, ∂L/∂(h_{t−1} W_hhᵀ)
+    into ``dhw`` (the caller multiplies by W_hh), the direct z-path into ``dh``.
+    """
     H = hp.shape[1]
     x = a[:n]
     r, z, nn = (x[:, k * H:(k + 1) * H].copy() for k in range(3))
@@ -137,6 +155,9 @@ def gru_after_bwd(a, hp, e, dh, dout, dhw, n):
 
 
 def gru_before_fwd1(g, a, hp, e, n):
+    """GRU, reset before the product (the notes' form), first half: r, z = σ(XW + g) for the
+    r and z blocks; r ⊙ h_{t−1} into ``e`` (the caller multiplies it by U_n).
+    """
     H = hp.shape[1]
     x = a[:n]
     x[:, :2 * H] = sigmoid(x[:, :2 * H] + g[:n])
@@ -144,6 +165,9 @@ def gru_before_fwd1(g, a, hp, e, n):
 
 
 def gru_before_fwd2(gn, a, hp, hn, n):
+    """Second half: n = tanh(XW_n + gn) with gn = (r ⊙ h_{t−1}) U_nᵀ, h_t = (1 − z) n +
+    z h_{t−1} into ``hn``.
+    """
     H = hp.shape[1]
     x = a[:n]
     nn = np.tanh(x[:, 2 * H:] + gn[:n])
@@ -152,6 +176,9 @@ def gru_before_fwd2(gn, a, hp, hn, n):
 
 
 def gru_before_bwd1(a, hp, dh, dout, n):
+    """The notes' GRU backwards, first half: ∂L/∂(n and z pre-activations) into ``a``, the
+    z-path of ∂L/∂h_{t−1} into ``dh``.
+    """
     H = hp.shape[1]
     x = a[:n]
     z, nn = x[:, H:2 * H].copy(), x[:, 2 * H:].copy()
@@ -163,6 +190,9 @@ def gru_before_bwd1(a, hp, dh, dout, n):
 
 
 def gru_before_bwd2(a, hp, drh, dh, n):
+    """Second half: with drh = ∂L/∂(r ⊙ h_{t−1}), ∂L/∂r's pre-activation into ``a`` and
+    r ⊙ drh added into ``dh``.
+    """
     H = hp.shape[1]
     x = a[:n]
     r = x[:, :H].copy()

@@ -31,14 +31,17 @@ class Layer:
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
 
     def zero_grad(self) -> None:
+        """Set every gradient in ``grads`` to zero."""
         for g in self.grads.values():
             g.fill(0)
 
     def train(self, mode: bool = True):
+        """Training mode (dropout active); returns the layer."""
         self.training = bool(mode)
         return self
 
     def eval(self):
+        """Evaluation mode (no dropout); returns the layer."""
         return self.train(False)
 
 
@@ -113,6 +116,7 @@ class Embedding(Layer):
         self._init_grads()
 
     def forward(self, ids):
+        """Returns ``(y, cache)``: y (..., E) = the rows of ``weight`` the ids pick."""
         ids = np.asarray(ids)
         if not np.issubdtype(ids.dtype, np.integer):
             raise TypeError(f"Embedding expects integer ids, got dtype {ids.dtype}")
@@ -150,6 +154,9 @@ class Dropout(Layer):
         self.params, self.grads = {}, {}
 
     def forward(self, x):
+        """Returns ``(y, cache)``: in training y = x ⊙ m / (1 − p) with m ~ Bernoulli(1 − p)
+        (seeded); in eval mode y = x.
+        """
         x = np.asarray(x)
         if not self.training or self.p == 0.0:
             return x, None
@@ -157,6 +164,7 @@ class Dropout(Layer):
         return x * mask, mask
 
     def backward(self, dy, cache):
+        """dx = dy ⊙ m / (1 − p) with the forward's mask (dy in eval mode)."""
         return dy if cache is None else dy * cache
 
 

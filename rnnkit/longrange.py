@@ -25,6 +25,8 @@ TASKS = ("adding", "copy")
 
 
 def make_data(task: str, n: int, length: int, rng: np.random.Generator) -> list:
+    """``n`` examples (x (T, D), y) of the adding or copy task at sequence length
+    ``length``, drawn from ``rng``."""
     if task == "adding":
         x, y = adding_problem(n, length, rng)
     elif task == "copy":

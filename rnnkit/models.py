@@ -45,6 +45,7 @@ def make_recurrent(cell: str, input_size: int, hidden_size: int, num_layers: int
 
 
 def register(cls):
+    """Class decorator: make the model loadable by name from a checkpoint (``MODELS``)."""
     MODELS[cls.__name__] = cls
     return cls
 
@@ -68,16 +69,19 @@ class Model:
                       for pn, g in layer.grads.items()}
 
     def zero_grad(self) -> None:
+        """Set every layer's gradients to zero."""
         for layer in self.layers.values():
             layer.zero_grad()
 
     def train(self, mode: bool = True):
+        """Training mode for every layer (dropout active); returns the model."""
         self.training = bool(mode)
         for layer in self.layers.values():
             layer.train(mode)
         return self
 
     def eval(self):
+        """Evaluation mode for every layer; returns the model."""
         return self.train(False)
 
     @contextmanager
@@ -96,14 +100,17 @@ class Model:
                 if getattr(layer, "rng", None) is not None}
 
     def set_rng_states(self, states: dict) -> None:
+        """Restore what :meth:`rng_states` returned (exact resume)."""
         for name, state in states.items():
             self.layers[name].rng.bit_generator.state = state
 
     def config_dict(self) -> dict:
+        """The config dataclass as a dict (what config.json stores)."""
         return asdict(self.config)
 
     @classmethod
     def from_config(cls, config: dict):
+        """The model a config dict describes; unknown fields are an error."""
         known = {f.name for f in fields(cls.config_class)}
         unknown = set(config) - known
         if unknown:
@@ -111,6 +118,7 @@ class Model:
         return cls(cls.config_class(**config))
 
     def metrics(self, totals: dict) -> dict:
+        """Reported numbers from summed :meth:`evaluate` parts: here the mean loss."""
         return {"loss": totals["loss_sum"] / max(totals["count"], 1)}
 
 
@@ -163,6 +171,7 @@ class SequenceClassifier(Model):
         self._finish()
 
     def example_length(self, example) -> int:
+        """The example's token count (for length bucketing)."""
         return len(example[0])
 
     def collate(self, examples):
@@ -219,6 +228,9 @@ class SequenceClassifier(Model):
         return dout, None
 
     def forward_backward(self, batch):
+        """Mean cross-entropy of a batch (ids, lengths, labels); adds every gradient
+        into ``grads``; returns (loss · N, N).
+        """
         ids, lengths, labels = batch
         logits, cache = self._forward(ids, lengths)
         loss, dlogits = cross_entropy(logits, labels, reduction="mean")
@@ -232,12 +244,14 @@ class SequenceClassifier(Model):
         return loss * len(labels), len(labels)
 
     def predict_logits(self, batch):
+        """Class scores (N, C) of a collated batch, in eval mode."""
         ids, lengths = batch[0], batch[1]
         with self.evaluating():
             logits, _ = self._forward(ids, lengths)
         return logits
 
     def evaluate(self, batch) -> dict:
+        """Summed loss, count and correct predictions of a batch (no gradients)."""
         logits = self.predict_logits(batch)
         labels = batch[2]
         loss, _ = cross_entropy(logits, labels, reduction="sum")
@@ -245,6 +259,7 @@ class SequenceClassifier(Model):
                 "correct": int((logits.argmax(axis=1) == labels).sum())}
 
     def metrics(self, totals):
+        """Mean loss and accuracy from summed :meth:`evaluate` parts."""
         n = max(totals["count"], 1)
         return {"loss": totals["loss_sum"] / n, "accuracy": totals["correct"] / n}
 
@@ -279,9 +294,11 @@ class SequenceRegressor(Model):
         self._finish()
 
     def example_length(self, example) -> int:
+        """The sequence's length T."""
         return len(example[0])
 
     def collate(self, examples):
+        """[(x (T, D), y (O,))] of one length → (x (N, T, D), y (N, O))."""
         if not examples:
             raise ValueError("empty batch")
         return (np.stack([x for x, _ in examples]).astype(self.config.dtype),
@@ -293,6 +310,9 @@ class SequenceRegressor(Model):
         return y, (cache, hcache, out.shape)
 
     def forward_backward(self, batch):
+        """Mean squared error of the last step's prediction; adds gradients; returns
+        (loss · N, N).
+        """
         x, y = batch
         pred, (cache, hcache, shape) = self._predict(x)
         loss, dpred = mse_loss(pred, y)
@@ -302,6 +322,7 @@ class SequenceRegressor(Model):
         return loss * len(y), len(y)
 
     def evaluate(self, batch):
+        """Summed squared error and count of a batch (no gradients)."""
         with self.evaluating():
             pred, _ = self._predict(batch[0])
         loss, _ = mse_loss(pred, batch[1])
@@ -340,9 +361,11 @@ class StepClassifier(Model):
         self._finish()
 
     def example_length(self, example) -> int:
+        """The sequence's length T."""
         return len(example[0])
 
     def collate(self, examples):
+        """[(ids (T,), targets (T,))] of one length → (ids (N, T), targets (N, T))."""
         if not examples:
             raise ValueError("empty batch")
         return np.stack([x for x, _ in examples]), np.stack([y for _, y in examples])
@@ -356,6 +379,7 @@ class StepClassifier(Model):
         return logits, (cache, hcache)
 
     def forward_backward(self, batch):
+        """Mean cross-entropy over every step; adds gradients; returns (loss · N·T, N·T)."""
         ids, y = batch
         logits, (cache, hcache) = self._logits(ids)
         loss, dlogits = cross_entropy(logits, y, reduction="mean")
@@ -363,6 +387,7 @@ class StepClassifier(Model):
         return loss * y.size, y.size
 
     def evaluate(self, batch):
+        """Summed loss and count of a batch (no gradients)."""
         with self.evaluating():
             logits, _ = self._logits(batch[0])
         loss, _ = cross_entropy(logits, batch[1], reduction="sum")
@@ -423,6 +448,7 @@ class SequenceTagger(Model):
         self._finish()
 
     def example_length(self, example) -> int:
+        """The sentence's token count."""
         return len(example[0])
 
     def collate(self, examples):
@@ -484,6 +510,9 @@ class SequenceTagger(Model):
         return logits, (fcache, d1, rcache, d2, hcache)
 
     def forward_backward(self, batch):
+        """Mean cross-entropy over the real tokens of a batch; adds gradients (character
+        BiLSTM included); returns (loss · tokens, tokens).
+        """
         tags = batch[2]
         mask = tags >= 0
         logits, (fcache, d1, rcache, d2, hcache) = self._logits(batch)
@@ -514,6 +543,7 @@ class SequenceTagger(Model):
         return pred
 
     def evaluate(self, batch) -> dict:
+        """Summed loss, token count and correct tags of a batch (no gradients)."""
         with self.evaluating():
             logits, _ = self._logits(batch)
         tags = batch[2]
@@ -523,6 +553,7 @@ class SequenceTagger(Model):
                 "correct": int(((logits.argmax(axis=2) == tags) & mask).sum())}
 
     def metrics(self, totals):
+        """Mean loss and token accuracy from summed :meth:`evaluate` parts."""
         n = max(totals["count"], 1)
         return {"loss": totals["loss_sum"] / n, "accuracy": totals["correct"] / n}
 
@@ -585,6 +616,7 @@ class LanguageModel(Model):
         return [(x_all[:, j:j + bptt], y_all[:, j:j + bptt]) for j in range(0, per_row, bptt)]
 
     def example_length(self, example) -> int:
+        """The window's length (its steps)."""
         return example[0].shape[1]
 
     def example_tokens(self, example) -> int:
@@ -592,11 +624,13 @@ class LanguageModel(Model):
         return example[0].size
 
     def collate(self, examples):
+        """A batch is one window (x, y) from :meth:`windows`: train with batch_size=1."""
         if len(examples) != 1:
             raise ValueError("a language-model batch is one window (train with batch_size=1)")
         return examples[0]
 
     def start_epoch(self):
+        """Forget the carried state: the stream starts again."""
         self._state = None
 
     start_eval = start_epoch
@@ -618,6 +652,9 @@ class LanguageModel(Model):
         return logits, final, (ecache, d1, rcache, d2, hcache)
 
     def forward_backward(self, batch):
+        """Mean next-token cross-entropy of a window, starting from the state the previous
+        window ended in (no gradient crosses it); returns (loss · tokens, tokens).
+        """
         x, y = batch
         logits, final, (ecache, d1, rcache, d2, hcache) = self._logits(x, self._carry(len(x)))
         self._state = final  # carried into the next window, without its gradient
@@ -629,6 +666,7 @@ class LanguageModel(Model):
         return loss * y.size, y.size
 
     def evaluate(self, batch):
+        """Summed loss and count of a window, carrying the state (no gradients)."""
         x, y = batch
         with self.evaluating():
             logits, self._state, _ = self._logits(x, self._carry(len(x)))
@@ -636,6 +674,7 @@ class LanguageModel(Model):
         return {"loss_sum": loss, "count": y.size}
 
     def metrics(self, totals):
+        """Loss, perplexity e^loss and bits per character (or token) loss / ln 2."""
         loss = totals["loss_sum"] / max(totals["count"], 1)
         bits = "bits_per_char" if self.config.level == "char" else "bits_per_token"
         return {"loss": loss, "perplexity": float(np.exp(min(loss, 700))),
@@ -739,11 +778,13 @@ class Seq2Seq(Model):
         return {**super().rng_states(), "_teacher": self.rng.bit_generator.state}
 
     def set_rng_states(self, states: dict) -> None:
+        """Restore what :meth:`rng_states` returned, the teacher-forcing draw included."""
         states = dict(states)
         self.rng.bit_generator.state = states.pop("_teacher")
         super().set_rng_states(states)
 
     def example_length(self, example) -> int:
+        """The source's token count (batches bucket by source length)."""
         return len(example[0])
 
     def collate(self, examples):
@@ -811,6 +852,10 @@ class Seq2Seq(Model):
 
     # ------------------------------------------------------------------ training
     def forward_backward(self, batch):
+        """Mean cross-entropy over the target tokens of a batch, with teacher forcing as
+        configured; adds every gradient (attention and encoder included); returns
+        (loss · tokens, tokens).
+        """
         src, slen, tin, tout = batch
         L = self.layers
         mask_t = tout >= 0
@@ -865,6 +910,7 @@ class Seq2Seq(Model):
         return loss_sum / n_tok, d_enc, dstate
 
     def evaluate(self, batch):
+        """Summed teacher-forced loss and token count of a batch (no gradients)."""
         with self.evaluating():
             src, slen, tin, tout = batch
             enc_out, enc_state, smask, _ = self._encode(src, slen)

@@ -40,6 +40,7 @@ class Optimizer:
         self.state = {s: {k: np.zeros_like(p) for k, p in params.items()} for s in self.slots}
 
     def step(self) -> None:
+        """One update of every parameter from its gradient (in place)."""
         self.t += 1
         for name, p in self.params.items():
             self._update(name, p, self.grads[name])
@@ -53,6 +54,7 @@ class Optimizer:
         return arrays, {"type": type(self).__name__, "t": self.t, "lr": self.lr}
 
     def load_state_dict(self, arrays: dict[str, Array], scalars: dict) -> None:
+        """Restore what :meth:`state_dict` returned; names and shapes must match."""
         if scalars.get("type") != type(self).__name__:
             raise ValueError(f"optimizer state is for {scalars.get('type')}, not "
                              f"{type(self).__name__}")
@@ -240,17 +242,21 @@ class Schedule:
         self.count = 0
 
     def step(self, metric: float | None = None) -> float:
+        """Advance one count and set ``optimizer.lr``; returns the new rate."""
         self.count += 1
         self.optimizer.lr = self.lr_at(self.count)
         return self.optimizer.lr
 
     def lr_at(self, count: int) -> float:
+        """The learning rate after ``count`` steps of the schedule."""
         raise NotImplementedError
 
     def state_dict(self) -> dict:
+        """JSON-able state (what a checkpoint stores)."""
         return {"type": type(self).__name__, "base_lr": self.base_lr, "count": self.count}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned."""
         if state.get("type") != type(self).__name__:
             raise ValueError(f"schedule state is for {state.get('type')}, not "
                              f"{type(self).__name__}")
@@ -313,6 +319,9 @@ class ReduceLROnPlateau(Schedule):
         self.bad = 0
 
     def step(self, metric: float | None = None) -> float:
+        """Record the epoch's ``metric`` (lower is better); after ``patience`` epochs without
+        improvement multiply lr by ``factor`` (not below ``min_lr``); returns the rate.
+        """
         if metric is None:
             raise ValueError("ReduceLROnPlateau.step needs the metric")
         self.count += 1

@@ -94,6 +94,9 @@ class Task:
 
     # -------------------------------------------------------------- encoding
     def encode(self, raw) -> list:
+        """Raw examples (as :func:`read_task_file` returns them) → model examples with this
+        run's vocabularies and labels; a label or tag not known to the run is an error.
+        """
         if self.task == "classify":
             index = {name: i for i, name in enumerate(self.labels)}
             out = []
@@ -256,6 +259,7 @@ class Task:
 
     def generate(self, prompt: str, length: int = 200, temperature: float = 1.0,
                  top_k: int | None = None, seed: int | None = None) -> str:
+        """``length`` tokens sampled after ``prompt`` (see LanguageModel.generate), as text."""
         if self.task != "lm":
             raise ValueError(f"only a language model generates; this run is a {self.task} "
                              "model")

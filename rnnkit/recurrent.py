@@ -232,6 +232,7 @@ class RecurrentLayer:
         return self.train(False)
 
     def num_parameters(self) -> int:
+        """The number of trainable values (learned initial states included)."""
         return int(sum(p.size for p in self.params.values()))
 
     def to_torch_state_dict(self) -> dict:

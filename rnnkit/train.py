@@ -113,14 +113,20 @@ class Trainer:
     """Trains a :mod:`rnnkit.models` model; see the module docstring."""
 
     def __init__(self, model, train_data: list, dev_data: list | None = None,
-                 config: TrainConfig | None = None, run_dir: str | Path = "run",
+                 config: TrainConfig | None = None, run_dir: str | Path | None = None,
                  extra_config: dict | None = None):
+        """``run_dir`` receives checkpoints, metrics.jsonl and curves.png; None: a new
+        temporary directory (``trainer.run_dir``), for quick experiments."""
         if not train_data:
             raise ValueError("the training data set is empty")
         if dev_data is not None and not dev_data:
             raise ValueError("the dev data set is empty")
         self.model, self.train_data, self.dev_data = model, train_data, dev_data
         self.config = config or TrainConfig()
+        if run_dir is None:
+            import tempfile
+
+            run_dir = tempfile.mkdtemp(prefix="rnnkit-run-")
         self.run_dir = Path(run_dir)
         self.extra_config = extra_config or {}
         c = self.config
@@ -148,6 +154,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict:
+        """Everything besides weights and optimiser a resume needs: epoch, step, best score,
+        random generators, schedule, training config and the per-epoch history (JSON-able).
+        """
         return {"epoch": self.epoch, "step": self.step, "best": self.best,
                 "best_epoch": self.best_epoch, "skipped": self.skipped,
                 "rng": self.rng.bit_generator.state, "model_rng": self.model.rng_states(),
@@ -184,6 +193,9 @@ class Trainer:
         return trainer
 
     def checkpoint(self, best: bool) -> Path:
+        """Write a checkpoint of the current state, point ``last`` (and ``best``) at it, prune
+        old ones; returns its directory.
+        """
         path = self.run_dir / "checkpoints" / f"step-{self.step:08d}"
         if path.exists() and path.resolve() not in self._linked():
             # Written whole by a run killed before it pointed 'last' at it: this run redid
