@@ -5,6 +5,23 @@
     out, state, cache = layer.forward(x)            # x (N, T, D) -> out (N, T, 2*16)
     dx, dstate = layer.backward(dout, None, cache)  # gradients added into layer.grads
     layer = rnnkit.from_torch(torch_lstm)           # and layer.to_torch_state_dict()
+
+Shapes are batch-first: x (N, T, D), out (N, T, dirs·H), states (layers·dirs, N, H); names,
+shapes and gate orders are PyTorch's. Where to read on (``python -m pydoc rnnkit.<module>``):
+
+    cells       one time step of each cell: the equations, forward and backward
+    recurrent   RNN / LSTM / GRU layers: time loop, layers, directions, variable lengths
+    layers      Linear, Embedding, Dropout, DotAttention, AdditiveAttention
+    losses      cross_entropy, mse_loss        optim   optimisers, clipping, schedules
+    models      SequenceClassifier, SequenceTagger, Seq2Seq, LanguageModel (+ config dataclasses)
+    train       Trainer: batches, checkpoints, resume, early stopping, curves
+    data        vocabularies, tokenisers, seeded splits, file readers
+    pipeline    train / evaluate / predict / generate on files (what the CLI calls)
+    interop     PyTorch and ONNX in and out      io      checkpoints
+    diagnostics numerical gradients, gradient flow through time
+    plots       attention heat maps, confusion matrices
+
+The derivation, equation by equation next to the code: docs/bptt.md in the repository.
 """
 
 from .interop import export_onnx, from_onnx, from_torch
