@@ -80,8 +80,11 @@ def prepare(task: str, work: Path) -> tuple[str, list, dict, dict]:
         train_rows, dev_rows, test_rows = lines[:a], lines[a:b], lines[b:]
         paths = [_write(work / f"{k}.txt", p) for k, p in
                  zip(("train", "dev", "test"), (train_rows, dev_rows, test_rows), strict=True)]
-        return "tag", paths, dict(fmt="slash", hidden=256, embedding_dim=100, dropout=0.3,
-                                  lr=2e-3, batch_size=32), {"sentences": n}
+        opts = dict(fmt="slash", hidden=256, embedding_dim=100, dropout=0.3, lr=2e-3,
+                    batch_size=32)
+        if task == "seg-zh":  # tokens are characters: bigrams instead of a character BiLSTM
+            opts.update(bigram_features=True, char_features=False)
+        return "tag", paths, opts, {"sentences": n}
     if task == "ud-pos":
         d = SHARED / "ud_english_ewt"
         return "tag", [d / f"en_ewt-ud-{k}.conllu" for k in ("train", "dev", "test")], dict(

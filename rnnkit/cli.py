@@ -126,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
                            help="CoNLL-U tag column (default: upos)")
             t.add_argument("--no-char-features", action="store_true",
                            help="no character-level word features")
+            t.add_argument("--bigram-features", action="store_true",
+                           help="add embeddings of the token bigrams (x[t-1] x[t]) and "
+                           "(x[t] x[t+1]): a strong feature for character tagging such as word "
+                           "segmentation")
         if task == "lm":
             t.add_argument("--bptt", type=_positive_int, default=64,
                            help="truncated-BPTT window (default: 64)")
@@ -255,7 +259,8 @@ def _train_task(args) -> int:
         opts.update(text_column=args.text_column, label_column=args.label_column,
                     pooling=args.pooling, bidirectional=args.bidirectional)
     if args.task == "tag":
-        opts.update(tag=args.tag, char_features=not args.no_char_features)
+        opts.update(tag=args.tag, char_features=not args.no_char_features,
+                    bigram_features=args.bigram_features)
     if args.task == "lm":
         opts.update(bptt=args.bptt)
     if args.task == "translate":

@@ -130,6 +130,14 @@ class Tokenizer:
 
 
 # ----------------------------------------------------------------------------- splits
+def token_bigrams(tokens: list[str]) -> list[tuple[str, str]]:
+    """Per token t: its left bigram (x_{t−1} x_t) and right bigram (x_t x_{t+1}), with ``<s>``
+    and ``</s>`` past the ends; the two tokens joined by a space (tokens hold none)."""
+    padded = ["<s>", *tokens, "</s>"]
+    return [(f"{padded[k]} {padded[k + 1]}", f"{padded[k + 1]} {padded[k + 2]}")
+            for k in range(len(tokens))]
+
+
 def split(items: list, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> tuple[list, list, list]:
     """Shuffle with ``numpy.random.default_rng(seed)`` and cut into train/dev/test by
     ``fractions``: the same seed and data give the same split on any machine."""

@@ -318,9 +318,15 @@ def _tagger(g: _Graph, m):
     from onnx import TensorProto as TP
 
     c, L = m.config, m.layers
-    g.names.update(("ids", "lengths", "chars", "char_lengths"))
+    g.names.update(("ids", "lengths", "chars", "char_lengths", "bigrams"))
     x = _embed(g, L["embedding"], "ids", "embedding")  # (N, T, E)
     inputs = [_io("ids", TP.INT64, ["N", "T"]), _io("lengths", TP.INT64, ["N"])]
+    if c.bigram_vocab_size:
+        b = _embed(g, L["bigram_embedding"], "bigrams", "bigram_embedding")  # (N, T, 2, B)
+        b = g.op("Reshape", [b, g.const("bigram_shape", [0, 0, 2 * c.bigram_dim])],
+                 base="bigram_features")
+        x = g.op("Concat", [x, b], axis=2, base="word_bigram")
+        inputs.append(_io("bigrams", TP.INT64, ["N", "T", 2]))
     if c.char_vocab_size:
         # chars (N, T, L): every word's spelling; padding words get length 1 like collate's.
         flat = g.op("Reshape", [g.op("Transpose", ["chars"], perm=[2, 0, 1], base="chars_lnt"),
@@ -458,8 +464,8 @@ def export_onnx(model, path: str | Path) -> list[Path]:
 
     Inputs and outputs, by model (N batch, T/S lengths, dynamic):
       SequenceClassifier  ids (N, T) int64, lengths (N,) int64 → logits (N, C)
-      SequenceTagger      ids, lengths [, chars (N, T, L) int64, char_lengths (N, T) int64]
-                          → logits (N, T, K)
+      SequenceTagger      ids, lengths [, bigrams (N, T, 2) int64] [, chars (N, T, L) int64,
+                          char_lengths (N, T) int64] → logits (N, T, K)
       LanguageModel       ids (N, T), h [, c] (layers, N, H) → logits (N, T, V), h_next
                           [, c_next]; T = 1 is one generation step with the state in and out
       Seq2Seq             two files, PATH.encoder.onnx: src (N, S), src_lengths (N,) →
@@ -524,8 +530,10 @@ def onnx_feed(model, batch) -> list[dict]:
         ids, lengths = batch[0], batch[1]
         return [{"ids": ids.astype(np.int64), "lengths": lengths.astype(np.int64)}]
     if kind == "SequenceTagger":
-        ids, lengths, _, chars = batch
+        ids, lengths, _, chars, bigrams = batch
         feed = {"ids": ids.astype(np.int64), "lengths": lengths.astype(np.int64)}
+        if bigrams is not None:
+            feed["bigrams"] = bigrams.astype(np.int64)
         if chars is not None:
             cids, clen = chars  # (P, L), (P,) over real words in time-major order
             n, t = ids.shape

@@ -406,6 +406,8 @@ class TaggerConfig:
     char_vocab_size: int = 0  # character ids; 0 turns the character features off
     char_embedding_dim: int = 25  # size of a character vector
     char_hidden_size: int = 25  # H of each direction of the character BiLSTM
+    bigram_vocab_size: int = 0  # token-bigram ids; 0 turns the bigram features off
+    bigram_dim: int = 50  # size of a bigram vector (two per token: left and right)
     padding_idx: int = 0  # word and character id used for padding
     seed: int = 0  # initialisation and dropout seed
     dtype: str = "float32"  # float32 | float64
@@ -415,10 +417,13 @@ class TaggerConfig:
 class SequenceTagger(Model):
     """Synchronous sequence → sequence (the notes' second mode): a label per token.
 
-    Token features: a word embedding, and optionally the final states of a character-level
+    Token features: a word embedding; optionally the final states of a character-level
     BiLSTM run over the word's characters (so an unseen word still gets a vector from its
-    spelling) → bidirectional recurrent stack → logits h_t Wᵀ + b (N, T, K) per token; loss:
-    cross-entropy averaged over real tokens. Examples: (word ids, tag ids[, char ids per word]).
+    spelling); optionally the embeddings of the bigrams (x_{t−1} x_t) and (x_t x_{t+1}) — for
+    character tagging such as word segmentation, the classic strong feature → bidirectional
+    recurrent stack → logits h_t Wᵀ + b (N, T, K) per token; loss: cross-entropy averaged over
+    real tokens. Examples: (word ids, tag ids[, char ids per word or None[, bigram ids (T, 2)
+    per token: left, right]]).
     """
 
     config_class = TaggerConfig
@@ -439,6 +444,11 @@ class SequenceTagger(Model):
             self.layers["char_rnn"] = LSTM(c.char_embedding_dim, c.char_hidden_size,
                                            bidirectional=True, dtype=c.dtype, seed=c.seed + 5)
             feat += 2 * c.char_hidden_size
+        if c.bigram_vocab_size:
+            self.layers["bigram_embedding"] = Embedding(c.bigram_vocab_size, c.bigram_dim,
+                                                        c.padding_idx, dtype=c.dtype,
+                                                        seed=c.seed + 6)
+            feat += 2 * c.bigram_dim
         self.layers["rnn"] = CELLS[c.cell](feat, c.hidden_size, c.num_layers,
                                            bidirectional=True, dropout=c.dropout,
                                            dtype=c.dtype, seed=c.seed + 1)
@@ -452,8 +462,9 @@ class SequenceTagger(Model):
         return len(example[0])
 
     def collate(self, examples):
-        """→ (ids (N, T), lengths (N,), tags (N, T) with −1 at padding, chars or None) where
-        chars = (char ids (P, L), char lengths (P,)) for the P real words in time-major order."""
+        """→ (ids (N, T), lengths (N,), tags (N, T) with −1 at padding, chars or None,
+        bigrams (N, T, 2) or None) where chars = (char ids (P, L), char lengths (P,)) for the P
+        real words in time-major order."""
         if not examples:
             raise ValueError("empty batch")
         pad = self.config.padding_idx
@@ -480,11 +491,26 @@ class SequenceTagger(Model):
             for k, s in enumerate(spell):
                 cids[k, : len(s)] = s
             chars = (cids, clen)
-        return ids, lengths, tags, chars
+        bigrams = None
+        if self.config.bigram_vocab_size:
+            if any(len(e) < 4 for e in examples):
+                raise ValueError("this tagger uses bigram features: examples need "
+                                 "(word ids, tag ids, char ids or None, bigram ids)")
+            bigrams = np.full((n, t, 2), pad, dtype=np.int64)
+            for i, e in enumerate(examples):
+                b = np.asarray(e[3], dtype=np.int64).reshape(-1, 2)
+                if len(b) != len(e[0]):
+                    raise ValueError(f"example {i}: {len(e[0])} tokens but {len(b)} bigram pairs")
+                bigrams[i, : len(b)] = b
+        return ids, lengths, tags, chars, bigrams
 
-    def _features(self, ids, lengths, chars):
+    def _features(self, ids, lengths, chars, bigrams=None):
         L = self.layers
         x, ecache = L["embedding"].forward(ids)
+        bcache = None
+        if bigrams is not None:
+            b, bcache = L["bigram_embedding"].forward(bigrams)  # (N, T, 2, B)
+            x = np.concatenate([x, b.reshape(*ids.shape, -1)], axis=2)
         ccache = None
         if chars is not None:
             cids, clen = chars
@@ -497,12 +523,12 @@ class SequenceTagger(Model):
             feats[mask] = word_vec
             x = np.concatenate([x, feats.transpose(1, 0, 2)], axis=2)
             ccache = (cecache, crcache, mask)
-        return x, (ecache, ccache)
+        return x, (ecache, ccache, bcache)
 
     def _logits(self, batch):
-        ids, lengths, _, chars = batch
+        ids, lengths, _, chars, *rest = batch
         L = self.layers
-        x, fcache = self._features(ids, lengths, chars)
+        x, fcache = self._features(ids, lengths, chars, rest[0] if rest else None)
         x, d1 = L["dropout"].forward(x)
         out, _, rcache = L["rnn"].forward(x, lengths=lengths, inference=not self.training)
         out, d2 = L["dropout"].forward(out)
@@ -521,9 +547,14 @@ class SequenceTagger(Model):
         dout = L["dropout"].backward(L["head"].backward(dlogits, hcache), d2)
         dx, _ = L["rnn"].backward(dout, None, rcache)
         dx = L["dropout"].backward(dx, d1)
-        ecache, ccache = fcache
+        ecache, ccache, bcache = fcache
         E = self.config.embedding_dim
         L["embedding"].backward(dx[:, :, :E], ecache)
+        if bcache is not None:
+            B2 = 2 * self.config.bigram_dim
+            L["bigram_embedding"].backward(dx[:, :, E:E + B2].reshape(*bcache.shape, -1),
+                                           bcache)
+            E += B2
         if ccache is not None:
             cecache, crcache, wmask = ccache
             dword = dx[:, :, E:].transpose(1, 0, 2)[wmask]  # (P, 2Hc)

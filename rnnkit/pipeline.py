@@ -74,6 +74,7 @@ class Task:
         self.labels = config.get("labels")
         self.tokenizer = D.Tokenizer.from_json(config["tokenizer"])
         self.chars = D.Vocab.from_json(config["chars"]) if config.get("chars") else None
+        self.bigrams = D.Vocab.from_json(config["bigrams"]) if config.get("bigrams") else None
         self.tgt_vocab = D.Vocab.from_json(config["tgt_vocab"]) if config.get("tgt_vocab") \
             else None
         self.options = config.get("data", {})
@@ -116,8 +117,11 @@ class Task:
                 if unknown:
                     raise ValueError(f"tag {unknown[0]!r} was not seen in training")
                 ex = (self.vocab.encode(words), [index[t] for t in tags])
-                if self.chars is not None:
-                    ex += ([self.chars.encode(list(w)) for w in tokens],)
+                if self.chars is not None or self.bigrams is not None:
+                    ex += ([self.chars.encode(list(w)) for w in tokens]
+                           if self.chars is not None else None,)
+                if self.bigrams is not None:
+                    ex += ([self.bigrams.encode(pair) for pair in D.token_bigrams(words)],)
                 out.append(ex)
             return out
         if self.task == "translate":
@@ -275,6 +279,7 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
           label_column: int = 1, tag: str = "upos", cell: str = "lstm", hidden: int = 128,
           layers: int = 1, embedding_dim: int = 100, bidirectional: bool = True,
           dropout: float = 0.0, pooling: str = "last", char_features: bool = True,
+          bigram_features: bool = False,
           attention: str = "dot", teacher_forcing: float = 1.0,
           bptt: int = 64, split_seed: int = 0, progress: bool = True, **train_options) -> dict:
     """Train a model for ``task`` on files; returns a summary (dev and test metrics).
@@ -322,10 +327,16 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
         chars = D.Vocab.build(list(w) for toks, _ in raw_train for w in toks) \
             if char_features else None
         extra["chars"] = chars.to_json() if chars else None
+        # Bigrams seen once are mostly noise and would swell the table: keep those seen twice.
+        bigrams = D.Vocab.build(([b for pair in D.token_bigrams(w) for b in pair]
+                                 for w in words), min_freq=2, max_size=200_000) \
+            if bigram_features else None
+        extra["bigrams"] = bigrams.to_json() if bigrams else None
         model = SequenceTagger(TaggerConfig(
             vocab_size=len(vocab), num_tags=len(labels), embedding_dim=embedding_dim,
             hidden_size=hidden, num_layers=layers, cell=cell, dropout=dropout,
-            char_vocab_size=len(chars) if chars else 0, seed=cfg.seed))
+            char_vocab_size=len(chars) if chars else 0,
+            bigram_vocab_size=len(bigrams) if bigrams else 0, seed=cfg.seed))
     elif task == "translate":
         vocab = D.Vocab.build((tok(a) for a, _ in raw_train), min_freq, max_vocab)
         tgt = D.Vocab.build((tok(b) for _, b in raw_train), min_freq, max_vocab)

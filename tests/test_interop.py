@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import rnnkit
+from rnnkit.data import Vocab
 from rnnkit.interop import export_layer_onnx, export_onnx, from_onnx, from_torch, onnx_feed
 from rnnkit.models import (
     ClassifierConfig,
@@ -255,13 +256,20 @@ def test_classifier_onnx_equals_rnnkit(cell, pooling, tmp_path):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("char_features", [True, False])
-def test_tagger_onnx_equals_rnnkit(cell, char_features, tmp_path):
+@pytest.mark.parametrize("char_features,bigram_features", [(True, False), (False, False),
+                                                           (True, True), (False, True)])
+def test_tagger_onnx_equals_rnnkit(cell, char_features, bigram_features, tmp_path):
+    from rnnkit.data import token_bigrams
+
     sentences = real_sentences()
     vocab, chars, ids = word_ids(sentences)
+    bigrams = Vocab.build([b for pair in token_bigrams(s) for b in pair] for s in sentences)
     m = SequenceTagger(TaggerConfig(len(vocab), 5, 8, 6, 2, cell,
-                                    char_vocab_size=len(chars) if char_features else 0))
-    examples = [(w, [0] * len(w), [chars.encode(list(t)) for t in s])
+                                    char_vocab_size=len(chars) if char_features else 0,
+                                    bigram_vocab_size=len(bigrams) if bigram_features else 0,
+                                    bigram_dim=3))
+    examples = [(w, [0] * len(w), [chars.encode(list(t)) for t in s],
+                 [bigrams.encode(p) for p in token_bigrams(s)])
                 for w, s in zip(ids, sentences, strict=True)]
     batch = m.collate(examples)
     (path,) = export_onnx(m, tmp_path / "tag.onnx")

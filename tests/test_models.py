@@ -97,19 +97,22 @@ def test_make_recurrent_rejects_unknown_cells():
         make_recurrent("elman", 2, 3)
 
 
-@pytest.mark.parametrize("chars", [False, True])
-def test_tagger_gradients(chars):
+@pytest.mark.parametrize("chars,bigrams", [(False, False), (True, False), (False, True),
+                                           (True, True)])
+def test_tagger_gradients(chars, bigrams):
     from rnnkit.models import SequenceTagger, TaggerConfig
 
     rng = np.random.default_rng(0)
     model = SequenceTagger(TaggerConfig(vocab_size=9, num_tags=4, embedding_dim=3, hidden_size=4,
                                         char_vocab_size=7 if chars else 0, char_embedding_dim=3,
-                                        char_hidden_size=2, dtype="float64", seed=1))
+                                        char_hidden_size=2, bigram_vocab_size=6 if bigrams else 0,
+                                        bigram_dim=2, dtype="float64", seed=1))
     examples = []
     for n in (4, 2, 3):
         words = rng.integers(1, 9, n).tolist()
         spell = [rng.integers(1, 7, rng.integers(1, 4)).tolist() for _ in range(n)]
-        examples.append((words, rng.integers(0, 4, n).tolist(), spell))
+        pairs = rng.integers(1, 6, (n, 2)).tolist()
+        examples.append((words, rng.integers(0, 4, n).tolist(), spell, pairs))
     batch = model.collate(examples)
     for name, p in model.params.items():  # generic weights: gradients well above FD noise
         p += rng.normal(0, 0.5, p.shape) * (0 if name.endswith("embedding.weight") else 1)

@@ -155,7 +155,15 @@ def test_chunk_f1_for_bio_and_bmes(tmp_path, capsys):
     seg.write_text("\n".join("迈/b 向/e 充/b 满/e 希/b 望/e 的/s" for _ in range(30)) + "\n")
     run2 = tmp_path / "seg"
     assert main(["train", "tag", "--train", str(seg), "--format", "slash", "--out", str(run2),
-                 "--epochs", "3", "--hidden", "8", "--embedding-dim", "8", "--quiet"]) == 0
+                 "--epochs", "3", "--hidden", "8", "--embedding-dim", "8", "--quiet",
+                 "--bigram-features", "--no-char-features"]) == 0
     capsys.readouterr()
     assert main(["eval", str(run2), "--data", str(seg), "--json"]) == 0
     assert 0.0 <= json.loads(capsys.readouterr().out)["chunk_f1"] <= 1.0
+    cfg = json.loads((run2 / "best" / "config.json").read_text())
+    assert cfg["chars"] is None and "迈 向" in cfg["bigrams"] and "<s> 迈" in cfg["bigrams"]
+    assert cfg["model"]["bigram_vocab_size"] == len(cfg["bigrams"])
+    inp = tmp_path / "chars.txt"
+    inp.write_text("迈 向 未 知\n")  # unseen characters and bigrams become <unk>
+    assert main(["predict", str(run2), str(inp)]) == 0
+    assert capsys.readouterr().out.split()[0].startswith("迈/")
