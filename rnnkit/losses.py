@@ -65,8 +65,10 @@ def cross_entropy(logits, targets, mask=None, reduction: str = "mean",
         if w.shape != (V,):
             raise ValueError(f"class_weights must have shape ({V},), got {w.shape}")
     yc = np.where(m, y, 0)
-    logp = log_softmax(z)
     eps = float(label_smoothing)
+    if not eps and w is None:
+        return _plain_cross_entropy(z, yc, m, reduction)
+    logp = log_softmax(z)
     q = np.zeros_like(z)
     np.put_along_axis(q, yc[..., None], 1.0 - eps, axis=-1)
     if w is not None:
@@ -79,6 +81,24 @@ def cross_entropy(logits, targets, mask=None, reduction: str = "mean",
     denom = {"sum": 1.0, "mean": float(wy.sum()), "sequence_mean": float(z.shape[0])}[reduction]
     dz = (q.sum(axis=-1, keepdims=True) * np.exp(logp) - q) / denom
     return float(loss / denom), dz.astype(z.dtype, copy=False)
+
+
+def _plain_cross_entropy(z, yc, m, reduction):
+    """The common case (no smoothing, no weights) in a few passes over (…, V), which matters
+    for large vocabularies: ℓ = log Σ e^{z−max} − (z_y − max), ∂ℓ/∂z = softmax(z) − e_y."""
+    with np.errstate(invalid="ignore", over="ignore"):  # inf/NaN logits give NaN, reported later
+        zmax = z.max(axis=-1, keepdims=True)
+        p = np.exp(z - zmax)
+        total = p.sum(axis=-1, keepdims=True)
+        picked = np.take_along_axis(z, yc[..., None], axis=-1) - zmax
+        loss = float(((np.log(total) - picked)[..., 0] * m).sum())
+        p /= total
+    np.put_along_axis(p, yc[..., None], np.take_along_axis(p, yc[..., None], axis=-1) - 1.0,
+                      axis=-1)
+    denom = {"sum": 1.0, "mean": float(m.sum()), "sequence_mean": float(z.shape[0])}[reduction]
+    scale = m[..., None] / denom
+    p *= scale if scale.dtype == p.dtype else scale.astype(p.dtype)
+    return loss / denom, p
 
 
 def mse_loss(pred, target) -> tuple[float, np.ndarray]:
