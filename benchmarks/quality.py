@@ -89,7 +89,7 @@ def prepare(task: str, work: Path) -> tuple[str, list, dict, dict]:
         d = SHARED / "ud_english_ewt"
         return "tag", [d / f"en_ewt-ud-{k}.conllu" for k in ("train", "dev", "test")], dict(
             fmt="conllu", hidden=256, embedding_dim=100, dropout=0.3, lr=2e-3,
-            batch_size=32), notes
+            batch_size=32, lower=True, min_freq=2), notes  # case lives in the char features
     if task == "sms":
         rows = []
         for line in (SHARED / "sms_spam_collection" / "SMSSpamCollection").read_text(
