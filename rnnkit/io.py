@@ -57,23 +57,26 @@ def _load_tensors(path: Path) -> dict[str, np.ndarray]:
     an enormous tensor is an error here, not an allocation."""
     from safetensors.numpy import load_file
 
-    if not Path(path).is_file():
-        raise ValueError(f"{path}: missing")
-    try:
-        return load_file(str(path))
-    except Exception as exc:  # safetensors raises its own error types
-        raise ValueError(f"{path}: not a readable safetensors file ({exc})") from None
+    return _safetensors(path, load_file)
 
 
 def _tensor_elements(path: Path) -> int:
     """How many numbers the safetensors file holds, from its (validated) header alone."""
     from safetensors import safe_open
 
+    def count(p):
+        with safe_open(p, framework="numpy") as f:
+            return sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
+
+    return _safetensors(path, count)
+
+
+def _safetensors(path: Path, read):
+    """``read(str(path))`` with a missing or unreadable file turned into a ValueError."""
     if not Path(path).is_file():
         raise ValueError(f"{path}: missing")
     try:
-        with safe_open(str(path), framework="numpy") as f:
-            return sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
+        return read(str(path))
     except Exception as exc:  # safetensors raises its own error types
         raise ValueError(f"{path}: not a readable safetensors file ({exc})") from None
 

@@ -96,8 +96,7 @@ def _plain_cross_entropy(z, yc, m, reduction):
     np.put_along_axis(p, yc[..., None], np.take_along_axis(p, yc[..., None], axis=-1) - 1.0,
                       axis=-1)
     denom = {"sum": 1.0, "mean": float(m.sum()), "sequence_mean": float(z.shape[0])}[reduction]
-    scale = m[..., None] / denom
-    p *= scale if scale.dtype == p.dtype else scale.astype(p.dtype)
+    p *= (m[..., None] / denom).astype(p.dtype)
     return loss / denom, p
 
 

@@ -504,7 +504,7 @@ class SequenceTagger(Model):
                 bigrams[i, : len(b)] = b
         return ids, lengths, tags, chars, bigrams
 
-    def _features(self, ids, lengths, chars, bigrams=None):
+    def _features(self, ids, lengths, chars, bigrams):
         L = self.layers
         x, ecache = L["embedding"].forward(ids)
         bcache = None
@@ -526,9 +526,9 @@ class SequenceTagger(Model):
         return x, (ecache, ccache, bcache)
 
     def _logits(self, batch):
-        ids, lengths, _, chars, *rest = batch
+        ids, lengths, _, chars, bigrams = batch
         L = self.layers
-        x, fcache = self._features(ids, lengths, chars, rest[0] if rest else None)
+        x, fcache = self._features(ids, lengths, chars, bigrams)
         x, d1 = L["dropout"].forward(x)
         out, _, rcache = L["rnn"].forward(x, lengths=lengths, inference=not self.training)
         out, d2 = L["dropout"].forward(out)

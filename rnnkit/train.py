@@ -155,13 +155,13 @@ class Trainer:
     # ------------------------------------------------------------------ state
     def state(self) -> dict:
         """Everything besides weights and optimiser a resume needs: epoch, step, best score,
-        random generators, schedule, training config and the per-epoch history (JSON-able).
+        random generators, schedule and the per-epoch history (JSON-able).
         """
         return {"epoch": self.epoch, "step": self.step, "best": self.best,
                 "best_epoch": self.best_epoch, "skipped": self.skipped,
                 "rng": self.rng.bit_generator.state, "model_rng": self.model.rng_states(),
                 "schedule": None if self.schedule is None else self.schedule.state_dict(),
-                "train_config": asdict(self.config), "history": self.history}
+                "history": self.history}  # the training config is in config.json ("train")
 
     @classmethod
     def resume(cls, run_dir: str | Path, train_data: list, dev_data: list | None = None,
@@ -172,16 +172,17 @@ class Trainer:
         if not last.exists():
             raise ValueError(f"{run_dir}: no checkpoint to resume from (no 'last')")
         model, config = io.load_model(last)
-        state = json.loads((last / "trainer.json").read_text())
         known = {f.name for f in fields(TrainConfig)}
         bad = set(overrides) - known
         if bad:
             raise ValueError(f"unknown training option(s) {sorted(bad)}")
-        tc = TrainConfig(**{**state["train_config"], **overrides})
+        if not isinstance(config.get("train"), dict):
+            raise ValueError(f"{last}/config.json: no training configuration ('train')")
+        tc = TrainConfig(**{**config["train"], **overrides})
         extra = {k: v for k, v in config.items()
                  if k not in ("format_version", "rnnkit_version", "model_type", "model")}
         trainer = cls(model, train_data, dev_data, tc, run_dir, extra)
-        io.load_training_state(last, trainer.optimizer)
+        state = io.load_training_state(last, trainer.optimizer)
         trainer.epoch, trainer.step = state["epoch"], state["step"]
         trainer.best, trainer.best_epoch = state["best"], state["best_epoch"]
         trainer.skipped = state["skipped"]
