@@ -487,3 +487,17 @@ def gru_before_seq_bwd(A, Hx, w_hh, steps, off, reverse, dout, dh):
             _matvec(a[2 * H:], w_n, drh, False)
             _gru_before_bwd2_row(a, Hx[src, r], drh, dh[r])
             _matvec(a[: 2 * H], w_rz, dh[r], True)
+
+
+# ------------------------------------------------------------------------------- Adam
+@njit(**_OPTS)
+def adam(p, g, m, v, b1, b2, step_size, root2, eps, tmp):
+    """One pass over the flat arrays instead of NumPy's eleven (``tmp`` is unused here)."""
+    c1, c2 = 1 - b1, 1 - b2
+    for i in range(p.shape[0]):
+        gi = g[i]
+        mi = b1 * m[i] + c1 * gi
+        vi = b2 * v[i] + c2 * gi * gi
+        m[i] = mi
+        v[i] = vi
+        p[i] -= step_size * (mi / (math.sqrt(vi) / root2 + eps))

@@ -199,3 +199,23 @@ def gru_before_bwd2(a, hp, drh, dh, n):
     x[:, :H] = _flush(drh[:n] * hp[:n] * r * (1 - r))
     dh[:n] += drh[:n] * r
     _flush(dh[:n])
+
+
+# ------------------------------------------------------------------------------- Adam
+def adam(p, g, m, v, b1, b2, step_size, root2, eps, tmp):
+    """One Adam step on flat arrays, in place (the equations are in :class:`rnnkit.optim.Adam`):
+    m ← b1 m + (1 − b1) g, v ← b2 v + (1 − b2) g², p ← p − step_size · m / (√v / root2 + eps).
+    ``tmp`` is scratch of p's size, so no temporaries are made.
+    """
+    m *= b1
+    m += np.multiply(g, 1 - b1, out=tmp)
+    v *= b2
+    np.multiply(g, 1 - b2, out=tmp)
+    tmp *= g
+    v += tmp
+    np.sqrt(v, out=tmp)
+    tmp /= root2
+    tmp += eps
+    np.divide(m, tmp, out=tmp)
+    tmp *= step_size
+    p -= tmp

@@ -84,19 +84,21 @@ def cross_entropy(logits, targets, mask=None, reduction: str = "mean",
 
 
 def _plain_cross_entropy(z, yc, m, reduction):
-    """The common case (no smoothing, no weights) in a few passes over (…, V), which matters
-    for large vocabularies: ℓ = log Σ e^{z−max} − (z_y − max), ∂ℓ/∂z = softmax(z) − e_y."""
+    """The common case (no smoothing, no weights) in five passes over (…, V), which matters for
+    large vocabularies: ℓ = log Σ e^{z−max} − (z_y − max), ∂ℓ/∂z = c (softmax(z) − e_y) with c
+    the position's weight in the reduction (0 where masked)."""
+    denom = {"sum": 1.0, "mean": float(m.sum()), "sequence_mean": float(z.shape[0])}[reduction]
     with np.errstate(invalid="ignore", over="ignore"):  # inf/NaN logits give NaN, reported later
         zmax = z.max(axis=-1, keepdims=True)
-        p = np.exp(z - zmax)
+        p = np.subtract(z, zmax)
+        np.exp(p, out=p)
         total = p.sum(axis=-1, keepdims=True)
         picked = np.take_along_axis(z, yc[..., None], axis=-1) - zmax
         loss = float(((np.log(total) - picked)[..., 0] * m).sum())
-        p /= total
-    np.put_along_axis(p, yc[..., None], np.take_along_axis(p, yc[..., None], axis=-1) - 1.0,
+        c = (m[..., None] / denom).astype(p.dtype)
+        p *= c / total
+    np.put_along_axis(p, yc[..., None], np.take_along_axis(p, yc[..., None], axis=-1) - c,
                       axis=-1)
-    denom = {"sum": 1.0, "mean": float(m.sum()), "sequence_mean": float(z.shape[0])}[reduction]
-    p *= (m[..., None] / denom).astype(p.dtype)
     return loss / denom, p
 
 
