@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="label column (default 1)")
             t.add_argument("--pooling", choices=["last", "mean", "max"], default="last",
                            help="sentence vector from the states (default: last)")
+            t.add_argument("--bigram-features", action="store_true",
+                           help="add embeddings of the token bigrams (x[t-1] x[t]) and "
+                           "(x[t] x[t+1]): with --tokenizer char, the words of Chinese text")
         if task == "tag":
             t.add_argument("--format", choices=["conllu", "slash", "columns"], default=None,
                            help="conllu (default for .conllu), slash (word/TAG lines, the "
@@ -257,7 +260,8 @@ def _train_task(args) -> int:
                 progress=not args.quiet)
     if args.task == "classify":
         opts.update(text_column=args.text_column, label_column=args.label_column,
-                    pooling=args.pooling, bidirectional=args.bidirectional)
+                    pooling=args.pooling, bidirectional=args.bidirectional,
+                    bigram_features=args.bigram_features)
     if args.task == "tag":
         opts.update(tag=args.tag, char_features=not args.no_char_features,
                     bigram_features=args.bigram_features)

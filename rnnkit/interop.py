@@ -284,8 +284,13 @@ def _classifier(g: _Graph, m):
 
     c, L = m.config, m.layers
     ids, lengths = "ids", "lengths"
-    g.names.update((ids, lengths))
-    x = _time_major(g, _embed(g, L["embedding"], ids, "embedding"), "x_tnd")
+    g.names.update((ids, lengths, "bigrams"))
+    x = _embed(g, L["embedding"], ids, "embedding")  # (N, T, E)
+    inputs = [_io(ids, TP.INT64, ["N", "T"]), _io(lengths, TP.INT64, ["N"])]
+    if c.bigram_vocab_size:
+        x = _bigram_features(g, L["bigram_embedding"], x, c.bigram_dim)
+        inputs.append(_io("bigrams", TP.INT64, ["N", "T", 2]))
+    x = _time_major(g, x, "x_tnd")
     y, h_n, _ = _recurrent(g, L["rnn"], "rnn", x, _int32(g, lengths, "seq_lens"))
     dirs, H = L["rnn"].num_directions, c.hidden_size
     if c.pooling == "last":
@@ -310,8 +315,15 @@ def _classifier(g: _Graph, m):
                           base="masked")
             pooled = g.op("ReduceMax", [masked], axes=[1], keepdims=0, base="pooled")
     logits = _linear(g, L["head"], pooled, "logits")
-    return ([_io(ids, TP.INT64, ["N", "T"]), _io(lengths, TP.INT64, ["N"])],
-            [_io(logits, TP.FLOAT, ["N", c.num_classes])])
+    return inputs, [_io(logits, TP.FLOAT, ["N", c.num_classes])]
+
+
+def _bigram_features(g: _Graph, layer, x: str, dim: int) -> str:
+    """x (N, T, E) → [x; left-bigram vector; right-bigram vector] (N, T, E + 2B) from the
+    ``bigrams`` input (N, T, 2)."""
+    b = _embed(g, layer, "bigrams", "bigram_embedding")  # (N, T, 2, B)
+    b = g.op("Reshape", [b, g.const("bigram_shape", [0, 0, 2 * dim])], base="bigram_features")
+    return g.op("Concat", [x, b], axis=2, base="token_bigram")
 
 
 def _tagger(g: _Graph, m):
@@ -322,10 +334,7 @@ def _tagger(g: _Graph, m):
     x = _embed(g, L["embedding"], "ids", "embedding")  # (N, T, E)
     inputs = [_io("ids", TP.INT64, ["N", "T"]), _io("lengths", TP.INT64, ["N"])]
     if c.bigram_vocab_size:
-        b = _embed(g, L["bigram_embedding"], "bigrams", "bigram_embedding")  # (N, T, 2, B)
-        b = g.op("Reshape", [b, g.const("bigram_shape", [0, 0, 2 * c.bigram_dim])],
-                 base="bigram_features")
-        x = g.op("Concat", [x, b], axis=2, base="word_bigram")
+        x = _bigram_features(g, L["bigram_embedding"], x, c.bigram_dim)
         inputs.append(_io("bigrams", TP.INT64, ["N", "T", 2]))
     if c.char_vocab_size:
         # chars (N, T, L): every word's spelling; padding words get length 1 like collate's.
@@ -463,7 +472,8 @@ def export_onnx(model, path: str | Path) -> list[Path]:
     ``sequence_lens`` for variable lengths); returns the files written.
 
     Inputs and outputs, by model (N batch, T/S lengths, dynamic):
-      SequenceClassifier  ids (N, T) int64, lengths (N,) int64 → logits (N, C)
+      SequenceClassifier  ids (N, T) int64, lengths (N,) int64 [, bigrams (N, T, 2) int64]
+                          → logits (N, C)
       SequenceTagger      ids, lengths [, bigrams (N, T, 2) int64] [, chars (N, T, L) int64,
                           char_lengths (N, T) int64] → logits (N, T, K)
       LanguageModel       ids (N, T), h [, c] (layers, N, H) → logits (N, T, V), h_next
@@ -527,8 +537,11 @@ def onnx_feed(model, batch) -> list[dict]:
     depend on the encoder's outputs and the token)."""
     kind = type(model).__name__
     if kind == "SequenceClassifier":
-        ids, lengths = batch[0], batch[1]
-        return [{"ids": ids.astype(np.int64), "lengths": lengths.astype(np.int64)}]
+        ids, lengths, _, bigrams = batch
+        feed = {"ids": ids.astype(np.int64), "lengths": lengths.astype(np.int64)}
+        if bigrams is not None:
+            feed["bigrams"] = bigrams.astype(np.int64)
+        return [feed]
     if kind == "SequenceTagger":
         ids, lengths, _, chars, bigrams = batch
         feed = {"ids": ids.astype(np.int64), "lengths": lengths.astype(np.int64)}

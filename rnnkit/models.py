@@ -122,6 +122,30 @@ class Model:
         return {"loss": totals["loss_sum"] / max(totals["count"], 1)}
 
 
+def _collate_bigrams(examples, k: int, shape: tuple[int, int], pad: int, form: str):
+    """The bigram ids at position ``k`` of each example → (N, T, 2), ``pad`` past the end."""
+    if any(len(e) <= k for e in examples):
+        raise ValueError(f"this model uses bigram features: examples need {form}")
+    bigrams = np.full((*shape, 2), pad, dtype=np.int64)
+    for i, e in enumerate(examples):
+        b = np.asarray(e[k], dtype=np.int64).reshape(-1, 2)
+        if len(b) != len(e[0]):
+            raise ValueError(f"example {i}: {len(e[0])} tokens but {len(b)} bigram pairs")
+        bigrams[i, : len(b)] = b
+    return bigrams
+
+
+def _add_bigrams(layer, x, bigrams):
+    """Token vectors x (N, T, E) → [x_t; e(left bigram); e(right bigram)] (N, T, E + 2B)."""
+    b, bcache = layer.forward(bigrams)  # (N, T, 2, B)
+    return np.concatenate([x, b.reshape(*bigrams.shape[:2], -1)], axis=2), bcache
+
+
+def _add_bigrams_backward(layer, db, bcache) -> None:
+    """db (N, T, 2B), the bigram part of ∂L/∂x, into the bigram embedding's gradient."""
+    layer.backward(db.reshape(*bcache.shape, -1), bcache)
+
+
 @dataclass
 class ClassifierConfig:
     vocab_size: int  # number of token ids (embedding rows)
@@ -133,6 +157,8 @@ class ClassifierConfig:
     bidirectional: bool = True  # read the sentence both ways
     dropout: float = 0.0  # dropout on embeddings, between layers and before the output
     pooling: str = "last"  # last | mean | max: how the states become one sentence vector
+    bigram_vocab_size: int = 0  # token-bigram ids; 0 turns the bigram features off
+    bigram_dim: int = 50  # size of a bigram vector (two per token: left and right)
     padding_idx: int = 0  # token id used for padding
     seed: int = 0  # initialisation and dropout seed
     dtype: str = "float32"  # float32 | float64 (float64 for gradient checks)
@@ -147,6 +173,9 @@ class SequenceClassifier(Model):
       ``last``: the final state of each direction (forward at the last valid token, reverse at
       the first); ``mean``: Σ_t h_t / length over valid steps; ``max``: element-wise max over
       valid steps → logits s Wᵀ + b (N, C). Loss: mean cross-entropy over sentences.
+    With ``bigram_vocab_size``, x_t also holds the embeddings of the bigrams (x_{t−1} x_t) and
+    (x_t x_{t+1}) (N, T, E + 2B): for character-level Chinese text, the words the characters
+    form. Examples: (ids, label[, bigram ids (T, 2) per token: left, right]).
     """
 
     config_class = ClassifierConfig
@@ -162,7 +191,13 @@ class SequenceClassifier(Model):
         dirs = 2 if c.bidirectional else 1
         self.layers["embedding"] = Embedding(c.vocab_size, c.embedding_dim, c.padding_idx,
                                              dtype=c.dtype, seed=c.seed)
-        self.layers["rnn"] = CELLS[c.cell](c.embedding_dim, c.hidden_size, c.num_layers,
+        feat = c.embedding_dim
+        if c.bigram_vocab_size:
+            self.layers["bigram_embedding"] = Embedding(c.bigram_vocab_size, c.bigram_dim,
+                                                        c.padding_idx, dtype=c.dtype,
+                                                        seed=c.seed + 6)
+            feat += 2 * c.bigram_dim
+        self.layers["rnn"] = CELLS[c.cell](feat, c.hidden_size, c.num_layers,
                                            bidirectional=c.bidirectional, dropout=c.dropout,
                                            dtype=c.dtype, seed=c.seed + 1)
         self.layers["dropout"] = Dropout(c.dropout, seed=c.seed + 2)
@@ -175,21 +210,30 @@ class SequenceClassifier(Model):
         return len(example[0])
 
     def collate(self, examples):
-        """[(ids, label)] → (ids (N, T) padded, lengths (N,), labels (N,))."""
+        """[(ids, label[, bigrams])] → (ids (N, T) padded, lengths (N,), labels (N,),
+        bigrams (N, T, 2) or None)."""
         if not examples:
             raise ValueError("empty batch")
-        lengths = np.array([len(ids) for ids, _ in examples], dtype=np.int64)
+        lengths = np.array([len(e[0]) for e in examples], dtype=np.int64)
         if lengths.min() < 1:
             raise ValueError("every example needs at least one token")
         ids = np.full((len(examples), lengths.max()), self.config.padding_idx, dtype=np.int64)
-        for i, (seq, _) in enumerate(examples):
-            ids[i, : len(seq)] = seq
-        labels = np.array([label for _, label in examples], dtype=np.int64)
-        return ids, lengths, labels
+        for i, e in enumerate(examples):
+            ids[i, : len(e[0])] = e[0]
+        labels = np.array([e[1] for e in examples], dtype=np.int64)
+        bigrams = None
+        if self.config.bigram_vocab_size:
+            bigrams = _collate_bigrams(examples, 2, ids.shape, self.config.padding_idx,
+                                       "(ids, label, bigram ids)")
+        return ids, lengths, labels, bigrams
 
-    def _forward(self, ids, lengths):
+    def _forward(self, ids, lengths, bigrams=None):
         L = self.layers
         x, ecache = L["embedding"].forward(ids)
+        bcache = None
+        if bigrams is not None:
+            x, bcache = _add_bigrams(L["bigram_embedding"], x, bigrams)
+        ecache = (ecache, bcache)
         x, dcache1 = L["dropout"].forward(x)
         out, state, rcache = L["rnn"].forward(x, lengths=lengths, inference=not self.training)
         h = state[0] if isinstance(state, tuple) else state
@@ -231,8 +275,8 @@ class SequenceClassifier(Model):
         """Mean cross-entropy of a batch (ids, lengths, labels); adds every gradient
         into ``grads``; returns (loss · N, N).
         """
-        ids, lengths, labels = batch
-        logits, cache = self._forward(ids, lengths)
+        ids, lengths, labels, bigrams = batch
+        logits, cache = self._forward(ids, lengths, bigrams)
         loss, dlogits = cross_entropy(logits, labels, reduction="mean")
         ecache, dcache1, rcache, pcache, dcache2, hcache, out_shape, h_shape = cache
         L = self.layers
@@ -240,14 +284,17 @@ class SequenceClassifier(Model):
         dout, dh = self._pool_backward(dpooled, pcache, out_shape, h_shape)
         dstate = (dh, None) if dh is not None and isinstance(L["rnn"], LSTM) else dh
         dx, _ = L["rnn"].backward(dout, dstate, rcache)
-        L["embedding"].backward(L["dropout"].backward(dx, dcache1), ecache)
+        dx = L["dropout"].backward(dx, dcache1)
+        E = self.config.embedding_dim
+        L["embedding"].backward(dx[:, :, :E], ecache[0])
+        if ecache[1] is not None:
+            _add_bigrams_backward(L["bigram_embedding"], dx[:, :, E:], ecache[1])
         return loss * len(labels), len(labels)
 
     def predict_logits(self, batch):
         """Class scores (N, C) of a collated batch, in eval mode."""
-        ids, lengths = batch[0], batch[1]
         with self.evaluating():
-            logits, _ = self._forward(ids, lengths)
+            logits, _ = self._forward(batch[0], batch[1], batch[3])
         return logits
 
     def evaluate(self, batch) -> dict:
@@ -493,15 +540,8 @@ class SequenceTagger(Model):
             chars = (cids, clen)
         bigrams = None
         if self.config.bigram_vocab_size:
-            if any(len(e) < 4 for e in examples):
-                raise ValueError("this tagger uses bigram features: examples need "
-                                 "(word ids, tag ids, char ids or None, bigram ids)")
-            bigrams = np.full((n, t, 2), pad, dtype=np.int64)
-            for i, e in enumerate(examples):
-                b = np.asarray(e[3], dtype=np.int64).reshape(-1, 2)
-                if len(b) != len(e[0]):
-                    raise ValueError(f"example {i}: {len(e[0])} tokens but {len(b)} bigram pairs")
-                bigrams[i, : len(b)] = b
+            bigrams = _collate_bigrams(examples, 3, (n, t), pad,
+                                       "(word ids, tag ids, char ids or None, bigram ids)")
         return ids, lengths, tags, chars, bigrams
 
     def _features(self, ids, lengths, chars, bigrams):
@@ -509,8 +549,7 @@ class SequenceTagger(Model):
         x, ecache = L["embedding"].forward(ids)
         bcache = None
         if bigrams is not None:
-            b, bcache = L["bigram_embedding"].forward(bigrams)  # (N, T, 2, B)
-            x = np.concatenate([x, b.reshape(*ids.shape, -1)], axis=2)
+            x, bcache = _add_bigrams(L["bigram_embedding"], x, bigrams)
         ccache = None
         if chars is not None:
             cids, clen = chars
@@ -552,8 +591,7 @@ class SequenceTagger(Model):
         L["embedding"].backward(dx[:, :, :E], ecache)
         if bcache is not None:
             B2 = 2 * self.config.bigram_dim
-            L["bigram_embedding"].backward(dx[:, :, E:E + B2].reshape(*bcache.shape, -1),
-                                           bcache)
+            _add_bigrams_backward(L["bigram_embedding"], dx[:, :, E:E + B2], bcache)
             E += B2
         if ccache is not None:
             cecache, crcache, wmask = ccache

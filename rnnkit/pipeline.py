@@ -102,11 +102,10 @@ class Task:
             index = {name: i for i, name in enumerate(self.labels)}
             out = []
             for text, label in raw:
-                ids = self.vocab.encode(self.tokenizer(text)) or [self.vocab.stoi[D.UNK]]
                 if label not in index:
                     raise ValueError(f"label {label!r} was not seen in training "
                                      f"(known: {self.labels[:10]})")
-                out.append((ids, index[label]))
+                out.append(self._text_example(text, index[label]))
             return out
         if self.task == "tag":
             index = {name: i for i, name in enumerate(self.labels)}
@@ -130,6 +129,14 @@ class Task:
         ids = self.vocab.encode(self.tokenizer(raw) if self.tokenizer.kind != "char"
                                 else list(raw))
         return LanguageModel.windows(ids, self.options["batch_size"], self.options["bptt"])
+
+    def _text_example(self, text: str, label: int) -> tuple:
+        """A classifier example: (token ids, label[, bigram ids]); an empty text is <unk>."""
+        tokens = self.tokenizer(text) or [D.UNK]
+        ex = (self.vocab.encode(tokens), label)
+        if self.bigrams is not None:
+            ex += ([self.bigrams.encode(pair) for pair in D.token_bigrams(tokens)],)
+        return ex
 
     # -------------------------------------------------------------- use
     def evaluate(self, raw, beam_size: int = 1) -> dict:
@@ -245,8 +252,7 @@ class Task:
         for i in range(0, len(lines), batch_size):
             chunk = lines[i:i + batch_size]
             if self.task == "classify":
-                ex = [(self.vocab.encode(self.tokenizer(t)) or [self.vocab.stoi[D.UNK]], 0)
-                      for t in chunk]
+                ex = [self._text_example(t, 0) for t in chunk]
                 logits = self.model.predict_logits(self.model.collate(ex))
                 out += [self.labels[k] for k in logits.argmax(axis=1)]
             elif self.task == "translate":
@@ -271,6 +277,13 @@ class Task:
         ids = self.vocab.encode(toks) or [self.vocab.stoi[D.UNK]]
         new = self.model.generate(ids, length, temperature, top_k, seed)
         return prompt + self.tokenizer.detokenize(self.vocab.decode(new, strip=False))
+
+
+def _bigram_vocab(token_lists) -> D.Vocab:
+    """The token bigrams of the training texts. Bigrams seen once are mostly noise and would
+    swell the table: keep those seen twice, at most 200,000."""
+    return D.Vocab.build(([b for pair in D.token_bigrams(toks) for b in pair]
+                          for toks in token_lists), min_freq=2, max_size=200_000)
 
 
 def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | None = None,
@@ -311,6 +324,8 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
                       "label_column": label_column, "tag": tag}}
     if task == "classify":
         vocab = D.Vocab.build((tok(t) for t, _ in raw_train), min_freq, max_vocab)
+        bigrams = _bigram_vocab(tok(t) for t, _ in raw_train) if bigram_features else None
+        extra["bigrams"] = bigrams.to_json() if bigrams else None
         # Classes that only the dev/test files hold still get an output (never trained
         # toward): those examples then count as errors instead of failing the evaluation.
         labels = sorted({label for part in (raw_train, raw_dev, raw_test) if part
@@ -318,7 +333,8 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
         model = SequenceClassifier(ClassifierConfig(
             vocab_size=len(vocab), num_classes=len(labels), embedding_dim=embedding_dim,
             hidden_size=hidden, num_layers=layers, cell=cell, bidirectional=bidirectional,
-            dropout=dropout, pooling=pooling, seed=cfg.seed))
+            dropout=dropout, pooling=pooling,
+            bigram_vocab_size=len(bigrams) if bigrams else 0, seed=cfg.seed))
     elif task == "tag":
         words = [[w.lower() if lower else w for w in toks] for toks, _ in raw_train]
         vocab = D.Vocab.build(words, min_freq, max_vocab)
@@ -327,10 +343,7 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
         chars = D.Vocab.build(list(w) for toks, _ in raw_train for w in toks) \
             if char_features else None
         extra["chars"] = chars.to_json() if chars else None
-        # Bigrams seen once are mostly noise and would swell the table: keep those seen twice.
-        bigrams = D.Vocab.build(([b for pair in D.token_bigrams(w) for b in pair]
-                                 for w in words), min_freq=2, max_size=200_000) \
-            if bigram_features else None
+        bigrams = _bigram_vocab(words) if bigram_features else None
         extra["bigrams"] = bigrams.to_json() if bigrams else None
         model = SequenceTagger(TaggerConfig(
             vocab_size=len(vocab), num_tags=len(labels), embedding_dim=embedding_dim,

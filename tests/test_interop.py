@@ -245,10 +245,18 @@ CELLS = ["lstm", "gru", "rnn"]
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("pooling", ["last", "mean", "max"])
-def test_classifier_onnx_equals_rnnkit(cell, pooling, tmp_path):
-    vocab, _, ids = word_ids(real_sentences())
-    m = SequenceClassifier(ClassifierConfig(len(vocab), 3, 8, 6, 2, cell, pooling=pooling))
-    batch = m.collate([(s, 0) for s in ids])
+@pytest.mark.parametrize("bigram_features", [False, True])
+def test_classifier_onnx_equals_rnnkit(cell, pooling, bigram_features, tmp_path):
+    from rnnkit.data import token_bigrams
+
+    sentences = real_sentences()
+    vocab, _, ids = word_ids(sentences)
+    bigrams = Vocab.build([b for pair in token_bigrams(s) for b in pair] for s in sentences)
+    m = SequenceClassifier(ClassifierConfig(
+        len(vocab), 3, 8, 6, 2, cell, pooling=pooling,
+        bigram_vocab_size=len(bigrams) if bigram_features else 0, bigram_dim=3))
+    batch = m.collate([(w, 0, [bigrams.encode(p) for p in token_bigrams(s)])
+                       for w, s in zip(ids, sentences, strict=True)])
     assert len(set(batch[1].tolist())) > 5  # mixed lengths
     (path,) = export_onnx(m, tmp_path / "clf.onnx")
     got = session(path).run(None, onnx_feed(m, batch)[0])[0]

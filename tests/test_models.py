@@ -15,12 +15,19 @@ EXAMPLES = [([3, 4, 5, 6, 2], 1), ([7, 2], 0), ([1, 1, 8, 3], 2)]
 
 
 @pytest.mark.parametrize("pooling", ["last", "mean", "max"])
-@pytest.mark.parametrize("cell,bidir", [("lstm", True), ("gru", False), ("rnn", True)])
-def test_classifier_gradients(pooling, cell, bidir):
+@pytest.mark.parametrize("cell,bidir,bigrams", [("lstm", True, False), ("gru", False, False),
+                                                ("rnn", True, False), ("lstm", True, True),
+                                                ("gru", False, True)])
+def test_classifier_gradients(pooling, cell, bidir, bigrams):
     model = SequenceClassifier(ClassifierConfig(
         vocab_size=9, num_classes=3, embedding_dim=4, hidden_size=5, num_layers=2, cell=cell,
-        bidirectional=bidir, pooling=pooling, dtype="float64", seed=1))
-    batch = model.collate(EXAMPLES)
+        bidirectional=bidir, pooling=pooling, bigram_vocab_size=7 if bigrams else 0,
+        bigram_dim=3, dtype="float64", seed=1))
+    rng = np.random.default_rng(2)
+    examples = [(ids, y, rng.integers(1, 7, (len(ids), 2)).tolist()) if bigrams else (ids, y)
+                for ids, y in EXAMPLES]
+    batch = model.collate(examples)
+    assert (batch[3] is not None) == bigrams
     model.zero_grad()
     loss_sum, count = model.forward_backward(batch)
     assert count == 3
@@ -32,20 +39,29 @@ def test_classifier_gradients(pooling, cell, bidir):
     for name, p in model.params.items():
         analytic = model.grads[name]
         numeric = numerical_gradient(loss, p)
-        if name == "embedding.weight":
-            numeric[0] = 0  # the padding row never learns
+        if name.endswith("embedding.weight"):
+            numeric[0] = 0  # the padding rows never learn
         assert rel_error(analytic, numeric) < 1e-6, name
 
 
 def test_collate_pads_and_rejects_bad_examples():
     model = SequenceClassifier(ClassifierConfig(vocab_size=9, num_classes=3))
-    ids, lengths, labels = model.collate(EXAMPLES)
+    ids, lengths, labels, bigrams = model.collate(EXAMPLES)
     assert ids.shape == (3, 5) and list(lengths) == [5, 2, 4] and list(labels) == [1, 0, 2]
-    assert np.all(ids[1, 2:] == 0)
+    assert np.all(ids[1, 2:] == 0) and bigrams is None
     with pytest.raises(ValueError, match="empty batch"):
         model.collate([])
     with pytest.raises(ValueError, match="at least one token"):
         model.collate([([], 0)])
+    model = SequenceClassifier(ClassifierConfig(vocab_size=9, num_classes=3,
+                                                bigram_vocab_size=5))
+    with pytest.raises(ValueError, match=r"examples need \(ids, label, bigram ids\)"):
+        model.collate(EXAMPLES)
+    with pytest.raises(ValueError, match="example 1: 2 tokens but 1 bigram pairs"):
+        model.collate([(ids, y, [[1, 2]] * len(ids)) for ids, y in EXAMPLES[:1]]
+                      + [([7, 2], 0, [[1, 2]])])
+    bigrams = model.collate([([7, 2], 0, [[1, 2], [3, 4]]), ([5], 1, [[2, 2]])])[3]
+    assert bigrams.tolist() == [[[1, 2], [3, 4]], [[2, 2], [0, 0]]]
 
 
 def test_bad_config():

@@ -167,3 +167,27 @@ def test_chunk_f1_for_bio_and_bmes(tmp_path, capsys):
     inp.write_text("迈 向 未 知\n")  # unseen characters and bigrams become <unk>
     assert main(["predict", str(run2), str(inp)]) == 0
     assert capsys.readouterr().out.split()[0].startswith("迈/")
+
+
+def test_cli_classify_with_character_bigrams(tmp_path, capsys):
+    reviews = tmp_path / "reviews.tsv"
+    reviews.write_text("".join(f"{t}\t{y}\n" for t, y in (("很好用", "1"), ("不好用", "0"),
+                                                          ("非常好", "1"), ("太差了", "0")) * 8),
+                       encoding="utf-8")
+    run = tmp_path / "clf"
+    assert main(["train", "classify", "--train", str(reviews), "--dev", str(reviews),
+                 "--out", str(run), "--tokenizer", "char", "--bigram-features", "--epochs", "2",
+                 "--hidden", "8", "--embedding-dim", "8", "--quiet"]) == 0
+    cfg = json.loads((run / "best" / "config.json").read_text())
+    assert "好 用" in cfg["bigrams"] and cfg["model"]["bigram_vocab_size"] == len(cfg["bigrams"])
+    capsys.readouterr()
+    assert main(["eval", str(run), "--data", str(reviews), "--json"]) == 0
+    assert 0.0 <= json.loads(capsys.readouterr().out)["accuracy"] <= 1.0
+    inp = tmp_path / "new.txt"
+    inp.write_text("好用\n从未见过\n\n", encoding="utf-8")  # unseen characters, an empty line
+    assert main(["predict", str(run), str(inp)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and set(lines) <= {"0", "1"}
+    out = tmp_path / "clf.onnx"
+    assert main(["export", str(run), "--onnx", str(out)]) == 0
+    assert out.is_file()
