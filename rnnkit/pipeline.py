@@ -317,7 +317,8 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
         raw_train, raw_dev = a, b
         raw_test = raw_test if raw_test is not None else c
     kind = tokenizer or ("char" if task == "lm" else "word")
-    tok = D.Tokenizer(kind, lower)
+    # A translation is scored on its detokenised text: word tokens keep their spacing.
+    tok = D.Tokenizer(kind, lower, joins=task == "translate" and kind == "word")
     cfg = TrainConfig(progress=progress, **train_options)
     extra = {"task": task, "tokenizer": tok.to_json(),
              "data": {"format": fmt, "encoding": encoding, "text_column": text_column,
