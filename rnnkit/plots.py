@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .data import JOINER
+
 
 def _figure(width: float, height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -39,8 +41,10 @@ def plot_attention(source: list[str], output: list[str], weights, path: str | Pa
     fig = _figure(1.2 + 0.45 * len(source), 1.0 + 0.4 * len(output))
     ax = fig.add_subplot()
     im = ax.imshow(w, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
-    ax.set_xticks(range(len(source)), source, rotation=60, ha="right")
-    ax.set_yticks(range(len(output)), output)
+    # The joiner mark of glued word tokens (data.JOINER) is for detokenising, not for reading.
+    ax.set_xticks(range(len(source)), [t.lstrip(JOINER) for t in source], rotation=60,
+                  ha="right")
+    ax.set_yticks(range(len(output)), [t.lstrip(JOINER) for t in output])
     ax.set_xlabel("source")
     ax.set_ylabel("output")
     if title:

@@ -39,6 +39,27 @@ def test_tokenizers():
         Tokenizer("bpe")
 
 
+def test_joined_word_tokens_detokenise_exactly():
+    """Translations are scored on detokenised text: with ``joins`` every sentence of the
+    Tatoeba file (French and English) comes back exactly, up to runs of whitespace."""
+    tok = Tokenizer("word", joins=True)
+    assert tok("Pourquoi me questionnes-tu ?") == ["Pourquoi", "me", "questionnes", "\uffed-",
+                                                  "\uffedtu", "?"]
+    assert tok.detokenize(tok("C'est « ça »!")) == "C'est « ça »!"
+    assert Tokenizer.from_json(tok.to_json()).joins
+    old = tok.to_json()
+    del old["joins"]  # a config written before the option
+    assert not Tokenizer.from_json(old).joins
+    path = SHARED / "data" / "tatoeba_fra_eng" / "fra.txt"
+    if not path.is_file():
+        pytest.skip(f"{path} not present")
+    lines = path.read_text(encoding="utf-8").splitlines()[::20]
+    for line in lines:
+        for text in line.split("\t")[:2]:
+            assert tok.detokenize(tok(text)) == " ".join(text.split()), text
+    assert len(lines) > 5000
+
+
 def test_split_is_seeded_and_complete():
     items = list(range(100))
     a = split(items, seed=3)

@@ -131,6 +131,7 @@ def test_translate_train_predict_eval(tmp_path, capsys):
     assert w.shape == (len(out), len(src)) and np.allclose(w.sum(axis=1), 1)
     words = [t for t in out if t != "<eos>"]
     assert task.tokenizer.detokenize(words) == greedy
+    assert task.tokenizer.joins and "\uffed" not in greedy  # word tokens keep their spacing
     assert main(["eval", str(run), "--data", str(small), "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert set(metrics) == {"loss", "bleu", "chrf"} and metrics["chrf"] >= 0
