@@ -115,8 +115,8 @@ def prepare(task: str, work: Path) -> tuple[str, list, dict, dict]:
         parts = _split(rows, 0.05, 0.05)
         return "translate", [_write(work / f"{n}.txt", p) for n, p in
                              zip(("train", "dev", "test"), parts, strict=True)], dict(
-            hidden=256, embedding_dim=128, cell="gru", attention="general",
-            lr=2e-3, batch_size=64, min_freq=2, dropout=0.2)  # cased: BLEU is, {"pairs": len(rows)}
+            hidden=256, embedding_dim=128, cell="gru", attention="general", lr=2e-3,
+            batch_size=64, min_freq=2, dropout=0.2), {"pairs": len(rows)}  # cased, as BLEU
     if task == "shakespeare":
         text = (SHARED / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")
         cut = int(0.9 * len(text))
