@@ -122,6 +122,12 @@ class Model:
         return {"loss": totals["loss_sum"] / max(totals["count"], 1)}
 
 
+def _bigram_embedding(c) -> Embedding:
+    """The table of bigram vectors of a classifier's or tagger's config."""
+    return Embedding(c.bigram_vocab_size, c.bigram_dim, c.padding_idx, dtype=c.dtype,
+                     seed=c.seed + 6)
+
+
 def _collate_bigrams(examples, k: int, shape: tuple[int, int], pad: int, form: str):
     """The bigram ids at position ``k`` of each example → (N, T, 2), ``pad`` past the end."""
     if any(len(e) <= k for e in examples):
@@ -193,9 +199,7 @@ class SequenceClassifier(Model):
                                              dtype=c.dtype, seed=c.seed)
         feat = c.embedding_dim
         if c.bigram_vocab_size:
-            self.layers["bigram_embedding"] = Embedding(c.bigram_vocab_size, c.bigram_dim,
-                                                        c.padding_idx, dtype=c.dtype,
-                                                        seed=c.seed + 6)
+            self.layers["bigram_embedding"] = _bigram_embedding(c)
             feat += 2 * c.bigram_dim
         self.layers["rnn"] = CELLS[c.cell](feat, c.hidden_size, c.num_layers,
                                            bidirectional=c.bidirectional, dropout=c.dropout,
@@ -492,9 +496,7 @@ class SequenceTagger(Model):
                                            bidirectional=True, dtype=c.dtype, seed=c.seed + 5)
             feat += 2 * c.char_hidden_size
         if c.bigram_vocab_size:
-            self.layers["bigram_embedding"] = Embedding(c.bigram_vocab_size, c.bigram_dim,
-                                                        c.padding_idx, dtype=c.dtype,
-                                                        seed=c.seed + 6)
+            self.layers["bigram_embedding"] = _bigram_embedding(c)
             feat += 2 * c.bigram_dim
         self.layers["rnn"] = CELLS[c.cell](feat, c.hidden_size, c.num_layers,
                                            bidirectional=True, dropout=c.dropout,
