@@ -125,9 +125,11 @@ def prepare(task: str, work: Path) -> tuple[str, list, dict, dict]:
     raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TARGETS)}")
 
 
-def run(task: str, minutes: float, epochs: int) -> dict:
+def run(task: str, minutes: float, epochs: int, beam_size: int = 1) -> dict:
     work = OUT / task
     kind, paths, opts, notes = prepare(task, work / "data")
+    if kind == "translate":
+        opts["beam_size"] = beam_size
     t0 = time.perf_counter()
     run_dir = work / f"run-{int(time.time())}"
     summary = train(kind, paths[0], run_dir, paths[1], paths[2], max_minutes=minutes,
@@ -152,11 +154,13 @@ def main(argv=None) -> int:
                     help="wall-time budget per task; training stops after the epoch that "
                     "passes it (default: 55)")
     ap.add_argument("--epochs", type=int, default=100, help="at most this many epochs")
+    ap.add_argument("--beam-size", type=int, default=1,
+                    help="tatoeba: decode the test set with this beam (default: 1, greedy)")
     args = ap.parse_args(argv)
     tasks = list(TARGETS) if args.task == "all" else [args.task]
     OUT.mkdir(parents=True, exist_ok=True)
     for task in tasks:
-        r = run(task, args.minutes, args.epochs)
+        r = run(task, args.minutes, args.epochs, args.beam_size)
         log = OUT.parent / "quality.json"
         rows = json.loads(log.read_text()) if log.is_file() else []
         log.write_text(json.dumps(rows + [r], indent=1))

@@ -294,12 +294,14 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
           dropout: float = 0.0, pooling: str = "last", char_features: bool = True,
           bigram_features: bool = False,
           attention: str = "dot", teacher_forcing: float = 1.0,
-          bptt: int = 64, split_seed: int = 0, progress: bool = True, **train_options) -> dict:
+          bptt: int = 64, split_seed: int = 0, progress: bool = True, beam_size: int = 1,
+          **train_options) -> dict:
     """Train a model for ``task`` on files; returns a summary (dev and test metrics).
 
     Without ``dev_path``/``test_path`` the training file is split 80/10/10 with
     ``numpy.random.default_rng(split_seed)`` (a language model's text: first 90% train, last
-    10% dev). ``train_options`` are TrainConfig fields (epochs, batch_size, lr, …).
+    10% dev). ``train_options`` are TrainConfig fields (epochs, batch_size, lr, …);
+    ``beam_size`` is the beam a translation's test set is decoded with (1: greedy).
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
@@ -379,6 +381,6 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
     summary = {"task": task, "epochs": len(history), "dev": history[-1] if history else None,
                "train_examples": len(train_ex), "vocab_size": len(vocab)}
     if raw_test is not None:
-        summary["test"] = Task.load(out).evaluate(raw_test)
+        summary["test"] = Task.load(out).evaluate(raw_test, beam_size=beam_size)
     Path(out, "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
