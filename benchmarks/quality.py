@@ -84,6 +84,8 @@ def prepare(task: str, work: Path) -> tuple[str, list, dict, dict]:
                     batch_size=32)
         if task == "seg-zh":  # tokens are characters: bigrams instead of a character BiLSTM
             opts.update(bigram_features=True, char_features=False)
+        else:  # lr halves when the dev loss stalls for two epochs
+            opts.update(schedule="plateau", step_size=2, gamma=0.5)
         return "tag", paths, opts, {"sentences": n}
     if task == "ud-pos":
         d = SHARED / "ud_english_ewt"
