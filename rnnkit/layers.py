@@ -20,7 +20,6 @@ def _positive_int(name: str, v) -> int:
     return int(v)
 
 
-
 def _mm(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """x (..., K) @ w (K, M) → (..., M) as one 2-D product: NumPy runs a 3-D @ 2-D matmul as
     one small GEMM per leading index, 3–5× slower for a (64, 12, 512) @ (512, 12895) head."""
@@ -31,6 +30,7 @@ def _tmm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Σ over every leading index of aᵀ b: a (..., I), b (..., J) → (I, J), one 2-D product
     (``einsum`` would not call BLAS for it)."""
     return a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1])
+
 
 class Layer:
     """Shared housekeeping: ``params``/``grads`` dicts, ``zero_grad``, train/eval modes."""
