@@ -17,14 +17,18 @@ for the LSTM's c); step t's rows of ``buf.A`` hold XW_t before forward, the gate
 it (the cache), and ∂L/∂XW_t after backward; ``buf.E`` (P, H) is a per-cell extra (GRU). ``K`` is
 the kernel engine (:mod:`rnnkit.kernels` or :mod:`rnnkit._numba_kernels`): the element-wise maths
 below, fused. Recurrent matrix products go to BLAS here (forward reads a contiguous W_hhᵀ: OpenBLAS
-runs that product up to 1.4× faster than on the transposed view). After the loop the layer forms
-every weight gradient with one matrix product each (``hh_grad``). Shapes: N rows, H hidden units, G
-gates; weights in PyTorch's layout and gate order (W_hh is (G·H, H); LSTM i,f,g,o; GRU r,z,n).
+runs that product up to 1.4× faster than on the transposed view); with MKL (:mod:`rnnkit.blas`)
+``forward_blas``/``backward_blas`` run the whole loop in one kernel around MKL's packed GEMM. After
+the loop the layer forms every weight gradient with one matrix product each (``add_hh_grad``).
+Shapes: N rows, H hidden units, G gates; weights in PyTorch's layout and gate order (W_hh is
+(G·H, H); LSTM i,f,g,o; GRU r,z,n).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from . import blas
 
 Array = np.ndarray
 
@@ -48,9 +52,14 @@ class Cell:
             return None
         return b_ih + b_hh
 
-    def hh_grad(self, dA: Array, hprev: Array, E: Array | None) -> tuple[Array, Array]:
-        """(dW_hh, db_hh) from the packed ∂L/∂XW ``dA`` (P, G·H) and h_{t−1} (P, H)."""
-        return dA.T @ hprev, dA.sum(axis=0)
+    def add_hh_grad(self, dA: Array, hprev: Array, E: Array | None, db: Array, dw: Array,
+                    dbias: Array | None) -> None:
+        """Adds ∂L/∂W_hh into ``dw`` and ∂L/∂b_hh into ``dbias`` (when not None) from the packed
+        ∂L/∂XW ``dA`` (P, G·H), h_{t−1} (P, H) and ``db`` = Σ_P dA (the input bias's gradient,
+        which b_hh shares wherever it sits in XW)."""
+        blas.matmul(dA.T, hprev, out=dw, accumulate=True)
+        if dbias is not None:
+            dbias += db
 
     def forward_step(self, K, o: int, n: int, src: int, dst: int, buf, w, work) -> None:
         """Step t for the rows [:n]: h_t (and c_t) into ``buf.Hx[dst]`` from h_{t−1} in
@@ -73,6 +82,16 @@ class Cell:
     def backward_sequence(self, K, buf, w, steps: Array, reverse: bool, dout: Array,
                           dh: Array, dc: Array | None) -> None:
         """All steps backwards in one compiled kernel: :meth:`backward_step` for every t."""
+        raise NotImplementedError
+
+    def forward_blas(self, K, buf, w, steps: Array, reverse: bool, work) -> None:
+        """All steps of one direction in one compiled kernel whose recurrent products are MKL's
+        packed GEMM (numba engine with MKL, any batch size; see rnnkit.blas)."""
+        raise NotImplementedError
+
+    def backward_blas(self, K, buf, w, steps: Array, reverse: bool, dout: Array, dh: Array,
+                      dc: Array | None, work) -> None:
+        """:meth:`backward_step` for every t, in one compiled kernel with MKL's packed GEMM."""
         raise NotImplementedError
 
 
@@ -108,6 +127,16 @@ class RNNCell(Cell):
 
     def backward_sequence(self, K, buf, w, steps, reverse, dout, dh, dc):
         K.rnn_seq_bwd(buf.A, w.w_hh, self.relu, steps, buf.off, reverse, dout, dh)
+
+    def forward_blas(self, K, buf, w, steps, reverse, work):
+        gemm = blas.routines(buf.A.dtype).compute
+        K.rnn_blas_fwd(gemm, blas.pack(w.w_hh.T, buf.Hx.shape[1]), buf.A, buf.Hx, work.g,
+                       self.relu, steps, buf.off, reverse)
+
+    def backward_blas(self, K, buf, w, steps, reverse, dout, dh, dc, work):
+        gemm = blas.routines(buf.A.dtype).compute
+        K.rnn_blas_bwd(gemm, blas.pack(w.w_hh, dh.shape[0]), buf.A, self.relu, steps, buf.off,
+                       reverse, dout, dh)
 
 
 class LSTMCell(Cell):
@@ -150,6 +179,16 @@ class LSTMCell(Cell):
     def backward_sequence(self, K, buf, w, steps, reverse, dout, dh, dc):
         K.lstm_seq_bwd(buf.A, buf.Cx, w.w_hh, w.p, w.dp, steps, buf.off, reverse, dout, dh,
                        dc)
+
+    def forward_blas(self, K, buf, w, steps, reverse, work):
+        gemm = blas.routines(buf.A.dtype).compute
+        K.lstm_blas_fwd(gemm, blas.pack(w.w_hh.T, buf.Hx.shape[1]), buf.A, buf.Hx, buf.Cx,
+                        work.g, w.p, steps, buf.off, reverse)
+
+    def backward_blas(self, K, buf, w, steps, reverse, dout, dh, dc, work):
+        gemm = blas.routines(buf.A.dtype).compute
+        K.lstm_blas_bwd(gemm, blas.pack(w.w_hh, dh.shape[0]), buf.A, buf.Cx, w.p, w.dp, steps,
+                        buf.off, reverse, dout, dh, dc)
 
 
 class GRUCell(Cell):
@@ -233,18 +272,37 @@ class GRUCell(Cell):
         else:
             K.gru_before_seq_bwd(buf.A, buf.Hx, w.w_hh, steps, buf.off, reverse, dout, dh)
 
-    def hh_grad(self, dA, hprev, E):
+    def forward_blas(self, K, buf, w, steps, reverse, work):
+        gemm, n = blas.routines(buf.A.dtype).compute, buf.Hx.shape[1]
+        if self.reset_after:
+            K.gru_after_blas_fwd(gemm, blas.pack(w.w_hh.T, n), buf.A, buf.Hx, buf.E, work.g,
+                                 w.b_hn, steps, buf.off, reverse)
+        else:
+            H = self.hidden_size
+            K.gru_before_blas_fwd(gemm, blas.pack(w.w_hh[:2 * H].T, n),
+                                  blas.pack(w.w_hh[2 * H:].T, n), buf.A, buf.Hx, buf.E, work.g,
+                                  work.h1, steps, buf.off, reverse)
+
+    def backward_blas(self, K, buf, w, steps, reverse, dout, dh, dc, work):
+        gemm, n = blas.routines(buf.A.dtype).compute, dh.shape[0]
+        if self.reset_after:
+            K.gru_after_blas_bwd(gemm, blas.pack(w.w_hh, n), buf.A, buf.Hx, buf.E, work.g,
+                                 steps, buf.off, reverse, dout, dh)
+        else:
+            H = self.hidden_size
+            K.gru_before_blas_bwd(gemm, blas.pack(w.w_hh[:2 * H], n),
+                                  blas.pack(w.w_hh[2 * H:], n), buf.A, buf.Hx, work.h1, steps,
+                                  buf.off, reverse, dout, dh)
+
+    def add_hh_grad(self, dA, hprev, E, db, dw, dbias):
         H = self.hidden_size
-        dw = np.empty((3 * H, H), dtype=dA.dtype)
-        db = np.empty(3 * H, dtype=dA.dtype)
-        dw[: 2 * H] = dA[:, : 2 * H].T @ hprev
-        db[: 2 * H] = dA[:, : 2 * H].sum(axis=0)
+        blas.matmul(dA[:, : 2 * H].T, hprev, out=dw[: 2 * H], accumulate=True)
         if self.reset_after:
             # E holds da_n ⊙ r = ∂L/∂(U_n h + b_hn)
-            dw[2 * H:] = E.T @ hprev
-            db[2 * H:] = E.sum(axis=0)
+            blas.matmul(E.T, hprev, out=dw[2 * H:], accumulate=True)
         else:
             # The candidate's recurrent product reads r ⊙ h (kept in E), and b_hn sits in XW.
-            dw[2 * H:] = dA[:, 2 * H:].T @ E
-            db[2 * H:] = dA[:, 2 * H:].sum(axis=0)
-        return dw, db
+            blas.matmul(dA[:, 2 * H:].T, E, out=dw[2 * H:], accumulate=True)
+        if dbias is not None:
+            dbias[: 2 * H] += db[: 2 * H]
+            dbias[2 * H:] += E.sum(axis=0) if self.reset_after else db[2 * H:]

@@ -24,10 +24,14 @@ only and padding costs nothing; a step's rows are one contiguous slice. States l
 
 from __future__ import annotations
 
+import math
+import threading
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
 
+from . import blas
 from .backend import claim, kernels, resolve_dtype
 from .cells import Cell, GRUCell, LSTMCell, RNNCell
 
@@ -46,11 +50,18 @@ class _Weights:
     w_ih: Array
     w_hh: Array
     b: Array | None  # bias folded into XW
-    w_hhT: Array  # contiguous W_hhᵀ for the sequence kernels
+    w_hhT_: Array | None  # contiguous W_hhᵀ, made on first use
     p: Array  # peepholes (3H,) or empty
     dp: Array  # their gradient (added into) or empty
     b_hn: Array  # GRU (reset after) b_hn, or empty
     suffix: str
+
+    @property
+    def w_hhT(self) -> Array:
+        """W_hhᵀ, contiguous: the forward kernels without MKL read it row by row."""
+        if self.w_hhT_ is None:
+            self.w_hhT_ = np.ascontiguousarray(self.w_hh.T)
+        return self.w_hhT_
 
 
 class _Packing:
@@ -118,6 +129,18 @@ class _Work:
     h2: Array  # (N, H)
 
 
+# Work arrays kept between calls, per thread (two threads may run one layer at once) and per
+# layer (weakly: they go with it). Fresh 10–100 MB arrays would cost a page fault every 4 kB.
+_pools = threading.local()
+
+
+def _pool(layer) -> dict:
+    pools = getattr(_pools, "by_layer", None)
+    if pools is None:
+        pools = _pools.by_layer = weakref.WeakKeyDictionary()
+    return pools.setdefault(layer, {})
+
+
 @dataclass
 class _Cache:
     """Everything ``backward`` needs; opaque to users."""
@@ -131,6 +154,10 @@ class _Cache:
     masks: list  # per layer: the dropout mask applied to its output (or None)
     layer_id: int
 
+
+# Load MKL (when installed) now, not at the first forward pass: thread limits set before that
+# (threadpoolctl, MKL_NUM_THREADS) then apply to it.
+blas.blas()
 
 #: Batches of at most this many rows run each direction's whole time loop in one compiled
 #: kernel (numba engine): at small N the per-step dispatch from Python would dominate.
@@ -352,7 +379,7 @@ class RecurrentLayer:
             for direction in range(dirs):
                 idx = layer * dirs + direction
                 buf = self._run_direction(K, inp, h0[idx], None if c0 is None else c0[idx],
-                                          layer, direction, pk)
+                                          layer, direction, pk, inference)
                 hn[idx] = buf.final(buf.Hx)
                 if cn is not None:
                     cn[idx] = buf.final(buf.Cx)
@@ -379,6 +406,8 @@ class RecurrentLayer:
             out, hn = out[inv], hn[:, inv]
             cn = None if cn is None else cn[:, inv]
         out = np.ascontiguousarray(out)
+        if inference and not out.flags.owndata:  # N or T is 1: out is a view of a kept buffer
+            out = out.copy()
         final = (hn, cn) if self.cell.has_cell_state else hn
         cache = None
         if not inference:
@@ -398,43 +427,62 @@ class RecurrentLayer:
         peep = p.get(f"weight_peephole{s}")
         return _Weights(
             w_ih=p[f"weight_ih{s}"], w_hh=w_hh, b=self.cell.input_bias(b_ih, b_hh),
-            w_hhT=np.ascontiguousarray(w_hh.T),
+            w_hhT_=None,
             p=empty if peep is None else peep,
             dp=empty if peep is None else self.grads[f"weight_peephole{s}"],
             b_hn=b_hn, suffix=s)
 
     def _work(self, n: int) -> _Work:
         G, H = self.cell.gates * self.hidden_size, self.hidden_size
-        w = getattr(self, "_work_buffers", None)
+        pool = _pool(self)
+        w = pool.get("work")
         if w is None or w.g.shape[0] < n or w.g.dtype != self.dtype:
             w = _Work(g=np.empty((n, G), self.dtype), h1=np.empty((n, H), self.dtype),
                       h2=np.empty((n, H), self.dtype))
-            self._work_buffers = w
+            pool["work"] = w
         return w
 
-    def _run_direction(self, K, inp, h0, c0, layer, direction, pk: _Packing) -> _Buffers:
-        """One direction of one layer over all steps; returns its filled buffers."""
+    def _array(self, key: tuple, shape: tuple, keep: bool) -> Array:
+        """An uninitialised array; with ``keep`` (inference, where nothing outlives the call)
+        the same memory serves every call of this thread."""
+        if not keep:
+            return np.empty(shape, dtype=self.dtype)
+        pool, size = _pool(self), math.prod(shape)
+        a = pool.get(key)
+        if a is None or a.size < size or a.dtype != self.dtype:
+            a = pool[key] = np.empty(size, dtype=self.dtype)
+        return a[:size].reshape(shape)
+
+    def _run_direction(self, K, inp, h0, c0, layer, direction, pk: _Packing,
+                       keep: bool = False) -> _Buffers:
+        """One direction of one layer over all steps; returns its filled buffers (kept for the
+        next call with ``keep``: inference)."""
         cell = self.cell
         t_len, n, steps, off = pk.t, pk.n, pk.steps, pk.off
         H = self.hidden_size
         w = self._weights(layer, direction)
         reverse = bool(direction)
         # One matrix product for the input projection of every step (SPEC §5).
-        A = inp @ w.w_ih.T
+        key = (layer, direction)
+        A = blas.matmul(inp, w.w_ih.T, out=self._array(key + ("A",), (pk.size, w.w_ih.shape[0]),
+                                                       keep))
         if w.b is not None:
             A += w.b
-        Hx = np.empty((t_len + 1, n, H), dtype=self.dtype)
+        Hx = self._array(key + ("H",), (t_len + 1, n, H), keep)
         Hx[t_len if reverse else 0] = h0
         Cx = None
         if c0 is not None:
-            Cx = np.empty((t_len + 1, n, H), dtype=self.dtype)
+            Cx = self._array(key + ("C",), (t_len + 1, n, H), keep)
             Cx[t_len if reverse else 0] = c0
-        E = np.empty((pk.size, H), dtype=self.dtype) if cell.needs_extra else None
+        E = self._array(key + ("E",), (pk.size, H), keep) if cell.needs_extra else None
         buf = _Buffers(A=A, Hx=Hx, Cx=Cx, E=E, off=off, reverse=reverse)
         if n <= SEQUENCE_KERNEL_MAX_ROWS and K.has_sequence_kernels:
             cell.forward_sequence(K, buf, w, steps, reverse)
             return buf
         work = self._work(n)
+        if K.has_sequence_kernels and blas.blas() == "mkl":
+            cell.forward_blas(K, buf, w, steps, reverse, work)
+            return buf
         for s_ in range(t_len):
             ti = t_len - 1 - s_ if reverse else s_
             src, dst = (ti + 1, ti) if reverse else (ti, ti + 1)
@@ -501,9 +549,8 @@ class RecurrentLayer:
                     dc = np.zeros((n, H), self.dtype) if dc_n is None else dc_n[idx].copy()
                 d_dir = d_inp if dirs == 1 else np.ascontiguousarray(
                     d_inp[:, direction * H:(direction + 1) * H])
-                dx_dir = self._backward_direction(K, d_dir, dh, dc, inp, layer, direction,
-                                                  pk, bufs_all[layer][direction])
-                d_below = dx_dir if d_below is None else d_below.__iadd__(dx_dir)
+                d_below = self._backward_direction(K, d_dir, dh, dc, inp, layer, direction,
+                                                   pk, bufs_all[layer][direction], d_below)
                 dh0[idx] = dh
                 if dc0 is not None:
                     dc0[idx] = dc
@@ -521,9 +568,10 @@ class RecurrentLayer:
                 self.grads["c0"] += dc0.sum(axis=1)
         return dx, ((dh0, dc0) if self.cell.has_cell_state else dh0)
 
-    def _backward_direction(self, K, dout, dh, dc, inp, layer, direction, pk, buf):
+    def _backward_direction(self, K, dout, dh, dc, inp, layer, direction, pk, buf, dx=None):
         """Reverse loop of one direction; updates dh/dc in place to ∂L/∂(initial state), adds
-        parameter gradients and returns ∂L/∂input, packed (P, D_k)."""
+        parameter gradients and returns ∂L/∂input, packed (P, D_k) (added into ``dx`` when
+        given)."""
         cell = self.cell
         t_len, n, steps, off = pk.t, pk.n, pk.steps, pk.off
         w = self._weights(layer, direction)
@@ -533,6 +581,8 @@ class RecurrentLayer:
         probe = None if self.probe is None else np.zeros((t_len, n), dtype=np.float64)
         if probe is None and n <= SEQUENCE_KERNEL_MAX_ROWS and K.has_sequence_kernels:
             cell.backward_sequence(K, buf, w, steps, reverse, dout, dh, dc)
+        elif probe is None and K.has_sequence_kernels and blas.blas() == "mkl":
+            cell.backward_blas(K, buf, w, steps, reverse, dout, dh, dc, self._work(n))
         else:
             work = self._work(n)
             # Backward visits the steps in the opposite order to forward.
@@ -549,13 +599,16 @@ class RecurrentLayer:
                 self.probe.append((layer, direction, probe))
         # The weight gradients of all steps, one matrix product each (SPEC §5).
         s = w.suffix
-        g[f"weight_ih{s}"] += A.T @ inp
-        dw_hh, db_hh = cell.hh_grad(A, pk.pack(buf.hprev()), buf.E)
-        g[f"weight_hh{s}"] += dw_hh
+        blas.matmul(A.T, inp, out=g[f"weight_ih{s}"], accumulate=True)
+        db = None
         if w.b is not None:
-            g[f"bias_ih{s}"] += A.sum(axis=0)
-            g[f"bias_hh{s}"] += db_hh
-        return A @ w.w_ih
+            db = A.sum(axis=0)
+            g[f"bias_ih{s}"] += db
+        cell.add_hh_grad(A, pk.pack(buf.hprev()), buf.E, db, g[f"weight_hh{s}"],
+                         g.get(f"bias_hh{s}"))
+        if dx is None:
+            return blas.matmul(A, w.w_ih)
+        return blas.matmul(A, w.w_ih, out=dx, accumulate=True)
 
 
 class RNN(RecurrentLayer):

@@ -1,0 +1,86 @@
+"""rnnkit.blas: products through MKL agree with NumPy's for every operand layout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rnnkit import blas
+
+
+@pytest.fixture
+def mkl():
+    previous = blas.blas()
+    try:
+        blas.set_blas("mkl")
+    except ImportError:
+        pytest.skip("MKL is not installed")
+    yield
+    blas.set_blas(previous)
+
+
+def layouts(rng, rows, cols, dtype):
+    """The same (rows, cols) matrix as a C array, a transposed view and a column block."""
+    m = rng.standard_normal((rows, cols)).astype(dtype)
+    wide = np.zeros((rows, cols + 3), dtype=dtype)
+    wide[:, 1:cols + 1] = m
+    return {"c": m, "t": np.ascontiguousarray(m.T).T, "block": wide[:, 1:cols + 1],
+            "fortran": np.asfortranarray(m), "strided": np.repeat(m, 2, axis=1)[:, ::2]}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_matmul_every_layout(mkl, dtype):
+    rng = np.random.default_rng(0)
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    for na, a in layouts(rng, 7, 5, dtype).items():
+        for nb, b in layouts(rng, 5, 3, dtype).items():
+            ref = a.astype(np.float64) @ b.astype(np.float64)
+            np.testing.assert_allclose(blas.matmul(a, b), ref, rtol=tol, atol=tol,
+                                       err_msg=f"{na} @ {nb}")
+            out = np.ones((7, 3), dtype=dtype)
+            blas.matmul(a, b, out=out, accumulate=True)
+            np.testing.assert_allclose(out, ref + 1, rtol=tol, atol=tol, err_msg=f"{na} @ {nb}")
+            # A column block of a wider array as the output, and a transposed one.
+            wide = np.zeros((7, 5), dtype=dtype)
+            blas.matmul(a, b, out=wide[:, 1:4])
+            np.testing.assert_allclose(wide[:, 1:4], ref, rtol=tol, atol=tol)
+            assert not wide[:, [0, 4]].any()
+            outT = np.zeros((3, 7), dtype=dtype).T
+            blas.matmul(a, b, out=outT)
+            np.testing.assert_allclose(outT, ref, rtol=tol, atol=tol)
+
+
+def test_matmul_mixed_dtypes_and_empty(mkl):
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    b = np.arange(6, dtype=np.float64).reshape(3, 2)
+    np.testing.assert_array_equal(blas.matmul(a, b), a.astype(np.float64) @ b)
+    np.testing.assert_array_equal(blas.matmul(np.ones((2, 0)), np.ones((0, 4))), np.zeros((2, 4)))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_packed_product_for_fewer_rows(mkl, dtype):
+    """A right operand packed for m rows serves products with fewer (variable lengths)."""
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((8, 12)).astype(dtype)
+    packed = blas.pack(w.T, 9)  # as the layers pack W_hhᵀ: a transposed view
+    gemm = blas.routines(dtype).compute
+    for m in (9, 4, 1):
+        x = rng.standard_normal((m, 12)).astype(dtype)
+        out = np.zeros((m, 8), dtype=dtype)
+        gemm(blas.ROW_MAJOR, blas.NO_TRANS, blas.PACKED, m, 8, 12, x.ctypes.data, 12,
+             packed.ctypes.data, 8, 0.0, out.ctypes.data, 8)
+        tol = 1e-5 if dtype == "float32" else 1e-12
+        np.testing.assert_allclose(out, x @ w.T, rtol=tol, atol=tol)
+
+
+def test_choice():
+    previous = blas.blas()
+    try:
+        with pytest.raises(ValueError, match="unknown BLAS 'openblas'"):
+            blas.set_blas("openblas")
+        assert blas.set_blas("numpy") == "numpy"
+        a = np.ones((2, 2))
+        np.testing.assert_array_equal(blas.matmul(a, a), 2 * a)
+        assert blas.set_blas("auto") in ("mkl", "numpy")
+    finally:
+        blas.set_blas(previous)
