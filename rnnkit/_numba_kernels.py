@@ -222,6 +222,23 @@ def _lstm_fwd_row(g, a, cp, cn, hn, p):
 
 
 @njit(**_OPTS)
+def _lstm_infer_row(g, a, cp, cn, hn):
+    """:func:`_lstm_fwd_row` without peepholes when nothing is kept for backward: the gates
+    are not written back, which saves a pass over A's memory."""
+    H = cp.shape[0]
+    ai, af, ag, ao = a[:H], a[H:2 * H], a[2 * H:3 * H], a[3 * H:]
+    gi, gf, gg, go = g[:H], g[H:2 * H], g[2 * H:3 * H], g[3 * H:]
+    for j in range(H):  # the statements of _lstm_fwd_row, so that the rounding is the same
+        i = _sigmoid(ai[j] + gi[j])
+        f = _sigmoid(af[j] + gf[j])
+        u = _tanh(ag[j] + gg[j])
+        o = _sigmoid(ao[j] + go[j])
+        c = f * cp[j] + i * u
+        cn[j] = c
+        hn[j] = o * _tanh(c)
+
+
+@njit(**_OPTS)
 def _lstm_bwd_row(a, cp, cn, dh, dout, dc, p, dp):
     H = cp.shape[0]
     ai, af, ag, ao = a[:H], a[H:2 * H], a[2 * H:3 * H], a[3 * H:]
@@ -525,6 +542,16 @@ _RM, _NT, _PK = 101, 111, 151
 
 
 @njit(**_OPTS)
+def _add_bias(A, k, n, b):
+    """A[k:k+n] += b: the input bias, added step by step while the rows are hot in cache."""
+    if b.shape[0] > 0:
+        for r in range(k, k + n):
+            row = A[r]
+            for j in range(b.shape[0]):
+                row[j] += b[j]
+
+
+@njit(**_OPTS)
 def _gemm(gemm, n, cols, k, a, lda, wp, beta, c, ldc):
     """c[:n, :cols] = a[:n, :k] @ W (+ beta·c) with W packed in wp; a, c given by address."""
     gemm(_RM, _NT, _PK, n, cols, k, a, lda, wp.ctypes.data, cols, beta, c, ldc)
@@ -540,13 +567,14 @@ def _carry(Hx, Cx, src, dst, n):
 
 
 @njit(**_OPTS)
-def rnn_blas_fwd(gemm, Wp, A, Hx, G, relu, steps, off, reverse):
+def rnn_blas_fwd(gemm, Wp, A, b, Hx, G, relu, steps, off, reverse):
     T, H = steps.shape[0], Hx.shape[2]
     for s in range(T):
         t = T - 1 - s if reverse else s
         src, dst = _slots(t, reverse)
         n = steps[t]
         if n:
+            _add_bias(A, off[t], n, b)
             _gemm(gemm, n, H, H, Hx[src].ctypes.data, H, Wp, ZERO, G.ctypes.data, H)
             rnn_fwd(G, A[off[t]:], Hx[dst], relu, n)
         _carry(Hx, Hx[:0], src, dst, n)
@@ -564,15 +592,20 @@ def rnn_blas_bwd(gemm, Wp, A, relu, steps, off, reverse, dout, dh):
 
 
 @njit(**_OPTS)
-def lstm_blas_fwd(gemm, Wp, A, Hx, Cx, G, p, steps, off, reverse):
+def lstm_blas_fwd(gemm, Wp, A, b, Hx, Cx, G, p, steps, off, reverse, keep):
     T, H = steps.shape[0], Hx.shape[2]
     for s in range(T):
         t = T - 1 - s if reverse else s
         src, dst = _slots(t, reverse)
-        n = steps[t]
+        n, k = steps[t], off[t]
         if n:
+            _add_bias(A, k, n, b)
             _gemm(gemm, n, 4 * H, H, Hx[src].ctypes.data, H, Wp, ZERO, G.ctypes.data, 4 * H)
-            lstm_fwd(G, A[off[t]:], Cx[src], Cx[dst], Hx[dst], p, n)
+            if keep or p.shape[0] > 0:
+                lstm_fwd(G, A[k:], Cx[src], Cx[dst], Hx[dst], p, n)
+            else:
+                for r in range(n):
+                    _lstm_infer_row(G[r], A[k + r], Cx[src, r], Cx[dst, r], Hx[dst, r])
         _carry(Hx, Cx, src, dst, n)
 
 
@@ -589,13 +622,14 @@ def lstm_blas_bwd(gemm, Wp, A, Cx, p, dp, steps, off, reverse, dout, dh, dc):
 
 
 @njit(**_OPTS)
-def gru_after_blas_fwd(gemm, Wp, A, Hx, E, G, b_hn, steps, off, reverse):
+def gru_after_blas_fwd(gemm, Wp, A, b, Hx, E, G, b_hn, steps, off, reverse):
     T, H = steps.shape[0], Hx.shape[2]
     for s in range(T):
         t = T - 1 - s if reverse else s
         src, dst = _slots(t, reverse)
         n, k = steps[t], off[t]
         if n:
+            _add_bias(A, k, n, b)
             _gemm(gemm, n, 3 * H, H, Hx[src].ctypes.data, H, Wp, ZERO, G.ctypes.data, 3 * H)
             gru_after_fwd(G, A[k:], Hx[src], E[k:], Hx[dst], b_hn, n)
         _carry(Hx, Hx[:0], src, dst, n)
@@ -614,13 +648,14 @@ def gru_after_blas_bwd(gemm, Wp, A, Hx, E, G, steps, off, reverse, dout, dh):
 
 
 @njit(**_OPTS)
-def gru_before_blas_fwd(gemm, Wp_rz, Wp_n, A, Hx, E, G, S, steps, off, reverse):
+def gru_before_blas_fwd(gemm, Wp_rz, Wp_n, A, b, Hx, E, G, S, steps, off, reverse):
     T, H = steps.shape[0], Hx.shape[2]
     for s in range(T):
         t = T - 1 - s if reverse else s
         src, dst = _slots(t, reverse)
         n, k = steps[t], off[t]
         if n:
+            _add_bias(A, k, n, b)
             _gemm(gemm, n, 2 * H, H, Hx[src].ctypes.data, H, Wp_rz, ZERO, G.ctypes.data,
                   3 * H)
             gru_before_fwd1(G, A[k:], Hx[src], E[k:], n)

@@ -51,6 +51,9 @@ def _candidates() -> list[str]:
 
 def _load_mkl() -> SimpleNamespace:
     """ctypes prototypes of the six routines rnnkit calls, for float32 and float64."""
+    # MKL's OpenMP workers spin 200 ms after each product by default, taking a core from
+    # whatever runs next (NumPy's OpenBLAS, numba kernels); 1 ms still spans a time loop's steps.
+    os.environ.setdefault("KMP_BLOCKTIME", "1")
     errors = []
     for path in _candidates():
         try:
@@ -176,3 +179,4 @@ def pack(b: np.ndarray, m: int) -> np.ndarray:
     buf = raw[start:start + size]
     r.pack(ROW_MAJOR, B_MATRIX, op[0], m, n, k, 1.0, _ptr(b), op[1], _ptr(buf))
     return buf
+

@@ -84,9 +84,12 @@ class Cell:
         """All steps backwards in one compiled kernel: :meth:`backward_step` for every t."""
         raise NotImplementedError
 
-    def forward_blas(self, K, buf, w, steps: Array, reverse: bool, work) -> None:
+    def forward_blas(self, K, buf, w, steps: Array, reverse: bool, work, b: Array,
+                     keep: bool) -> None:
         """All steps of one direction in one compiled kernel whose recurrent products are MKL's
-        packed GEMM (numba engine with MKL, any batch size; see rnnkit.blas)."""
+        packed GEMM (numba engine with MKL, any batch size; see rnnkit.blas). The input bias
+        ``b`` (or an empty array) is not yet in ``buf.A``: the kernel adds it step by step.
+        Without ``keep`` (inference) a cell may leave ``buf.A`` without its cache."""
         raise NotImplementedError
 
     def backward_blas(self, K, buf, w, steps: Array, reverse: bool, dout: Array, dh: Array,
@@ -128,9 +131,9 @@ class RNNCell(Cell):
     def backward_sequence(self, K, buf, w, steps, reverse, dout, dh, dc):
         K.rnn_seq_bwd(buf.A, w.w_hh, self.relu, steps, buf.off, reverse, dout, dh)
 
-    def forward_blas(self, K, buf, w, steps, reverse, work):
+    def forward_blas(self, K, buf, w, steps, reverse, work, b, keep):
         gemm = blas.routines(buf.A.dtype).compute
-        K.rnn_blas_fwd(gemm, blas.pack(w.w_hh.T, buf.Hx.shape[1]), buf.A, buf.Hx, work.g,
+        K.rnn_blas_fwd(gemm, blas.pack(w.w_hh.T, buf.Hx.shape[1]), buf.A, b, buf.Hx, work.g,
                        self.relu, steps, buf.off, reverse)
 
     def backward_blas(self, K, buf, w, steps, reverse, dout, dh, dc, work):
@@ -180,10 +183,10 @@ class LSTMCell(Cell):
         K.lstm_seq_bwd(buf.A, buf.Cx, w.w_hh, w.p, w.dp, steps, buf.off, reverse, dout, dh,
                        dc)
 
-    def forward_blas(self, K, buf, w, steps, reverse, work):
+    def forward_blas(self, K, buf, w, steps, reverse, work, b, keep):
         gemm = blas.routines(buf.A.dtype).compute
-        K.lstm_blas_fwd(gemm, blas.pack(w.w_hh.T, buf.Hx.shape[1]), buf.A, buf.Hx, buf.Cx,
-                        work.g, w.p, steps, buf.off, reverse)
+        K.lstm_blas_fwd(gemm, blas.pack(w.w_hh.T, buf.Hx.shape[1]), buf.A, b, buf.Hx, buf.Cx,
+                        work.g, w.p, steps, buf.off, reverse, keep)
 
     def backward_blas(self, K, buf, w, steps, reverse, dout, dh, dc, work):
         gemm = blas.routines(buf.A.dtype).compute
@@ -272,16 +275,16 @@ class GRUCell(Cell):
         else:
             K.gru_before_seq_bwd(buf.A, buf.Hx, w.w_hh, steps, buf.off, reverse, dout, dh)
 
-    def forward_blas(self, K, buf, w, steps, reverse, work):
+    def forward_blas(self, K, buf, w, steps, reverse, work, b, keep):
         gemm, n = blas.routines(buf.A.dtype).compute, buf.Hx.shape[1]
         if self.reset_after:
-            K.gru_after_blas_fwd(gemm, blas.pack(w.w_hh.T, n), buf.A, buf.Hx, buf.E, work.g,
-                                 w.b_hn, steps, buf.off, reverse)
+            K.gru_after_blas_fwd(gemm, blas.pack(w.w_hh.T, n), buf.A, b, buf.Hx, buf.E,
+                                 work.g, w.b_hn, steps, buf.off, reverse)
         else:
             H = self.hidden_size
             K.gru_before_blas_fwd(gemm, blas.pack(w.w_hh[:2 * H].T, n),
-                                  blas.pack(w.w_hh[2 * H:].T, n), buf.A, buf.Hx, buf.E, work.g,
-                                  work.h1, steps, buf.off, reverse)
+                                  blas.pack(w.w_hh[2 * H:].T, n), buf.A, b, buf.Hx, buf.E,
+                                  work.g, work.h1, steps, buf.off, reverse)
 
     def backward_blas(self, K, buf, w, steps, reverse, dout, dh, dc, work):
         gemm, n = blas.routines(buf.A.dtype).compute, dh.shape[0]

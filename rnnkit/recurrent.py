@@ -153,6 +153,7 @@ class _Cache:
     dirs: list  # per layer: list of _Buffers per direction
     masks: list  # per layer: the dropout mask applied to its output (or None)
     layer_id: int
+    owned: list  # (key, array) of the layer's work pool, returned to it after backward
 
 
 # Load MKL (when installed) now, not at the first forward pass: thread limits set before that
@@ -370,7 +371,12 @@ class RecurrentLayer:
             steps = np.full(t, n, dtype=np.int64)
         pk = _Packing(steps, n)
         H, dirs = self.hidden_size, self.num_directions
-        inp = pk.pack(np.ascontiguousarray(x.transpose(1, 0, 2)))
+        # Work arrays come from the layer's pool: borrowed by the cache until backward returns
+        # them (training), used in place (inference).
+        owned = None if inference else []
+        xt = self._array(("x",), (t, n, x.shape[2]), owned)
+        np.copyto(xt, x.transpose(1, 0, 2))
+        inp = pk.pack(xt)
         hn = np.empty_like(h0)
         cn = None if c0 is None else np.empty_like(c0)
         inputs, dir_bufs, masks = [], [], []
@@ -379,7 +385,7 @@ class RecurrentLayer:
             for direction in range(dirs):
                 idx = layer * dirs + direction
                 buf = self._run_direction(K, inp, h0[idx], None if c0 is None else c0[idx],
-                                          layer, direction, pk, inference)
+                                          layer, direction, pk, owned)
                 hn[idx] = buf.final(buf.Hx)
                 if cn is not None:
                     cn[idx] = buf.final(buf.Cx)
@@ -387,7 +393,7 @@ class RecurrentLayer:
             if dirs == 1:
                 out = pk.pack(bufs[0].states())  # a view when nothing is padded
             else:
-                out = np.empty((pk.size, dirs * H), dtype=self.dtype)
+                out = self._array(("out", layer), (pk.size, dirs * H), owned)
                 for direction, buf in enumerate(bufs):
                     out[:, direction * H:(direction + 1) * H] = pk.pack(buf.states())
             if not inference:
@@ -406,13 +412,13 @@ class RecurrentLayer:
             out, hn = out[inv], hn[:, inv]
             cn = None if cn is None else cn[:, inv]
         out = np.ascontiguousarray(out)
-        if inference and not out.flags.owndata:  # N or T is 1: out is a view of a kept buffer
+        if not out.flags.owndata:  # N or T is 1: out is still a view of a work array
             out = out.copy()
         final = (hn, cn) if self.cell.has_cell_state else hn
         cache = None
         if not inference:
             cache = _Cache(n=n, t=t, order=order, packing=pk, inputs=inputs, dirs=dir_bufs,
-                           masks=masks, layer_id=id(self))
+                           masks=masks, layer_id=id(self), owned=owned)
         return out, final, cache
 
     def _weights(self, layer: int, direction: int) -> _Weights:
@@ -442,21 +448,34 @@ class RecurrentLayer:
             pool["work"] = w
         return w
 
-    def _array(self, key: tuple, shape: tuple, keep: bool) -> Array:
-        """An uninitialised array; with ``keep`` (inference, where nothing outlives the call)
-        the same memory serves every call of this thread."""
-        if not keep:
-            return np.empty(shape, dtype=self.dtype)
+    def _array(self, key: tuple, shape: tuple, owned: list | None) -> Array:
+        """An uninitialised work array from this thread's pool for the layer. With ``owned`` a
+        list, the array leaves the pool and is recorded there (a cache holds it until
+        :meth:`_return`); with None it stays in the pool and serves the next call too."""
         pool, size = _pool(self), math.prod(shape)
         a = pool.get(key)
         if a is None or a.size < size or a.dtype != self.dtype:
-            a = pool[key] = np.empty(size, dtype=self.dtype)
+            a = np.empty(size, dtype=self.dtype)
+            if owned is None:
+                pool[key] = a
+        elif owned is not None:
+            del pool[key]
+        if owned is not None:
+            owned.append((key, a))
         return a[:size].reshape(shape)
 
+    def _return(self, owned: list) -> None:
+        """Give a used cache's work arrays back to the pool (the larger one of a key stays)."""
+        pool = _pool(self)
+        for key, a in owned:
+            old = pool.get(key)
+            if old is None or old.size < a.size or old.dtype != a.dtype:
+                pool[key] = a
+
     def _run_direction(self, K, inp, h0, c0, layer, direction, pk: _Packing,
-                       keep: bool = False) -> _Buffers:
-        """One direction of one layer over all steps; returns its filled buffers (kept for the
-        next call with ``keep``: inference)."""
+                       owned: list | None) -> _Buffers:
+        """One direction of one layer over all steps; returns its filled buffers (work arrays
+        as :meth:`_array` with ``owned``)."""
         cell = self.cell
         t_len, n, steps, off = pk.t, pk.n, pk.steps, pk.off
         H = self.hidden_size
@@ -465,23 +484,26 @@ class RecurrentLayer:
         # One matrix product for the input projection of every step (SPEC §5).
         key = (layer, direction)
         A = blas.matmul(inp, w.w_ih.T, out=self._array(key + ("A",), (pk.size, w.w_ih.shape[0]),
-                                                       keep))
-        if w.b is not None:
+                                                       owned))
+        use_blas = (n > SEQUENCE_KERNEL_MAX_ROWS and K.has_sequence_kernels
+                    and blas.blas() == "mkl")
+        if w.b is not None and not use_blas:
             A += w.b
-        Hx = self._array(key + ("H",), (t_len + 1, n, H), keep)
+        Hx = self._array(key + ("H",), (t_len + 1, n, H), owned)
         Hx[t_len if reverse else 0] = h0
         Cx = None
         if c0 is not None:
-            Cx = self._array(key + ("C",), (t_len + 1, n, H), keep)
+            Cx = self._array(key + ("C",), (t_len + 1, n, H), owned)
             Cx[t_len if reverse else 0] = c0
-        E = self._array(key + ("E",), (pk.size, H), keep) if cell.needs_extra else None
+        E = self._array(key + ("E",), (pk.size, H), owned) if cell.needs_extra else None
         buf = _Buffers(A=A, Hx=Hx, Cx=Cx, E=E, off=off, reverse=reverse)
         if n <= SEQUENCE_KERNEL_MAX_ROWS and K.has_sequence_kernels:
             cell.forward_sequence(K, buf, w, steps, reverse)
             return buf
         work = self._work(n)
-        if K.has_sequence_kernels and blas.blas() == "mkl":
-            cell.forward_blas(K, buf, w, steps, reverse, work)
+        if use_blas:
+            b = np.empty(0, self.dtype) if w.b is None else w.b
+            cell.forward_blas(K, buf, w, steps, reverse, work, b, owned is not None)
             return buf
         for s_ in range(t_len):
             ti = t_len - 1 - s_ if reverse else s_
@@ -531,7 +553,9 @@ class RecurrentLayer:
         if dout is None:
             d_inp = np.zeros((pk.size, dirs * H), dtype=self.dtype)
         else:
-            d_inp = pk.pack(np.ascontiguousarray(dout.transpose(1, 0, 2)))
+            dt = self._array(("dout",), (t, n, dirs * H), None)
+            np.copyto(dt, dout.transpose(1, 0, 2))
+            d_inp = pk.pack(dt)
         dh0 = np.zeros((L * dirs, n, H), dtype=self.dtype)
         dc0 = np.zeros_like(dh0) if self.cell.has_cell_state else None
         bufs_all, cache.dirs = cache.dirs, None
@@ -540,7 +564,7 @@ class RecurrentLayer:
             if mask is not None:
                 d_inp = d_inp * mask
             inp = cache.inputs[layer]
-            d_below = None
+            d_below = self._array(("dx", layer), inp.shape, None)
             for direction in range(dirs):
                 idx = layer * dirs + direction
                 dh = np.zeros((n, H), self.dtype) if dh_n is None else dh_n[idx].copy()
@@ -549,8 +573,8 @@ class RecurrentLayer:
                     dc = np.zeros((n, H), self.dtype) if dc_n is None else dc_n[idx].copy()
                 d_dir = d_inp if dirs == 1 else np.ascontiguousarray(
                     d_inp[:, direction * H:(direction + 1) * H])
-                d_below = self._backward_direction(K, d_dir, dh, dc, inp, layer, direction,
-                                                   pk, bufs_all[layer][direction], d_below)
+                self._backward_direction(K, d_dir, dh, dc, inp, layer, direction, pk,
+                                         bufs_all[layer][direction], d_below, direction > 0)
                 dh0[idx] = dh
                 if dc0 is not None:
                     dc0[idx] = dc
@@ -562,16 +586,20 @@ class RecurrentLayer:
             dx, dh0 = dx[inv], dh0[:, inv]
             dc0 = None if dc0 is None else dc0[:, inv]
         dx = np.ascontiguousarray(dx)
+        if not dx.flags.owndata:  # N or T is 1: dx is still a view of a work array
+            dx = dx.copy()
+        self._return(cache.owned)
+        cache.inputs = cache.owned = None
         if "h0" in self.params:
             self.grads["h0"] += dh0.sum(axis=1)
             if dc0 is not None:
                 self.grads["c0"] += dc0.sum(axis=1)
         return dx, ((dh0, dc0) if self.cell.has_cell_state else dh0)
 
-    def _backward_direction(self, K, dout, dh, dc, inp, layer, direction, pk, buf, dx=None):
+    def _backward_direction(self, K, dout, dh, dc, inp, layer, direction, pk, buf, dx: Array,
+                            accumulate: bool) -> None:
         """Reverse loop of one direction; updates dh/dc in place to ∂L/∂(initial state), adds
-        parameter gradients and returns ∂L/∂input, packed (P, D_k) (added into ``dx`` when
-        given)."""
+        parameter gradients and writes (or adds) ∂L/∂input, packed (P, D_k), into ``dx``."""
         cell = self.cell
         t_len, n, steps, off = pk.t, pk.n, pk.steps, pk.off
         w = self._weights(layer, direction)
@@ -606,9 +634,7 @@ class RecurrentLayer:
             g[f"bias_ih{s}"] += db
         cell.add_hh_grad(A, pk.pack(buf.hprev()), buf.E, db, g[f"weight_hh{s}"],
                          g.get(f"bias_hh{s}"))
-        if dx is None:
-            return blas.matmul(A, w.w_ih)
-        return blas.matmul(A, w.w_ih, out=dx, accumulate=True)
+        blas.matmul(A, w.w_ih, out=dx, accumulate=accumulate)
 
 
 class RNN(RecurrentLayer):

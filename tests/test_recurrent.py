@@ -279,3 +279,47 @@ def test_gradients_without_bias(cell):
     layer = CELLS[cell](num_layers=2, bidirectional=True, bias=False, dtype="float64", seed=4)
     x = rng.standard_normal((N, T, D))
     check_layer(layer, x, None, LENGTHS, rng)
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_work_arrays_are_never_shared_by_live_results(cell):
+    """The layer reuses its work arrays across calls (rnnkit.recurrent._pool): two caches
+    alive at once, an inference call in between, and returned arrays of a batch of one must
+    all stay independent."""
+    rng = np.random.default_rng(3)
+    layer = CELLS[cell](num_layers=2, bidirectional=True, dtype="float64", seed=0)
+    xs = [rng.standard_normal((n, T, D)) for n in (7, 7, 1)]
+    gouts = [rng.standard_normal((n, T, 2 * H)) for n in (7, 7, 1)]
+
+    def alone(x, g):
+        layer.zero_grad()
+        out, _, cache = layer.forward(x)
+        dx, _ = layer.backward(g, None, cache)
+        return out.copy(), dx.copy(), {k: v.copy() for k, v in layer.grads.items()}
+
+    expected = [alone(x, g) for x, g in zip(xs, gouts, strict=True)]
+    # Interleaved: forward, forward, inference, backward in the opposite order.
+    results = []
+    for i in (0, 1):
+        out, _, cache = layer.forward(xs[i])
+        results.append((out, cache))
+    infer, _, _ = layer.forward(xs[2], inference=True)
+    for i in (1, 0):
+        out, cache = results[i]
+        layer.zero_grad()
+        dx, _ = layer.backward(gouts[i], None, cache)
+        np.testing.assert_array_equal(out, expected[i][0])
+        np.testing.assert_array_equal(dx, expected[i][1])
+        for k, v in layer.grads.items():
+            np.testing.assert_array_equal(v, expected[i][2][k], err_msg=k)
+    np.testing.assert_array_equal(infer, expected[2][0])
+    # Inference keeps no cache, but its numbers are those of training's forward pass.
+    np.testing.assert_array_equal(layer.forward(xs[0], inference=True)[0], expected[0][0])
+    # A batch of one: out and dx must not be views of arrays the next call overwrites.
+    out1, _, cache = layer.forward(xs[2])
+    dx1, _ = layer.backward(gouts[2], None, cache)
+    layer.forward(xs[0], inference=True)
+    out2, _, cache = layer.forward(xs[2] + 1.0)
+    layer.backward(gouts[2] * 2.0, None, cache)
+    np.testing.assert_array_equal(out1, expected[2][0])
+    np.testing.assert_array_equal(dx1, expected[2][1])
