@@ -11,6 +11,7 @@ shapes and gate orders are PyTorch's. Where to read on (``python -m pydoc rnnkit
 
     cells       one time step of each cell: the equations, forward and backward
     recurrent   RNN / LSTM / GRU layers: time loop, layers, directions, variable lengths
+    blas        matrix products: NumPy's BLAS, or Intel MKL's packed GEMM when installed
     layers      Linear, Embedding, Dropout, DotAttention, AdditiveAttention
     losses      cross_entropy, mse_loss        optim   optimisers, clipping, schedules
     models      SequenceClassifier, SequenceTagger, Seq2Seq, LanguageModel (+ config dataclasses)

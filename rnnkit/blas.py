@@ -33,6 +33,9 @@ BLAS = ("auto", "mkl", "numpy")
 ROW_MAJOR, NO_TRANS, TRANS, PACKED = 101, 111, 112, 151
 A_MATRIX, B_MATRIX = 161, 162
 
+#: Products of fewer multiply-adds than this run on one thread (see matmul).
+SMALL_PRODUCT = 1 << 22
+
 _name: str | None = None
 _lib: SimpleNamespace | None = None
 
@@ -158,8 +161,13 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None,
         else:
             out[...] = res
         return out
+    small = m * n * k < SMALL_PRODUCT
+    if small:  # waking MKL's second thread costs more than such a product
+        previous = _lib.cdll.MKL_Set_Num_Threads_Local(1)
     routines(a.dtype).gemm(ROW_MAJOR, oa[0], ob[0], m, n, k, 1.0, _ptr(a), oa[1], _ptr(b),
                            ob[1], 1.0 if accumulate else 0.0, _ptr(out), oc[1])
+    if small:
+        _lib.cdll.MKL_Set_Num_Threads_Local(previous)
     return out
 
 
