@@ -133,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="add embeddings of the token bigrams (x[t-1] x[t]) and "
                            "(x[t] x[t+1]): a strong feature for character tagging such as word "
                            "segmentation")
+            t.add_argument("--word-dropout", type=float, default=0.0,
+                           help="training: replace each word by <unk> with this probability, "
+                           "so that unseen words are tagged from their spelling (default: 0)")
         if task == "lm":
             t.add_argument("--bptt", type=_positive_int, default=64,
                            help="truncated-BPTT window (default: 64)")
@@ -264,7 +267,7 @@ def _train_task(args) -> int:
                     bigram_features=args.bigram_features)
     if args.task == "tag":
         opts.update(tag=args.tag, char_features=not args.no_char_features,
-                    bigram_features=args.bigram_features)
+                    bigram_features=args.bigram_features, word_dropout=args.word_dropout)
     if args.task == "lm":
         opts.update(bptt=args.bptt)
     if args.task == "translate":

@@ -459,7 +459,9 @@ class TaggerConfig:
     char_hidden_size: int = 25  # H of each direction of the character BiLSTM
     bigram_vocab_size: int = 0  # token-bigram ids; 0 turns the bigram features off
     bigram_dim: int = 50  # size of a bigram vector (two per token: left and right)
+    word_dropout: float = 0.0  # training: a word becomes <unk> with this probability
     padding_idx: int = 0  # word and character id used for padding
+    unk_idx: int = 1  # word id of <unk> (rnnkit.data.SPECIALS order)
     seed: int = 0  # initialisation and dropout seed
     dtype: str = "float32"  # float32 | float64
 
@@ -473,8 +475,10 @@ class SequenceTagger(Model):
     spelling); optionally the embeddings of the bigrams (x_{t−1} x_t) and (x_t x_{t+1}) — for
     character tagging such as word segmentation, the classic strong feature → bidirectional
     recurrent stack → logits h_t Wᵀ + b (N, T, K) per token; loss: cross-entropy averaged over
-    real tokens. Examples: (word ids, tag ids[, char ids per word or None[, bigram ids (T, 2)
-    per token: left, right]]).
+    real tokens. With ``word_dropout`` p, training replaces each word id by ``<unk>`` with
+    probability p (its spelling stays), so the model learns what unseen words look like.
+    Examples: (word ids, tag ids[, char ids per word or None[, bigram ids (T, 2) per token:
+    left, right]]).
     """
 
     config_class = TaggerConfig
@@ -485,6 +489,9 @@ class SequenceTagger(Model):
         c = config
         if c.cell not in CELLS:
             raise ValueError(f"unknown cell {c.cell!r}; expected one of {', '.join(CELLS)}")
+        if not 0.0 <= c.word_dropout < 1.0:
+            raise ValueError(f"word_dropout must be in [0, 1), got {c.word_dropout!r}")
+        self.word_rng = np.random.default_rng(c.seed + 6)
         feat = c.embedding_dim
         self.layers["embedding"] = Embedding(c.vocab_size, c.embedding_dim, c.padding_idx,
                                              dtype=c.dtype, seed=c.seed)
@@ -548,6 +555,10 @@ class SequenceTagger(Model):
 
     def _features(self, ids, lengths, chars, bigrams):
         L = self.layers
+        p = self.config.word_dropout
+        if self.training and p > 0:
+            drop = (self.word_rng.random(ids.shape) < p) & (ids != self.config.padding_idx)
+            ids = np.where(drop, self.config.unk_idx, ids)
         x, ecache = L["embedding"].forward(ids)
         bcache = None
         if bigrams is not None:

@@ -149,6 +149,41 @@ def test_tagger_gradients(chars, bigrams):
     assert pred.shape == (3, 4) and np.all(pred[1, 2:] == -1)
 
 
+def test_tagger_word_dropout_trains_on_unk_and_leaves_evaluation_alone():
+    """Word dropout: in training a word's id becomes <unk> with probability p (padding never),
+    the gradient is that of the replaced ids, and evaluation sees the real words."""
+    from rnnkit.models import SequenceTagger, TaggerConfig
+
+    def make(p):
+        return SequenceTagger(TaggerConfig(vocab_size=9, num_tags=3, embedding_dim=3,
+                                           hidden_size=4, char_vocab_size=5, char_hidden_size=2,
+                                           word_dropout=p, dtype="float64", seed=2))
+
+    rng = np.random.default_rng(1)
+    examples = [(rng.integers(2, 9, n).tolist(), rng.integers(0, 3, n).tolist(),
+                 [[1 + k % 4] for k in range(n)]) for n in (5, 3, 4)]
+    dropped, plain = make(0.5), make(0.0)
+    batch = dropped.collate(examples)
+    ids = batch[0]
+    # The draw the model will make: the same generator, seeded the same way.
+    drop = (np.random.default_rng(2 + 6).random(ids.shape) < 0.5) & (ids != 0)
+    assert 0 < drop.sum() < (ids != 0).sum()
+    dropped.zero_grad()
+    plain.zero_grad()
+    total, _ = dropped.forward_backward(batch)
+    swapped = (np.where(drop, 1, ids),) + tuple(batch[1:])
+    ref_total, _ = plain.forward_backward(swapped)
+    assert total == ref_total
+    for name, g in dropped.grads.items():
+        np.testing.assert_array_equal(g, plain.grads[name], err_msg=name)
+    assert np.any(dropped.grads["embedding.weight"][1])  # <unk> learns
+    dropped.eval()
+    plain.eval()
+    np.testing.assert_array_equal(dropped.predict(batch), plain.predict(batch))
+    with pytest.raises(ValueError, match="word_dropout must be in"):
+        make(1.0)
+
+
 def test_language_model_gradients_and_truncated_bptt():
     from rnnkit.models import LanguageModel, LMConfig
 

@@ -42,7 +42,8 @@ def test_tag_conllu_with_char_features(tmp_path, capsys):
     dev = need(DATA / "ud_english_ewt" / "en_ewt-ud-dev.conllu")
     run = tmp_path / "tag"
     assert main(["train", "tag", "--train", str(dev), "--out", str(run), "--epochs", "1",
-                 "--hidden", "16", "--embedding-dim", "16", "--quiet"]) == 0
+                 "--hidden", "16", "--embedding-dim", "16", "--word-dropout", "0.25",
+                 "--quiet"]) == 0
     capsys.readouterr()
     inp = tmp_path / "in.txt"
     inp.write_text("The cat sat on the mat .\nUnseenword xyzzy\n")
@@ -51,6 +52,7 @@ def test_tag_conllu_with_char_features(tmp_path, capsys):
     assert len(lines) == 2 and lines[0].startswith("The/") and len(lines[0].split()) == 7
     cfg = json.loads((run / "best" / "config.json").read_text())
     assert cfg["task"] == "tag" and cfg["chars"] and cfg["labels"]
+    assert cfg["model"]["word_dropout"] == 0.25 and cfg["model"]["unk_idx"] == 1
     conf = tmp_path / "confusion.png"
     assert main(["eval", str(run), "--data", str(dev), "--plot", str(conf), "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
