@@ -266,7 +266,10 @@ class GRUCell(Cell):
             K.gru_after_seq_fwd(buf.A, buf.Hx, buf.E, w.w_hhT, w.b_hn, steps, buf.off,
                                  reverse)
         else:
-            K.gru_before_seq_fwd(buf.A, buf.Hx, buf.E, w.w_hhT, steps, buf.off, reverse)
+            H = self.hidden_size
+            K.gru_before_seq_fwd(buf.A, buf.Hx, buf.E, np.ascontiguousarray(w.w_hh[:2 * H].T),
+                                 np.ascontiguousarray(w.w_hh[2 * H:].T), steps, buf.off,
+                                 reverse)
 
     def backward_sequence(self, K, buf, w, steps, reverse, dout, dh, dc):
         if self.reset_after:
