@@ -503,7 +503,8 @@ class RecurrentLayer:
         work = self._work(n)
         if use_blas:
             b = np.empty(0, self.dtype) if w.b is None else w.b
-            cell.forward_blas(K, buf, w, steps, reverse, work, b, owned is not None)
+            with blas.threads_for(n * H * w.w_hh.shape[0]):
+                cell.forward_blas(K, buf, w, steps, reverse, work, b, owned is not None)
             return buf
         for s_ in range(t_len):
             ti = t_len - 1 - s_ if reverse else s_
@@ -610,7 +611,8 @@ class RecurrentLayer:
         if probe is None and n <= SEQUENCE_KERNEL_MAX_ROWS and K.has_sequence_kernels:
             cell.backward_sequence(K, buf, w, steps, reverse, dout, dh, dc)
         elif probe is None and K.has_sequence_kernels and blas.blas() == "mkl":
-            cell.backward_blas(K, buf, w, steps, reverse, dout, dh, dc, self._work(n))
+            with blas.threads_for(n * self.hidden_size * w.w_hh.shape[0]):
+                cell.backward_blas(K, buf, w, steps, reverse, dout, dh, dc, self._work(n))
         else:
             work = self._work(n)
             # Backward visits the steps in the opposite order to forward.
