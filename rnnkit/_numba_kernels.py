@@ -569,25 +569,38 @@ def _carry(Hx, Cx, src, dst, n):
 
 
 @njit(**_OPTS)
+def _fwd_step(s, steps, off, reverse):
+    """Iteration s of a forward time loop → (src slot, dst slot, rows alive, first packed row)."""
+    t = steps.shape[0] - 1 - s if reverse else s
+    src, dst = _slots(t, reverse)
+    return src, dst, steps[t], off[t]
+
+
+@njit(**_OPTS)
+def _bwd_step(s, steps, off, reverse):
+    """Iteration s of a backward time loop (steps in the opposite order to forward)."""
+    t = s if reverse else steps.shape[0] - 1 - s
+    src, dst = _slots(t, reverse)
+    return src, dst, steps[t], off[t]
+
+
+@njit(**_OPTS)
 def rnn_blas_fwd(gemm, Wp, A, b, Hx, G, relu, steps, off, reverse):
-    T, H = steps.shape[0], Hx.shape[2]
-    for s in range(T):
-        t = T - 1 - s if reverse else s
-        src, dst = _slots(t, reverse)
-        n = steps[t]
+    H = Hx.shape[2]
+    for s in range(steps.shape[0]):
+        src, dst, n, k = _fwd_step(s, steps, off, reverse)
         if n:
-            _add_bias(A, off[t], n, b)
+            _add_bias(A, k, n, b)
             _gemm(gemm, n, H, H, Hx[src].ctypes.data, H, Wp, ZERO, G.ctypes.data, H)
-            rnn_fwd(G, A[off[t]:], Hx[dst], relu, n)
+            rnn_fwd(G, A[k:], Hx[dst], relu, n)
         _carry(Hx, Hx[:0], src, dst, n)
 
 
 @njit(**_OPTS)
 def rnn_blas_bwd(gemm, Wp, A, relu, steps, off, reverse, dout, dh):
-    T, H = steps.shape[0], dh.shape[1]
-    for s in range(T):
-        t = s if reverse else T - 1 - s
-        n, k = steps[t], off[t]
+    H = dh.shape[1]
+    for s in range(steps.shape[0]):
+        _, _, n, k = _bwd_step(s, steps, off, reverse)
         if n:
             rnn_bwd(A[k:], dh, dout[k:], relu, n)
             _gemm(gemm, n, H, H, A[k:].ctypes.data, H, Wp, ZERO, dh.ctypes.data, H)
@@ -595,11 +608,9 @@ def rnn_blas_bwd(gemm, Wp, A, relu, steps, off, reverse, dout, dh):
 
 @njit(**_OPTS)
 def lstm_blas_fwd(gemm, Wp, A, b, Hx, Cx, G, p, steps, off, reverse, keep):
-    T, H = steps.shape[0], Hx.shape[2]
-    for s in range(T):
-        t = T - 1 - s if reverse else s
-        src, dst = _slots(t, reverse)
-        n, k = steps[t], off[t]
+    H = Hx.shape[2]
+    for s in range(steps.shape[0]):
+        src, dst, n, k = _fwd_step(s, steps, off, reverse)
         if n:
             _gemm(gemm, n, 4 * H, H, Hx[src].ctypes.data, H, Wp, ZERO, G.ctypes.data, 4 * H)
             if keep or p.shape[0] > 0 or b.shape[0] == 0:
@@ -613,11 +624,9 @@ def lstm_blas_fwd(gemm, Wp, A, b, Hx, Cx, G, p, steps, off, reverse, keep):
 
 @njit(**_OPTS)
 def lstm_blas_bwd(gemm, Wp, A, Cx, p, dp, steps, off, reverse, dout, dh, dc):
-    T, H = steps.shape[0], dh.shape[1]
-    for s in range(T):
-        t = s if reverse else T - 1 - s
-        src, dst = _slots(t, reverse)
-        n, k = steps[t], off[t]
+    H = dh.shape[1]
+    for s in range(steps.shape[0]):
+        src, dst, n, k = _bwd_step(s, steps, off, reverse)
         if n:
             lstm_bwd(A[k:], Cx[src], Cx[dst], dh, dout[k:], dc, p, dp, n)
             _gemm(gemm, n, H, 4 * H, A[k:].ctypes.data, 4 * H, Wp, ZERO, dh.ctypes.data, H)
@@ -625,11 +634,9 @@ def lstm_blas_bwd(gemm, Wp, A, Cx, p, dp, steps, off, reverse, dout, dh, dc):
 
 @njit(**_OPTS)
 def gru_after_blas_fwd(gemm, Wp, A, b, Hx, E, G, b_hn, steps, off, reverse):
-    T, H = steps.shape[0], Hx.shape[2]
-    for s in range(T):
-        t = T - 1 - s if reverse else s
-        src, dst = _slots(t, reverse)
-        n, k = steps[t], off[t]
+    H = Hx.shape[2]
+    for s in range(steps.shape[0]):
+        src, dst, n, k = _fwd_step(s, steps, off, reverse)
         if n:
             _add_bias(A, k, n, b)
             _gemm(gemm, n, 3 * H, H, Hx[src].ctypes.data, H, Wp, ZERO, G.ctypes.data, 3 * H)
@@ -639,11 +646,9 @@ def gru_after_blas_fwd(gemm, Wp, A, b, Hx, E, G, b_hn, steps, off, reverse):
 
 @njit(**_OPTS)
 def gru_after_blas_bwd(gemm, Wp, A, Hx, E, G, steps, off, reverse, dout, dh):
-    T, H = steps.shape[0], dh.shape[1]
-    for s in range(T):
-        t = s if reverse else T - 1 - s
-        src, dst = _slots(t, reverse)
-        n, k = steps[t], off[t]
+    H = dh.shape[1]
+    for s in range(steps.shape[0]):
+        src, dst, n, k = _bwd_step(s, steps, off, reverse)
         if n:
             gru_after_bwd(A[k:], Hx[src], E[k:], dh, dout[k:], G, n)
             _gemm(gemm, n, H, 3 * H, G.ctypes.data, 3 * H, Wp, ONE, dh.ctypes.data, H)
@@ -651,11 +656,9 @@ def gru_after_blas_bwd(gemm, Wp, A, Hx, E, G, steps, off, reverse, dout, dh):
 
 @njit(**_OPTS)
 def gru_before_blas_fwd(gemm, Wp_rz, Wp_n, A, b, Hx, E, G, S, steps, off, reverse):
-    T, H = steps.shape[0], Hx.shape[2]
-    for s in range(T):
-        t = T - 1 - s if reverse else s
-        src, dst = _slots(t, reverse)
-        n, k = steps[t], off[t]
+    H = Hx.shape[2]
+    for s in range(steps.shape[0]):
+        src, dst, n, k = _fwd_step(s, steps, off, reverse)
         if n:
             _add_bias(A, k, n, b)
             _gemm(gemm, n, 2 * H, H, Hx[src].ctypes.data, H, Wp_rz, ZERO, G.ctypes.data,
@@ -668,11 +671,9 @@ def gru_before_blas_fwd(gemm, Wp_rz, Wp_n, A, b, Hx, E, G, S, steps, off, revers
 
 @njit(**_OPTS)
 def gru_before_blas_bwd(gemm, Wp_rz, Wp_n, A, Hx, S, steps, off, reverse, dout, dh):
-    T, H = steps.shape[0], dh.shape[1]
-    for s in range(T):
-        t = s if reverse else T - 1 - s
-        src, dst = _slots(t, reverse)
-        n, k = steps[t], off[t]
+    H = dh.shape[1]
+    for s in range(steps.shape[0]):
+        src, dst, n, k = _bwd_step(s, steps, off, reverse)
         if n:
             gru_before_bwd1(A[k:], Hx[src], dh, dout[k:], n)
             _gemm(gemm, n, H, H, A[k:, 2 * H:].ctypes.data, 3 * H, Wp_n, ZERO, S.ctypes.data,
