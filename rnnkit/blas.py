@@ -35,7 +35,8 @@ BLAS = ("auto", "mkl", "numpy")
 ROW_MAJOR, NO_TRANS, TRANS, PACKED = 101, 111, 112, 151
 A_MATRIX, B_MATRIX = 161, 162
 
-#: Products of fewer multiply-adds than this run on one thread (see matmul).
+#: Products of fewer multiply-adds than this run on one thread (see threads_for): after a
+#: pause, waking MKL's second thread for a (100, 64) @ (64, 384) product cost ~9 ms.
 SMALL_PRODUCT = 1 << 22
 
 _name: str | None = None
@@ -163,13 +164,9 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None,
         else:
             out[...] = res
         return out
-    small = m * n * k < SMALL_PRODUCT
-    if small:  # waking MKL's second thread costs more than such a product
-        previous = _lib.cdll.MKL_Set_Num_Threads_Local(1)
-    routines(a.dtype).gemm(ROW_MAJOR, oa[0], ob[0], m, n, k, 1.0, _ptr(a), oa[1], _ptr(b),
-                           ob[1], 1.0 if accumulate else 0.0, _ptr(out), oc[1])
-    if small:
-        _lib.cdll.MKL_Set_Num_Threads_Local(previous)
+    with threads_for(m * n * k):
+        routines(a.dtype).gemm(ROW_MAJOR, oa[0], ob[0], m, n, k, 1.0, _ptr(a), oa[1], _ptr(b),
+                               ob[1], 1.0 if accumulate else 0.0, _ptr(out), oc[1])
     return out
 
 
