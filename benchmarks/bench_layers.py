@@ -13,13 +13,14 @@ and without it whichever library runs second loses up to a third of its speed at
 
 GFLOP/s counts the recurrent layer's matrix products: forward 2·N·T·(D+H)·G·H (G gates), a
 training step 3× that; "% peak" divides by a large float32 GEMM measured in the same run at the
-same thread count. "MB" is the growth of peak resident memory (VmHWM) during the first training
-step of a fresh process, whose parameters and gradients already exist and whose libraries are
-warmed up on a tiny input — the same procedure for both libraries. The variable-length case trains
-a bidirectional 2-layer LSTM on lengths drawn uniformly from [T/4, T], against the same batch at
-full length and against torch with ``pack_padded_sequence``. The BLAS library and kernel come from
-threadpoolctl; the first-call line is the time of the first forward + backward in a fresh process
-(numba compilation, or loading its on-disk cache).
+same thread count (the faster of NumPy's BLAS and, when rnnkit uses it, MKL). "MB" is the growth
+of peak resident memory (VmHWM) during the first training step of a fresh process, whose
+parameters and gradients already exist and whose libraries are warmed up on a tiny input — the
+same procedure for both libraries. The variable-length case trains a bidirectional 2-layer LSTM
+on lengths drawn uniformly from [T/4, T], against the same batch at full length and against torch
+with ``pack_padded_sequence``. The BLAS library and kernel come from threadpoolctl; the
+first-call line is the time of the first forward + backward in a fresh process (numba
+compilation, or loading its on-disk cache).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ BLAS = ("auto", "mkl", "numpy")
 
 # CBLAS enumerations (mkl_cblas.h).
 ROW_MAJOR, NO_TRANS, TRANS, PACKED = 101, 111, 112, 151
-A_MATRIX, B_MATRIX = 161, 162
+B_MATRIX = 162
 
 #: Products of fewer multiply-adds than this run on one thread (see threads_for): after a
 #: pause, waking MKL's second thread for a (100, 64) @ (64, 384) product cost ~9 ms.
@@ -57,11 +57,12 @@ def _candidates() -> list[str]:
 
 def _load_mkl() -> SimpleNamespace:
     """ctypes prototypes of the six routines rnnkit calls, for float32 and float64."""
-    # MKL's OpenMP workers spin 200 ms after each product by default, taking a core from
-    # whatever runs next (NumPy's OpenBLAS, numba kernels); 1 ms still spans a time loop's steps.
-    os.environ.setdefault("KMP_BLOCKTIME", "1")
     errors = []
     for path in _candidates():
+        # MKL's OpenMP workers spin 200 ms after each product by default, taking a core from
+        # whatever runs next (NumPy's OpenBLAS, numba kernels); 1 ms still spans a time loop's
+        # steps. Read when the OpenMP runtime loads, so set before MKL is.
+        os.environ.setdefault("KMP_BLOCKTIME", "1")
         try:
             cdll = ctypes.CDLL(path)
             break

@@ -491,7 +491,7 @@ class SequenceTagger(Model):
             raise ValueError(f"unknown cell {c.cell!r}; expected one of {', '.join(CELLS)}")
         if not 0.0 <= c.word_dropout < 1.0:
             raise ValueError(f"word_dropout must be in [0, 1), got {c.word_dropout!r}")
-        self.word_rng = np.random.default_rng(c.seed + 6)
+        self.word_rng = np.random.default_rng(c.seed + 7)  # seed + 6: the bigram table
         feat = c.embedding_dim
         self.layers["embedding"] = Embedding(c.vocab_size, c.embedding_dim, c.padding_idx,
                                              dtype=c.dtype, seed=c.seed)
