@@ -539,6 +539,8 @@ def adam(p, g, m, v, b1, b2, step_size, root2, eps, tmp):
 # ``gemm`` (cblas_?gemm_compute), then the same fused row kernels as above. ``Wp`` are packed
 # right operands (rnnkit.blas.pack); ``G`` (N, G·H) and ``S`` (N, H) are scratch. Rows [:n] of
 # every operand are contiguous, and the rows of a step's packed block start at A[off[t]].
+# A kernel runs the batch rows [r0, r1) only: rows are independent through time, so threads
+# can each run one block with single-threaded MKL, and the element-wise work is parallel too.
 
 _RM, _NT, _PK = 101, 111, 151
 
@@ -560,123 +562,131 @@ def _gemm(gemm, n, cols, k, a, lda, wp, beta, c, ldc):
 
 
 @njit(**_OPTS)
-def _carry(Hx, Cx, src, dst, n):
-    """Rows that have ended (or not begun) keep their state."""
-    for r in range(n, Hx.shape[1]):
+def _carry(Hx, Cx, src, dst, lo, hi):
+    """Rows [lo, hi) have ended (or not begun): they keep their state."""
+    for r in range(lo, hi):
         Hx[dst, r] = Hx[src, r]
         if Cx.shape[0] > 0:
             Cx[dst, r] = Cx[src, r]
 
 
 @njit(**_OPTS)
-def _fwd_step(s, steps, off, reverse):
-    """Iteration s of a forward time loop → (src slot, dst slot, rows alive, first packed row)."""
+def _fwd_step(s, steps, off, reverse, r0, r1):
+    """Iteration s of a forward time loop over rows [r0, r1) → (src slot, dst slot, rows of the
+    block alive, packed row of the block's first row, rows alive in the batch)."""
     t = steps.shape[0] - 1 - s if reverse else s
     src, dst = _slots(t, reverse)
-    return src, dst, steps[t], off[t]
+    n = steps[t]
+    return src, dst, max(min(n, r1) - r0, 0), off[t] + r0, n
 
 
 @njit(**_OPTS)
-def _bwd_step(s, steps, off, reverse):
+def _bwd_step(s, steps, off, reverse, r0, r1):
     """Iteration s of a backward time loop (steps in the opposite order to forward)."""
     t = s if reverse else steps.shape[0] - 1 - s
     src, dst = _slots(t, reverse)
-    return src, dst, steps[t], off[t]
+    n = steps[t]
+    return src, dst, max(min(n, r1) - r0, 0), off[t] + r0, n
 
 
 @njit(**_OPTS)
-def rnn_blas_fwd(gemm, Wp, A, b, Hx, G, relu, steps, off, reverse):
+def rnn_blas_fwd(gemm, Wp, A, b, Hx, G, relu, steps, off, reverse, r0, r1):
     H = Hx.shape[2]
     for s in range(steps.shape[0]):
-        src, dst, n, k = _fwd_step(s, steps, off, reverse)
-        if n:
-            _add_bias(A, k, n, b)
-            _gemm(gemm, n, H, H, Hx[src].ctypes.data, H, Wp, ZERO, G.ctypes.data, H)
-            rnn_fwd(G, A[k:], Hx[dst], relu, n)
-        _carry(Hx, Hx[:0], src, dst, n)
+        src, dst, m, k, n = _fwd_step(s, steps, off, reverse, r0, r1)
+        if m:
+            _add_bias(A, k, m, b)
+            _gemm(gemm, m, H, H, Hx[src, r0:].ctypes.data, H, Wp, ZERO, G[r0:].ctypes.data, H)
+            rnn_fwd(G[r0:], A[k:], Hx[dst, r0:], relu, m)
+        _carry(Hx, Hx[:0], src, dst, max(n, r0), r1)
 
 
 @njit(**_OPTS)
-def rnn_blas_bwd(gemm, Wp, A, relu, steps, off, reverse, dout, dh):
+def rnn_blas_bwd(gemm, Wp, A, relu, steps, off, reverse, dout, dh, r0, r1):
     H = dh.shape[1]
     for s in range(steps.shape[0]):
-        _, _, n, k = _bwd_step(s, steps, off, reverse)
-        if n:
-            rnn_bwd(A[k:], dh, dout[k:], relu, n)
-            _gemm(gemm, n, H, H, A[k:].ctypes.data, H, Wp, ZERO, dh.ctypes.data, H)
+        _, _, m, k, _ = _bwd_step(s, steps, off, reverse, r0, r1)
+        if m:
+            rnn_bwd(A[k:], dh[r0:], dout[k:], relu, m)
+            _gemm(gemm, m, H, H, A[k:].ctypes.data, H, Wp, ZERO, dh[r0:].ctypes.data, H)
 
 
 @njit(**_OPTS)
-def lstm_blas_fwd(gemm, Wp, A, b, Hx, Cx, G, p, steps, off, reverse, keep):
+def lstm_blas_fwd(gemm, Wp, A, b, Hx, Cx, G, p, steps, off, reverse, keep, r0, r1):
     H = Hx.shape[2]
     for s in range(steps.shape[0]):
-        src, dst, n, k = _fwd_step(s, steps, off, reverse)
-        if n:
-            _gemm(gemm, n, 4 * H, H, Hx[src].ctypes.data, H, Wp, ZERO, G.ctypes.data, 4 * H)
+        src, dst, m, k, n = _fwd_step(s, steps, off, reverse, r0, r1)
+        if m:
+            _gemm(gemm, m, 4 * H, H, Hx[src, r0:].ctypes.data, H, Wp, ZERO, G[r0:].ctypes.data,
+                  4 * H)
             if keep or p.shape[0] > 0 or b.shape[0] == 0:
-                _add_bias(A, k, n, b)
-                lstm_fwd(G, A[k:], Cx[src], Cx[dst], Hx[dst], p, n)
+                _add_bias(A, k, m, b)
+                lstm_fwd(G[r0:], A[k:], Cx[src, r0:], Cx[dst, r0:], Hx[dst, r0:], p, m)
             else:
-                for r in range(n):
-                    _lstm_infer_row(G[r], A[k + r], b, Cx[src, r], Cx[dst, r], Hx[dst, r])
-        _carry(Hx, Cx, src, dst, n)
+                for r in range(r0, r0 + m):
+                    _lstm_infer_row(G[r], A[k - r0 + r], b, Cx[src, r], Cx[dst, r], Hx[dst, r])
+        _carry(Hx, Cx, src, dst, max(n, r0), r1)
 
 
 @njit(**_OPTS)
-def lstm_blas_bwd(gemm, Wp, A, Cx, p, dp, steps, off, reverse, dout, dh, dc):
+def lstm_blas_bwd(gemm, Wp, A, Cx, p, dp, steps, off, reverse, dout, dh, dc, r0, r1):
     H = dh.shape[1]
     for s in range(steps.shape[0]):
-        src, dst, n, k = _bwd_step(s, steps, off, reverse)
-        if n:
-            lstm_bwd(A[k:], Cx[src], Cx[dst], dh, dout[k:], dc, p, dp, n)
-            _gemm(gemm, n, H, 4 * H, A[k:].ctypes.data, 4 * H, Wp, ZERO, dh.ctypes.data, H)
-
-
-@njit(**_OPTS)
-def gru_after_blas_fwd(gemm, Wp, A, b, Hx, E, G, b_hn, steps, off, reverse):
-    H = Hx.shape[2]
-    for s in range(steps.shape[0]):
-        src, dst, n, k = _fwd_step(s, steps, off, reverse)
-        if n:
-            _add_bias(A, k, n, b)
-            _gemm(gemm, n, 3 * H, H, Hx[src].ctypes.data, H, Wp, ZERO, G.ctypes.data, 3 * H)
-            gru_after_fwd(G, A[k:], Hx[src], E[k:], Hx[dst], b_hn, n)
-        _carry(Hx, Hx[:0], src, dst, n)
-
-
-@njit(**_OPTS)
-def gru_after_blas_bwd(gemm, Wp, A, Hx, E, G, steps, off, reverse, dout, dh):
-    H = dh.shape[1]
-    for s in range(steps.shape[0]):
-        src, dst, n, k = _bwd_step(s, steps, off, reverse)
-        if n:
-            gru_after_bwd(A[k:], Hx[src], E[k:], dh, dout[k:], G, n)
-            _gemm(gemm, n, H, 3 * H, G.ctypes.data, 3 * H, Wp, ONE, dh.ctypes.data, H)
-
-
-@njit(**_OPTS)
-def gru_before_blas_fwd(gemm, Wp_rz, Wp_n, A, b, Hx, E, G, S, steps, off, reverse):
-    H = Hx.shape[2]
-    for s in range(steps.shape[0]):
-        src, dst, n, k = _fwd_step(s, steps, off, reverse)
-        if n:
-            _add_bias(A, k, n, b)
-            _gemm(gemm, n, 2 * H, H, Hx[src].ctypes.data, H, Wp_rz, ZERO, G.ctypes.data,
-                  3 * H)
-            gru_before_fwd1(G, A[k:], Hx[src], E[k:], n)
-            _gemm(gemm, n, H, H, E[k:].ctypes.data, H, Wp_n, ZERO, S.ctypes.data, H)
-            gru_before_fwd2(S, A[k:], Hx[src], Hx[dst], n)
-        _carry(Hx, Hx[:0], src, dst, n)
-
-
-@njit(**_OPTS)
-def gru_before_blas_bwd(gemm, Wp_rz, Wp_n, A, Hx, S, steps, off, reverse, dout, dh):
-    H = dh.shape[1]
-    for s in range(steps.shape[0]):
-        src, dst, n, k = _bwd_step(s, steps, off, reverse)
-        if n:
-            gru_before_bwd1(A[k:], Hx[src], dh, dout[k:], n)
-            _gemm(gemm, n, H, H, A[k:, 2 * H:].ctypes.data, 3 * H, Wp_n, ZERO, S.ctypes.data,
+        src, dst, m, k, _ = _bwd_step(s, steps, off, reverse, r0, r1)
+        if m:
+            lstm_bwd(A[k:], Cx[src, r0:], Cx[dst, r0:], dh[r0:], dout[k:], dc[r0:], p, dp, m)
+            _gemm(gemm, m, H, 4 * H, A[k:].ctypes.data, 4 * H, Wp, ZERO, dh[r0:].ctypes.data,
                   H)
-            gru_before_bwd2(A[k:], Hx[src], S, dh, n)
-            _gemm(gemm, n, H, 2 * H, A[k:].ctypes.data, 3 * H, Wp_rz, ONE, dh.ctypes.data, H)
+
+
+@njit(**_OPTS)
+def gru_after_blas_fwd(gemm, Wp, A, b, Hx, E, G, b_hn, steps, off, reverse, r0, r1):
+    H = Hx.shape[2]
+    for s in range(steps.shape[0]):
+        src, dst, m, k, n = _fwd_step(s, steps, off, reverse, r0, r1)
+        if m:
+            _add_bias(A, k, m, b)
+            _gemm(gemm, m, 3 * H, H, Hx[src, r0:].ctypes.data, H, Wp, ZERO, G[r0:].ctypes.data,
+                  3 * H)
+            gru_after_fwd(G[r0:], A[k:], Hx[src, r0:], E[k:], Hx[dst, r0:], b_hn, m)
+        _carry(Hx, Hx[:0], src, dst, max(n, r0), r1)
+
+
+@njit(**_OPTS)
+def gru_after_blas_bwd(gemm, Wp, A, Hx, E, G, steps, off, reverse, dout, dh, r0, r1):
+    H = dh.shape[1]
+    for s in range(steps.shape[0]):
+        src, dst, m, k, _ = _bwd_step(s, steps, off, reverse, r0, r1)
+        if m:
+            gru_after_bwd(A[k:], Hx[src, r0:], E[k:], dh[r0:], dout[k:], G[r0:], m)
+            _gemm(gemm, m, H, 3 * H, G[r0:].ctypes.data, 3 * H, Wp, ONE, dh[r0:].ctypes.data,
+                  H)
+
+
+@njit(**_OPTS)
+def gru_before_blas_fwd(gemm, Wp_rz, Wp_n, A, b, Hx, E, G, S, steps, off, reverse, r0, r1):
+    H = Hx.shape[2]
+    for s in range(steps.shape[0]):
+        src, dst, m, k, n = _fwd_step(s, steps, off, reverse, r0, r1)
+        if m:
+            _add_bias(A, k, m, b)
+            _gemm(gemm, m, 2 * H, H, Hx[src, r0:].ctypes.data, H, Wp_rz, ZERO,
+                  G[r0:].ctypes.data, 3 * H)
+            gru_before_fwd1(G[r0:], A[k:], Hx[src, r0:], E[k:], m)
+            _gemm(gemm, m, H, H, E[k:].ctypes.data, H, Wp_n, ZERO, S[r0:].ctypes.data, H)
+            gru_before_fwd2(S[r0:], A[k:], Hx[src, r0:], Hx[dst, r0:], m)
+        _carry(Hx, Hx[:0], src, dst, max(n, r0), r1)
+
+
+@njit(**_OPTS)
+def gru_before_blas_bwd(gemm, Wp_rz, Wp_n, A, Hx, S, steps, off, reverse, dout, dh, r0, r1):
+    H = dh.shape[1]
+    for s in range(steps.shape[0]):
+        src, dst, m, k, _ = _bwd_step(s, steps, off, reverse, r0, r1)
+        if m:
+            gru_before_bwd1(A[k:], Hx[src, r0:], dh[r0:], dout[k:], m)
+            _gemm(gemm, m, H, H, A[k:, 2 * H:].ctypes.data, 3 * H, Wp_n, ZERO,
+                  S[r0:].ctypes.data, H)
+            gru_before_bwd2(A[k:], Hx[src, r0:], S[r0:], dh[r0:], m)
+            _gemm(gemm, m, H, 2 * H, A[k:].ctypes.data, 3 * H, Wp_rz, ONE,
+                  dh[r0:].ctypes.data, H)

@@ -84,17 +84,19 @@ class Cell:
         """All steps backwards in one compiled kernel: :meth:`backward_step` for every t."""
         raise NotImplementedError
 
-    def forward_blas(self, K, buf, w, steps: Array, reverse: bool, work, b: Array,
-                     keep: bool) -> None:
-        """All steps of one direction in one compiled kernel whose recurrent products are MKL's
-        packed GEMM (numba engine with MKL, any batch size; see rnnkit.blas). The input bias
-        ``b`` (or an empty array) is not yet in ``buf.A``: the kernel adds it step by step.
-        Without ``keep`` (inference) a cell may leave ``buf.A`` without its cache."""
+    def forward_blas(self, K, buf, w, steps: Array, lengths: Array, reverse: bool, work,
+                     b: Array, keep: bool) -> None:
+        """All steps of one direction in compiled kernels whose recurrent products are MKL's
+        packed GEMM (numba engine with MKL, any batch size; see rnnkit.blas), one kernel per
+        block of rows (:func:`rnnkit.blas.run_blocks`; ``lengths`` (N,) the rows' step counts).
+        The input bias ``b`` (or an empty array) is not yet in ``buf.A``: the kernel adds it
+        step by step. Without ``keep`` (inference) a cell may leave ``buf.A`` without its
+        cache."""
         raise NotImplementedError
 
-    def backward_blas(self, K, buf, w, steps: Array, reverse: bool, dout: Array, dh: Array,
-                      dc: Array | None, work) -> None:
-        """:meth:`backward_step` for every t, in one compiled kernel with MKL's packed GEMM."""
+    def backward_blas(self, K, buf, w, steps: Array, lengths: Array, reverse: bool,
+                      dout: Array, dh: Array, dc: Array | None, work) -> None:
+        """:meth:`backward_step` for every t, in compiled kernels with MKL's packed GEMM."""
         raise NotImplementedError
 
 
@@ -131,15 +133,17 @@ class RNNCell(Cell):
     def backward_sequence(self, K, buf, w, steps, reverse, dout, dh, dc):
         K.rnn_seq_bwd(buf.A, w.w_hh, self.relu, steps, buf.off, reverse, dout, dh)
 
-    def forward_blas(self, K, buf, w, steps, reverse, work, b, keep):
-        gemm = blas.routines(buf.A.dtype).compute
-        K.rnn_blas_fwd(gemm, blas.pack(w.w_hh.T, buf.Hx.shape[1]), buf.A, b, buf.Hx, work.g,
-                       self.relu, steps, buf.off, reverse)
+    def forward_blas(self, K, buf, w, steps, lengths, reverse, work, b, keep):
+        gemm, wp = blas.routines(buf.A.dtype).compute, blas.pack(w.w_hh.T, buf.Hx.shape[1])
+        blas.run_blocks(lambda r0, r1: K.rnn_blas_fwd(
+            gemm, wp, buf.A, b, buf.Hx, work.g, self.relu, steps, buf.off, reverse, r0, r1),
+            lengths, w.w_hh.size)
 
-    def backward_blas(self, K, buf, w, steps, reverse, dout, dh, dc, work):
-        gemm = blas.routines(buf.A.dtype).compute
-        K.rnn_blas_bwd(gemm, blas.pack(w.w_hh, dh.shape[0]), buf.A, self.relu, steps, buf.off,
-                       reverse, dout, dh)
+    def backward_blas(self, K, buf, w, steps, lengths, reverse, dout, dh, dc, work):
+        gemm, wp = blas.routines(buf.A.dtype).compute, blas.pack(w.w_hh, dh.shape[0])
+        blas.run_blocks(lambda r0, r1: K.rnn_blas_bwd(
+            gemm, wp, buf.A, self.relu, steps, buf.off, reverse, dout, dh, r0, r1), lengths,
+            w.w_hh.size)
 
 
 class LSTMCell(Cell):
@@ -183,15 +187,18 @@ class LSTMCell(Cell):
         K.lstm_seq_bwd(buf.A, buf.Cx, w.w_hh, w.p, w.dp, steps, buf.off, reverse, dout, dh,
                        dc)
 
-    def forward_blas(self, K, buf, w, steps, reverse, work, b, keep):
-        gemm = blas.routines(buf.A.dtype).compute
-        K.lstm_blas_fwd(gemm, blas.pack(w.w_hh.T, buf.Hx.shape[1]), buf.A, b, buf.Hx, buf.Cx,
-                        work.g, w.p, steps, buf.off, reverse, keep)
+    def forward_blas(self, K, buf, w, steps, lengths, reverse, work, b, keep):
+        gemm, wp = blas.routines(buf.A.dtype).compute, blas.pack(w.w_hh.T, buf.Hx.shape[1])
+        blas.run_blocks(lambda r0, r1: K.lstm_blas_fwd(
+            gemm, wp, buf.A, b, buf.Hx, buf.Cx, work.g, w.p, steps, buf.off, reverse, keep, r0,
+            r1), lengths, w.w_hh.size)
 
-    def backward_blas(self, K, buf, w, steps, reverse, dout, dh, dc, work):
-        gemm = blas.routines(buf.A.dtype).compute
-        K.lstm_blas_bwd(gemm, blas.pack(w.w_hh, dh.shape[0]), buf.A, buf.Cx, w.p, w.dp, steps,
-                        buf.off, reverse, dout, dh, dc)
+    def backward_blas(self, K, buf, w, steps, lengths, reverse, dout, dh, dc, work):
+        gemm, wp = blas.routines(buf.A.dtype).compute, blas.pack(w.w_hh, dh.shape[0])
+        # Blocks would race on the peephole gradient's sums over rows.
+        blas.run_blocks(lambda r0, r1: K.lstm_blas_bwd(
+            gemm, wp, buf.A, buf.Cx, w.p, w.dp, steps, buf.off, reverse, dout, dh, dc, r0, r1),
+            lengths, w.w_hh.size, split=w.p.shape[0] == 0)
 
 
 class GRUCell(Cell):
@@ -278,27 +285,31 @@ class GRUCell(Cell):
         else:
             K.gru_before_seq_bwd(buf.A, buf.Hx, w.w_hh, steps, buf.off, reverse, dout, dh)
 
-    def forward_blas(self, K, buf, w, steps, reverse, work, b, keep):
-        gemm, n = blas.routines(buf.A.dtype).compute, buf.Hx.shape[1]
+    def forward_blas(self, K, buf, w, steps, lengths, reverse, work, b, keep):
+        gemm, n, H = blas.routines(buf.A.dtype).compute, buf.Hx.shape[1], self.hidden_size
         if self.reset_after:
-            K.gru_after_blas_fwd(gemm, blas.pack(w.w_hh.T, n), buf.A, b, buf.Hx, buf.E,
-                                 work.g, w.b_hn, steps, buf.off, reverse)
+            wp = blas.pack(w.w_hh.T, n)
+            blas.run_blocks(lambda r0, r1: K.gru_after_blas_fwd(
+                gemm, wp, buf.A, b, buf.Hx, buf.E, work.g, w.b_hn, steps, buf.off, reverse, r0,
+                r1), lengths, w.w_hh.size)
         else:
-            H = self.hidden_size
-            K.gru_before_blas_fwd(gemm, blas.pack(w.w_hh[:2 * H].T, n),
-                                  blas.pack(w.w_hh[2 * H:].T, n), buf.A, b, buf.Hx, buf.E,
-                                  work.g, work.h1, steps, buf.off, reverse)
+            wp_rz, wp_n = blas.pack(w.w_hh[:2 * H].T, n), blas.pack(w.w_hh[2 * H:].T, n)
+            blas.run_blocks(lambda r0, r1: K.gru_before_blas_fwd(
+                gemm, wp_rz, wp_n, buf.A, b, buf.Hx, buf.E, work.g, work.h1, steps, buf.off,
+                reverse, r0, r1), lengths, w.w_hh.size)
 
-    def backward_blas(self, K, buf, w, steps, reverse, dout, dh, dc, work):
-        gemm, n = blas.routines(buf.A.dtype).compute, dh.shape[0]
+    def backward_blas(self, K, buf, w, steps, lengths, reverse, dout, dh, dc, work):
+        gemm, n, H = blas.routines(buf.A.dtype).compute, dh.shape[0], self.hidden_size
         if self.reset_after:
-            K.gru_after_blas_bwd(gemm, blas.pack(w.w_hh, n), buf.A, buf.Hx, buf.E, work.g,
-                                 steps, buf.off, reverse, dout, dh)
+            wp = blas.pack(w.w_hh, n)
+            blas.run_blocks(lambda r0, r1: K.gru_after_blas_bwd(
+                gemm, wp, buf.A, buf.Hx, buf.E, work.g, steps, buf.off, reverse, dout, dh, r0,
+                r1), lengths, w.w_hh.size)
         else:
-            H = self.hidden_size
-            K.gru_before_blas_bwd(gemm, blas.pack(w.w_hh[:2 * H], n),
-                                  blas.pack(w.w_hh[2 * H:], n), buf.A, buf.Hx, work.h1, steps,
-                                  buf.off, reverse, dout, dh)
+            wp_rz, wp_n = blas.pack(w.w_hh[:2 * H], n), blas.pack(w.w_hh[2 * H:], n)
+            blas.run_blocks(lambda r0, r1: K.gru_before_blas_bwd(
+                gemm, wp_rz, wp_n, buf.A, buf.Hx, work.h1, steps, buf.off, reverse, dout, dh,
+                r0, r1), lengths, w.w_hh.size)
 
     def add_hh_grad(self, dA, hprev, E, db, dw, dbias):
         H = self.hidden_size

@@ -129,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
                            help="CoNLL-U tag column (default: upos)")
             t.add_argument("--no-char-features", action="store_true",
                            help="no character-level word features")
+            t.add_argument("--char-dim", type=_positive_int, default=25,
+                           help="size of a character vector (default: 25)")
+            t.add_argument("--char-hidden", type=_positive_int, default=25,
+                           help="hidden size of each direction of the character BiLSTM that "
+                           "spells a word (default: 25)")
             t.add_argument("--bigram-features", action="store_true",
                            help="add embeddings of the token bigrams (x[t-1] x[t]) and "
                            "(x[t] x[t+1]): a strong feature for character tagging such as word "
@@ -267,7 +272,8 @@ def _train_task(args) -> int:
                     bigram_features=args.bigram_features)
     if args.task == "tag":
         opts.update(tag=args.tag, char_features=not args.no_char_features,
-                    bigram_features=args.bigram_features, word_dropout=args.word_dropout)
+                    bigram_features=args.bigram_features, word_dropout=args.word_dropout,
+                    char_dim=args.char_dim, char_hidden=args.char_hidden)
     if args.task == "lm":
         opts.update(bptt=args.bptt)
     if args.task == "translate":

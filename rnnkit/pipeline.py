@@ -292,7 +292,8 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
           label_column: int = 1, tag: str = "upos", cell: str = "lstm", hidden: int = 128,
           layers: int = 1, embedding_dim: int = 100, bidirectional: bool = True,
           dropout: float = 0.0, pooling: str = "last", char_features: bool = True,
-          bigram_features: bool = False, word_dropout: float = 0.0,
+          bigram_features: bool = False, word_dropout: float = 0.0, char_dim: int = 25,
+          char_hidden: int = 25,
           attention: str = "dot", teacher_forcing: float = 1.0,
           bptt: int = 64, split_seed: int = 0, progress: bool = True, beam_size: int = 1,
           **train_options) -> dict:
@@ -351,7 +352,8 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
         model = SequenceTagger(TaggerConfig(
             vocab_size=len(vocab), num_tags=len(labels), embedding_dim=embedding_dim,
             hidden_size=hidden, num_layers=layers, cell=cell, dropout=dropout,
-            char_vocab_size=len(chars) if chars else 0,
+            char_vocab_size=len(chars) if chars else 0, char_embedding_dim=char_dim,
+            char_hidden_size=char_hidden,
             bigram_vocab_size=len(bigrams) if bigrams else 0, word_dropout=word_dropout,
             unk_idx=vocab.stoi[D.UNK], seed=cfg.seed))
     elif task == "translate":

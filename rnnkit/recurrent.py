@@ -78,6 +78,8 @@ class _Packing:
         self.off = np.zeros(self.t + 1, dtype=np.int64)
         np.cumsum(steps, out=self.off[1:])
         self.size = int(self.off[-1])
+        # Each row's step count: the number of steps whose alive prefix reaches past it.
+        self.lengths = np.bincount(steps, minlength=n + 1)[::-1].cumsum()[::-1][1:]
         self.idx = None
         if self.size != self.t * n:
             rows = np.arange(n)
@@ -503,8 +505,7 @@ class RecurrentLayer:
         work = self._work(n)
         if use_blas:
             b = np.empty(0, self.dtype) if w.b is None else w.b
-            with blas.threads_for(n * H * w.w_hh.shape[0]):
-                cell.forward_blas(K, buf, w, steps, reverse, work, b, owned is not None)
+            cell.forward_blas(K, buf, w, steps, pk.lengths, reverse, work, b, owned is not None)
             return buf
         for s_ in range(t_len):
             ti = t_len - 1 - s_ if reverse else s_
@@ -611,8 +612,8 @@ class RecurrentLayer:
         if probe is None and n <= SEQUENCE_KERNEL_MAX_ROWS and K.has_sequence_kernels:
             cell.backward_sequence(K, buf, w, steps, reverse, dout, dh, dc)
         elif probe is None and K.has_sequence_kernels and blas.blas() == "mkl":
-            with blas.threads_for(n * self.hidden_size * w.w_hh.shape[0]):
-                cell.backward_blas(K, buf, w, steps, reverse, dout, dh, dc, self._work(n))
+            cell.backward_blas(K, buf, w, steps, pk.lengths, reverse, dout, dh, dc,
+                               self._work(n))
         else:
             work = self._work(n)
             # Backward visits the steps in the opposite order to forward.

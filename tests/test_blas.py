@@ -84,3 +84,21 @@ def test_choice():
         assert blas.set_blas("auto") in ("mkl", "numpy")
     finally:
         blas.set_blas(previous)
+
+
+def test_run_blocks_cuts_equal_work(mkl, monkeypatch):
+    """One block per thread, each holding about half the steps; too few rows: one block."""
+    monkeypatch.setattr(blas, "max_threads", lambda: 2)
+    lengths = np.array([40, 30, 20, 10, 8, 6, 5, 5, 4, 3, 2, 2, 1, 1, 1, 1, 1, 1])
+    calls = []
+    blas.run_blocks(lambda r0, r1: calls.append((r0, r1)), lengths, 10)
+    calls.sort()
+    assert calls[0][0] == 0 and calls[-1][1] == len(lengths)
+    assert [a for a, _ in calls[1:]] == [b for _, b in calls[:-1]]  # contiguous, no overlap
+    assert calls == [(0, 2), (2, 18)]  # 70 of 141 steps, then 71
+    calls.clear()
+    blas.run_blocks(lambda r0, r1: calls.append((r0, r1)), lengths[:15], 10)
+    assert calls == [(0, 15)]  # 15 // MIN_BLOCK_ROWS = 1 block
+    calls.clear()
+    blas.run_blocks(lambda r0, r1: calls.append((r0, r1)), lengths, 10, split=False)
+    assert calls == [(0, 18)]

@@ -21,7 +21,7 @@ REORDER = {"LSTM": [0, 2, 3, 1], "GRU": [1, 0, 2], "RNN": [0], "P": [0, 2, 1]}
 
 
 @pytest.fixture(autouse=True)
-def _every_engine(engine):
+def _every_engine(layer_engine):
     """Each test here runs under every kernel engine (see conftest.py)."""
 
 

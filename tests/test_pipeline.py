@@ -43,7 +43,7 @@ def test_tag_conllu_with_char_features(tmp_path, capsys):
     run = tmp_path / "tag"
     assert main(["train", "tag", "--train", str(dev), "--out", str(run), "--epochs", "1",
                  "--hidden", "16", "--embedding-dim", "16", "--word-dropout", "0.25",
-                 "--quiet"]) == 0
+                 "--char-dim", "7", "--char-hidden", "9", "--quiet"]) == 0
     capsys.readouterr()
     inp = tmp_path / "in.txt"
     inp.write_text("The cat sat on the mat .\nUnseenword xyzzy\n")
@@ -53,6 +53,7 @@ def test_tag_conllu_with_char_features(tmp_path, capsys):
     cfg = json.loads((run / "best" / "config.json").read_text())
     assert cfg["task"] == "tag" and cfg["chars"] and cfg["labels"]
     assert cfg["model"]["word_dropout"] == 0.25 and cfg["model"]["unk_idx"] == 1
+    assert cfg["model"]["char_embedding_dim"] == 7 and cfg["model"]["char_hidden_size"] == 9
     conf = tmp_path / "confusion.png"
     assert main(["eval", str(run), "--data", str(dev), "--plot", str(conf), "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)

@@ -29,7 +29,7 @@ CELLS = {
 
 
 @pytest.fixture(autouse=True)
-def _every_engine(engine):
+def _every_engine(layer_engine):
     """Each test here runs under every kernel engine (see conftest.py)."""
 
 

@@ -16,7 +16,7 @@ TOL = 1e-10
 
 
 @pytest.fixture(autouse=True)
-def _every_engine(engine):
+def _every_engine(layer_engine):
     """Each test here runs under every kernel engine (see conftest.py)."""
 
 
