@@ -222,18 +222,17 @@ def _lstm_fwd_row(g, a, cp, cn, hn, p):
 
 
 @njit(**_OPTS)
-def _lstm_infer_row(g, a, b, cp, cn, hn):
-    """:func:`_lstm_fwd_row` without peepholes when nothing is kept for backward, with the
-    input bias b added here: A is only read, not written (one pass over its memory, not three)."""
+def _lstm_fused_row(g, b, cp, cn, hn):
+    """:func:`_lstm_fwd_row` without peepholes for inference: g holds both products,
+    x_t Wᵀ + h_{t−1} Uᵀ, the input bias b is added here, and nothing is kept for backward."""
     H = cp.shape[0]
-    ai, af, ag, ao = a[:H], a[H:2 * H], a[2 * H:3 * H], a[3 * H:]
     gi, gf, gg, go = g[:H], g[H:2 * H], g[2 * H:3 * H], g[3 * H:]
     bi, bf, bg, bo = b[:H], b[H:2 * H], b[2 * H:3 * H], b[3 * H:]
-    for j in range(H):  # the statements of _lstm_fwd_row, so that the rounding is the same
-        i = _sigmoid((ai[j] + bi[j]) + gi[j])
-        f = _sigmoid((af[j] + bf[j]) + gf[j])
-        u = _tanh((ag[j] + bg[j]) + gg[j])
-        o = _sigmoid((ao[j] + bo[j]) + go[j])
+    for j in range(H):
+        i = _sigmoid(gi[j] + bi[j])
+        f = _sigmoid(gf[j] + bf[j])
+        u = _tanh(gg[j] + bg[j])
+        o = _sigmoid(go[j] + bo[j])
         c = f * cp[j] + i * u
         cn[j] = c
         hn[j] = o * _tanh(c)
@@ -612,19 +611,32 @@ def rnn_blas_bwd(gemm, Wp, A, relu, steps, off, reverse, dout, dh, r0, r1):
 
 
 @njit(**_OPTS)
-def lstm_blas_fwd(gemm, Wp, A, b, Hx, Cx, G, p, steps, off, reverse, keep, r0, r1):
+def lstm_blas_fwd(gemm, Wp, A, b, Hx, Cx, G, p, steps, off, reverse, r0, r1):
     H = Hx.shape[2]
     for s in range(steps.shape[0]):
         src, dst, m, k, n = _fwd_step(s, steps, off, reverse, r0, r1)
         if m:
             _gemm(gemm, m, 4 * H, H, Hx[src, r0:].ctypes.data, H, Wp, ZERO, G[r0:].ctypes.data,
                   4 * H)
-            if keep or p.shape[0] > 0 or b.shape[0] == 0:
-                _add_bias(A, k, m, b)
-                lstm_fwd(G[r0:], A[k:], Cx[src, r0:], Cx[dst, r0:], Hx[dst, r0:], p, m)
-            else:
-                for r in range(r0, r0 + m):
-                    _lstm_infer_row(G[r], A[k - r0 + r], b, Cx[src, r], Cx[dst, r], Hx[dst, r])
+            _add_bias(A, k, m, b)
+            lstm_fwd(G[r0:], A[k:], Cx[src, r0:], Cx[dst, r0:], Hx[dst, r0:], p, m)
+        _carry(Hx, Cx, src, dst, max(n, r0), r1)
+
+
+@njit(**_OPTS)
+def lstm_blas_infer(gemm, Wxp, Whp, X, b, Hx, Cx, G, steps, off, reverse, r0, r1):
+    """Inference with the input projection inside the loop: per step G = x_t Wᵀ + h Uᵀ, two
+    packed products into the same rows, so no (P, 4H) array of x Wᵀ is written and read."""
+    H, D = Hx.shape[2], X.shape[1]
+    for s in range(steps.shape[0]):
+        src, dst, m, k, n = _fwd_step(s, steps, off, reverse, r0, r1)
+        if m:
+            _gemm(gemm, m, 4 * H, D, X[k:].ctypes.data, D, Wxp, ZERO, G[r0:].ctypes.data,
+                  4 * H)
+            _gemm(gemm, m, 4 * H, H, Hx[src, r0:].ctypes.data, H, Whp, ONE,
+                  G[r0:].ctypes.data, 4 * H)
+            for r in range(r0, r0 + m):
+                _lstm_fused_row(G[r], b, Cx[src, r], Cx[dst, r], Hx[dst, r])
         _carry(Hx, Cx, src, dst, max(n, r0), r1)
 
 

@@ -85,18 +85,28 @@ class Cell:
         raise NotImplementedError
 
     def forward_blas(self, K, buf, w, steps: Array, lengths: Array, reverse: bool, work,
-                     b: Array, keep: bool) -> None:
+                     b: Array) -> None:
         """All steps of one direction in compiled kernels whose recurrent products are MKL's
         packed GEMM (numba engine with MKL, any batch size; see rnnkit.blas), one kernel per
         block of rows (:func:`rnnkit.blas.run_blocks`; ``lengths`` (N,) the rows' step counts).
         The input bias ``b`` (or an empty array) is not yet in ``buf.A``: the kernel adds it
-        step by step. Without ``keep`` (inference) a cell may leave ``buf.A`` without its
-        cache."""
+        step by step."""
         raise NotImplementedError
 
     def backward_blas(self, K, buf, w, steps: Array, lengths: Array, reverse: bool,
                       dout: Array, dh: Array, dc: Array | None, work) -> None:
         """:meth:`backward_step` for every t, in compiled kernels with MKL's packed GEMM."""
+        raise NotImplementedError
+
+    def fuses_input(self, w) -> bool:
+        """Whether :meth:`infer_blas` serves these weights."""
+        return False
+
+    def infer_blas(self, K, x: Array, buf, w, steps: Array, lengths: Array, reverse: bool,
+                   work, b: Array) -> None:
+        """Inference as :meth:`forward_blas` but from the packed input x (P, D) itself: each
+        step's input product is made in the loop, beside the recurrent one, and ``buf.A`` is
+        not used."""
         raise NotImplementedError
 
 
@@ -133,7 +143,7 @@ class RNNCell(Cell):
     def backward_sequence(self, K, buf, w, steps, reverse, dout, dh, dc):
         K.rnn_seq_bwd(buf.A, w.w_hh, self.relu, steps, buf.off, reverse, dout, dh)
 
-    def forward_blas(self, K, buf, w, steps, lengths, reverse, work, b, keep):
+    def forward_blas(self, K, buf, w, steps, lengths, reverse, work, b):
         gemm, wp = blas.routines(buf.A.dtype).compute, blas.pack(w.w_hh.T, buf.Hx.shape[1])
         blas.run_blocks(lambda r0, r1: K.rnn_blas_fwd(
             gemm, wp, buf.A, b, buf.Hx, work.g, self.relu, steps, buf.off, reverse, r0, r1),
@@ -187,11 +197,11 @@ class LSTMCell(Cell):
         K.lstm_seq_bwd(buf.A, buf.Cx, w.w_hh, w.p, w.dp, steps, buf.off, reverse, dout, dh,
                        dc)
 
-    def forward_blas(self, K, buf, w, steps, lengths, reverse, work, b, keep):
+    def forward_blas(self, K, buf, w, steps, lengths, reverse, work, b):
         gemm, wp = blas.routines(buf.A.dtype).compute, blas.pack(w.w_hh.T, buf.Hx.shape[1])
         blas.run_blocks(lambda r0, r1: K.lstm_blas_fwd(
-            gemm, wp, buf.A, b, buf.Hx, buf.Cx, work.g, w.p, steps, buf.off, reverse, keep, r0,
-            r1), lengths, w.w_hh.size)
+            gemm, wp, buf.A, b, buf.Hx, buf.Cx, work.g, w.p, steps, buf.off, reverse, r0, r1),
+            lengths, w.w_hh.size)
 
     def backward_blas(self, K, buf, w, steps, lengths, reverse, dout, dh, dc, work):
         gemm, wp = blas.routines(buf.A.dtype).compute, blas.pack(w.w_hh, dh.shape[0])
@@ -199,6 +209,19 @@ class LSTMCell(Cell):
         blas.run_blocks(lambda r0, r1: K.lstm_blas_bwd(
             gemm, wp, buf.A, buf.Cx, w.p, w.dp, steps, buf.off, reverse, dout, dh, dc, r0, r1),
             lengths, w.w_hh.size, split=w.p.shape[0] == 0)
+
+    def fuses_input(self, w):
+        return w.p.shape[0] == 0
+
+    def infer_blas(self, K, x, buf, w, steps, lengths, reverse, work, b):
+        n = buf.Hx.shape[1]
+        gemm = blas.routines(x.dtype).compute
+        wxp, whp = blas.pack(w.w_ih.T, n), blas.pack(w.w_hh.T, n)
+        if b.shape[0] == 0:
+            b = np.zeros(w.w_hh.shape[0], dtype=x.dtype)
+        blas.run_blocks(lambda r0, r1: K.lstm_blas_infer(
+            gemm, wxp, whp, x, b, buf.Hx, buf.Cx, work.g, steps, buf.off, reverse, r0, r1),
+            lengths, w.w_hh.size + w.w_ih.size)
 
 
 class GRUCell(Cell):
@@ -285,7 +308,7 @@ class GRUCell(Cell):
         else:
             K.gru_before_seq_bwd(buf.A, buf.Hx, w.w_hh, steps, buf.off, reverse, dout, dh)
 
-    def forward_blas(self, K, buf, w, steps, lengths, reverse, work, b, keep):
+    def forward_blas(self, K, buf, w, steps, lengths, reverse, work, b):
         gemm, n, H = blas.routines(buf.A.dtype).compute, buf.Hx.shape[1], self.hidden_size
         if self.reset_after:
             wp = blas.pack(w.w_hh.T, n)

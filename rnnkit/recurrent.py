@@ -103,7 +103,8 @@ class _Packing:
 class _Buffers:
     """One direction of one layer: what forward fills and backward reads (see rnnkit.cells)."""
 
-    A: Array  # (P, G·H) packed XW, then gate activations, then ∂L/∂XW
+    A: Array | None  # (P, G·H) packed XW, then gate activations, then ∂L/∂XW (None: fused
+    # inference, rnnkit.cells.Cell.infer_blas)
     Hx: Array  # (T+1, N, H) states; h_0 at index 0 (forward) or T (reverse)
     Cx: Array | None  # (T+1, N, H) LSTM memories, laid out as Hx
     E: Array | None  # (P, H) packed GRU extra
@@ -483,14 +484,18 @@ class RecurrentLayer:
         H = self.hidden_size
         w = self._weights(layer, direction)
         reverse = bool(direction)
-        # One matrix product for the input projection of every step (SPEC §5).
         key = (layer, direction)
-        A = blas.matmul(inp, w.w_ih.T, out=self._array(key + ("A",), (pk.size, w.w_ih.shape[0]),
-                                                       owned))
         use_blas = (n > SEQUENCE_KERNEL_MAX_ROWS and K.has_sequence_kernels
                     and blas.blas() == "mkl")
-        if w.b is not None and not use_blas:
-            A += w.b
+        # Inference that fuses each step's input product into the time loop needs no A.
+        fused = use_blas and owned is None and cell.fuses_input(w)
+        A = None
+        if not fused:
+            # One matrix product for the input projection of every step (SPEC §5).
+            A = blas.matmul(inp, w.w_ih.T, out=self._array(
+                key + ("A",), (pk.size, w.w_ih.shape[0]), owned))
+            if w.b is not None and not use_blas:
+                A += w.b
         Hx = self._array(key + ("H",), (t_len + 1, n, H), owned)
         Hx[t_len if reverse else 0] = h0
         Cx = None
@@ -505,7 +510,11 @@ class RecurrentLayer:
         work = self._work(n)
         if use_blas:
             b = np.empty(0, self.dtype) if w.b is None else w.b
-            cell.forward_blas(K, buf, w, steps, pk.lengths, reverse, work, b, owned is not None)
+            if fused:
+                cell.infer_blas(K, np.ascontiguousarray(inp), buf, w, steps, pk.lengths,
+                                reverse, work, b)
+            else:
+                cell.forward_blas(K, buf, w, steps, pk.lengths, reverse, work, b)
             return buf
         for s_ in range(t_len):
             ti = t_len - 1 - s_ if reverse else s_
