@@ -42,7 +42,7 @@ SMALL_PRODUCT = 1 << 22
 
 #: A time loop's batch is cut into one block of rows per MKL thread only when every block gets
 #: at least this many rows (see run_blocks).
-MIN_BLOCK_ROWS = 8
+MIN_BLOCK_ROWS = 64
 
 _name: str | None = None
 _lib: SimpleNamespace | None = None
@@ -213,8 +213,14 @@ def run_blocks(fn: Callable[[int, int], None], lengths: np.ndarray, weights: int
 
     A time loop's rows are independent, so its blocks need no synchronisation at all, where
     one multi-threaded product per step meets at a barrier every step and leaves the
-    element-wise work on one core: an LSTM (32, 100, 128, 256) forward on 2 threads took
-    14.1 ms so, against X ms in blocks. ``fn`` must release the GIL (numba ``nogil``).
+    element-wise work on one core. But each block streams all of W_hh through its core at every
+    step, where threads that split one product's columns stream half each: blocks pay only for
+    large batches. Measured on 2 threads in the benchmark's conditions (medians, a pause before
+    each call), one loop → two blocks, training step / inference in ms: (N, T, D, H) = (128,
+    200, 256, 256) LSTM 346 → 318 / 106 → 111, GRU 289 → 257 / 108 → 92, RNN 110 → 110 / 46 → 44;
+    but (64, 50, 512, 512) LSTM 150 → 157 / 54 → 61, RNN 43 → 58 / 17 → 23, and (32, 100, 128,
+    256) LSTM 39 → 48 / 14 → 17 (a block of 16 rows is L2-bound on W_hh).
+    ``fn`` must release the GIL (numba ``nogil``).
     ``lengths`` (N,) are the rows' step counts, longest first: blocks are cut to hold equal
     numbers of steps. With ``split=False``, or fewer than :data:`MIN_BLOCK_ROWS` rows a
     block, ``fn(0, N)`` runs here, its products (N rows by ``weights`` elements of W) on the

@@ -89,6 +89,7 @@ def test_choice():
 def test_run_blocks_cuts_equal_work(mkl, monkeypatch):
     """One block per thread, each holding about half the steps; too few rows: one block."""
     monkeypatch.setattr(blas, "max_threads", lambda: 2)
+    monkeypatch.setattr(blas, "MIN_BLOCK_ROWS", 8)
     lengths = np.array([40, 30, 20, 10, 8, 6, 5, 5, 4, 3, 2, 2, 1, 1, 1, 1, 1, 1])
     calls = []
     blas.run_blocks(lambda r0, r1: calls.append((r0, r1)), lengths, 10)
