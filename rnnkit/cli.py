@@ -149,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
                            default="dot", help="attention over the source (default: dot)")
             t.add_argument("--teacher-forcing", type=float, default=1.0,
                            help="probability of feeding the gold previous token (default: 1)")
+            t.add_argument("--beam-size", type=_positive_int, default=1,
+                           help="beam width for the test set's BLEU/chrF (default: 1, greedy)")
         t.add_argument("--encoding", default="utf-8", help="file encoding (default: utf-8)")
         t.add_argument("--tokenizer", choices=["char", "word", "space"], default=None,
                        help="char (default for lm), word (default otherwise) or space")
@@ -277,7 +279,8 @@ def _train_task(args) -> int:
     if args.task == "lm":
         opts.update(bptt=args.bptt)
     if args.task == "translate":
-        opts.update(attention=args.attention, teacher_forcing=args.teacher_forcing)
+        opts.update(attention=args.attention, teacher_forcing=args.teacher_forcing,
+                    beam_size=args.beam_size)
     summary = train(args.task, args.train, args.out, args.dev, args.test, **opts)
     dev = summary["dev"] or {}
     shown = {k: v for k, v in dev.items() if k.startswith("dev_")}

@@ -385,5 +385,7 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
                "train_examples": len(train_ex), "vocab_size": len(vocab)}
     if raw_test is not None:
         summary["test"] = Task.load(out).evaluate(raw_test, beam_size=beam_size)
+        if task == "translate":
+            summary["test_beam_size"] = beam_size
     Path(out, "summary.json").write_text(json.dumps(summary, indent=1))
     return summary

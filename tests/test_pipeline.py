@@ -117,8 +117,10 @@ def test_translate_train_predict_eval(tmp_path, capsys):
     run = tmp_path / "tr"
     assert main(["train", "translate", "--train", str(small), "--out", str(run), "--epochs",
                  "1", "--hidden", "16", "--embedding-dim", "8", "--lower", "--attention",
-                 "additive", "--quiet"]) == 0
+                 "additive", "--beam-size", "2", "--quiet"]) == 0
     assert "bleu" in capsys.readouterr().out
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["test_beam_size"] == 2 and "bleu" in summary["test"]
     inp = tmp_path / "in.txt"
     inp.write_text("I am happy.\nUnknownword!\n")
     assert main(["predict", str(run), str(inp), "--beam-size", "3"]) == 0
