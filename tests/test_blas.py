@@ -103,3 +103,26 @@ def test_run_blocks_cuts_equal_work(mkl, monkeypatch):
     calls.clear()
     blas.run_blocks(lambda r0, r1: calls.append((r0, r1)), lengths, 10, split=False)
     assert calls == [(0, 18)]
+
+
+def test_run_blocks_in_a_forked_child(mkl, monkeypatch):
+    """A child process forked after the pool started gets threads of its own (the inherited
+    pool has none: waiting on it would hang)."""
+    import multiprocessing as mp
+
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    monkeypatch.setattr(blas, "max_threads", lambda: 2)
+    monkeypatch.setattr(blas, "MIN_BLOCK_ROWS", 1)
+    rows = []
+    blas.run_blocks(lambda r0, r1: rows.append((r0, r1)), np.array([3, 2]), 1)
+    assert sorted(rows) == [(0, 1), (1, 2)]
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        assert pool.apply_async(_blocks_in_child).get(timeout=60) == [(0, 1), (1, 2)]
+
+
+def _blocks_in_child():
+    rows = []
+    blas.run_blocks(lambda r0, r1: rows.append((r0, r1)), np.array([3, 2]), 1)
+    return sorted(rows)
