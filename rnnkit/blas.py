@@ -46,7 +46,7 @@ MIN_BLOCK_ROWS = 64
 
 _name: str | None = None
 _lib: SimpleNamespace | None = None
-_executor: tuple[int, ThreadPoolExecutor] | None = None  # (owning process id, pool)
+_executor: tuple[int, int, ThreadPoolExecutor] | None = None  # (process id, workers, pool)
 
 
 def _candidates() -> list[str]:
@@ -236,9 +236,10 @@ def run_blocks(fn: Callable[[int, int], None], lengths: np.ndarray, weights: int
     bounds = np.abs(work[None, :] - work[-1] * np.arange(p + 1)[:, None] / p).argmin(1).tolist()
     bounds[0], bounds[-1] = 0, n
     # A forked child inherits the pool object but not its threads: it needs a pool of its own.
-    if _executor is None or _executor[0] != os.getpid() or _executor[1]._max_workers < p - 1:
-        _executor = (os.getpid(), ThreadPoolExecutor(p - 1, thread_name_prefix="rnnkit-rows"))
-    futures = [_executor[1].submit(_one_thread, fn, bounds[i], bounds[i + 1])
+    if _executor is None or _executor[0] != os.getpid() or _executor[1] < p - 1:
+        pool = ThreadPoolExecutor(p - 1, thread_name_prefix="rnnkit-rows")
+        _executor = (os.getpid(), p - 1, pool)
+    futures = [_executor[2].submit(_one_thread, fn, bounds[i], bounds[i + 1])
                for i in range(1, p) if bounds[i] < bounds[i + 1]]
     try:
         _one_thread(fn, bounds[0], bounds[1])

@@ -1,7 +1,7 @@
 """Run the numerical tests under every kernel engine: NumPy, numba per-step kernels, numba
 whole-sequence kernels (normally used only for batches of a few rows), and numba time loops
 around MKL's packed GEMM (when MKL is installed): as one loop, and cut into three blocks of
-rows run on three threads (rnnkit.blas.run_blocks; normally only for ≥ 8 rows a block)."""
+rows run on three threads (rnnkit.blas.run_blocks; normally only for ≥ 64 rows a block)."""
 
 from __future__ import annotations
 
