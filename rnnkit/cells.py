@@ -18,8 +18,10 @@ it (the cache), and ∂L/∂XW_t after backward; ``buf.E`` (P, H) is a per-cell 
 the kernel engine (:mod:`rnnkit.kernels` or :mod:`rnnkit._numba_kernels`): the element-wise maths
 below, fused. Recurrent matrix products go to BLAS here (forward reads a contiguous W_hhᵀ: OpenBLAS
 runs that product up to 1.4× faster than on the transposed view); with MKL (:mod:`rnnkit.blas`)
-``forward_blas``/``backward_blas`` run the whole loop in one kernel around MKL's packed GEMM. After
-the loop the layer forms every weight gradient with one matrix product each (``add_hh_grad``).
+``forward_blas``/``backward_blas`` run the whole loop in one kernel around MKL's packed GEMM, and
+inference (``infer_blas``) makes each step's input product in the loop too, on the layer's
+batch-major input and output. After the loop the layer forms every weight gradient with one matrix
+product each (``add_hh_grad``).
 Shapes: N rows, H hidden units, G gates; weights in PyTorch's layout and gate order (W_hh is
 (G·H, H); LSTM i,f,g,o; GRU r,z,n).
 """
@@ -102,11 +104,13 @@ class Cell:
         """Whether :meth:`infer_blas` serves these weights."""
         return False
 
-    def infer_blas(self, K, x: Array, buf, w, steps: Array, lengths: Array, reverse: bool,
-                   work, b: Array) -> None:
-        """Inference as :meth:`forward_blas` but from the packed input x (P, D) itself: each
-        step's input product is made in the loop, beside the recurrent one, and ``buf.A`` is
-        not used."""
+    def infer_blas(self, K, x: Array, y: Array, col: int, Hx: Array, Cx: Array | None, w,
+                   steps: Array, lengths: Array, reverse: bool, work, b: Array) -> None:
+        """Inference on batch-major arrays: from x (N, T, D) (rows sorted by length), h_t of
+        every row into ``y[:, t, col:col + H]`` of the output (N, T, ·), which keeps its
+        values at padded steps. Each step's input product is made in the loop, beside the
+        recurrent one. ``Hx`` (and ``Cx``) (2, N, H) hold the state, the initial one in slot 0;
+        the final one is left in slot T % 2."""
         raise NotImplementedError
 
 
@@ -154,6 +158,17 @@ class RNNCell(Cell):
         blas.run_blocks(lambda r0, r1: K.rnn_blas_bwd(
             gemm, wp, buf.A, self.relu, steps, buf.off, reverse, dout, dh, r0, r1), lengths,
             w.w_hh.size)
+
+    def fuses_input(self, w):
+        return True
+
+    def infer_blas(self, K, x, y, col, Hx, Cx, w, steps, lengths, reverse, work, b):
+        n = Hx.shape[1]
+        gemm = blas.routines(x.dtype).compute
+        wxp, whp = blas.pack(w.w_ih.T, n), blas.pack(w.w_hh.T, n)
+        blas.run_blocks(lambda r0, r1: K.rnn_blas_infer(
+            gemm, wxp, whp, x, b, Hx, work.x, work.g, y, col, self.relu, steps, reverse, r0,
+            r1), lengths, w.w_hh.size + w.w_ih.size)
 
 
 class LSTMCell(Cell):
@@ -213,14 +228,14 @@ class LSTMCell(Cell):
     def fuses_input(self, w):
         return w.p.shape[0] == 0
 
-    def infer_blas(self, K, x, buf, w, steps, lengths, reverse, work, b):
-        n = buf.Hx.shape[1]
+    def infer_blas(self, K, x, y, col, Hx, Cx, w, steps, lengths, reverse, work, b):
+        n = Hx.shape[1]
         gemm = blas.routines(x.dtype).compute
         wxp, whp = blas.pack(w.w_ih.T, n), blas.pack(w.w_hh.T, n)
         if b.shape[0] == 0:
             b = np.zeros(w.w_hh.shape[0], dtype=x.dtype)
         blas.run_blocks(lambda r0, r1: K.lstm_blas_infer(
-            gemm, wxp, whp, x, b, buf.Hx, buf.Cx, work.g, steps, buf.off, reverse, r0, r1),
+            gemm, wxp, whp, x, b, Hx, Cx, work.g, y, col, steps, reverse, r0, r1),
             lengths, w.w_hh.size + w.w_ih.size)
 
 
@@ -333,6 +348,23 @@ class GRUCell(Cell):
             blas.run_blocks(lambda r0, r1: K.gru_before_blas_bwd(
                 gemm, wp_rz, wp_n, buf.A, buf.Hx, work.h1, steps, buf.off, reverse, dout, dh,
                 r0, r1), lengths, w.w_hh.size)
+
+    def fuses_input(self, w):
+        return True
+
+    def infer_blas(self, K, x, y, col, Hx, Cx, w, steps, lengths, reverse, work, b):
+        gemm, n, H = blas.routines(x.dtype).compute, Hx.shape[1], self.hidden_size
+        wxp = blas.pack(w.w_ih.T, n)
+        if self.reset_after:
+            wp = blas.pack(w.w_hh.T, n)
+            blas.run_blocks(lambda r0, r1: K.gru_after_blas_infer(
+                gemm, wxp, wp, x, b, Hx, work.x, work.g, work.h1, y, col, w.b_hn, steps,
+                reverse, r0, r1), lengths, w.w_hh.size + w.w_ih.size)
+        else:
+            wp_rz, wp_n = blas.pack(w.w_hh[:2 * H].T, n), blas.pack(w.w_hh[2 * H:].T, n)
+            blas.run_blocks(lambda r0, r1: K.gru_before_blas_infer(
+                gemm, wxp, wp_rz, wp_n, x, b, Hx, work.x, work.g, work.h1, work.h2, y, col,
+                steps, reverse, r0, r1), lengths, w.w_hh.size + w.w_ih.size)
 
     def add_hh_grad(self, dA, hprev, E, db, dw, dbias):
         H = self.hidden_size

@@ -313,8 +313,8 @@ def test_work_arrays_are_never_shared_by_live_results(cell, layer_engine):
         for k, v in layer.grads.items():
             np.testing.assert_array_equal(v, expected[i][2][k], err_msg=k)
     # Inference keeps no cache, but its numbers are those of training's forward pass: bit for
-    # bit, except where it makes the input product step by step (MKL's LSTM loops) and rounds
-    # x Wᵀ + h Uᵀ + b in another order.
+    # bit, except for the LSTM on MKL, whose inference loop rounds x Wᵀ + h Uᵀ + b in another
+    # order (rnnkit._numba_kernels.lstm_blas_infer).
     fused = cell == "lstm" and layer_engine.startswith("numba-mkl")
     for ours, theirs in ((infer, expected[2][0]),
                          (layer.forward(xs[0], inference=True)[0], expected[0][0])):
@@ -331,3 +331,40 @@ def test_work_arrays_are_never_shared_by_live_results(cell, layer_engine):
     layer.backward(gouts[2] * 2.0, None, cache)
     np.testing.assert_array_equal(out1, expected[2][0])
     np.testing.assert_array_equal(dx1, expected[2][1])
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_inference_on_mkl_runs_batch_major(cell, layer_engine, monkeypatch):
+    """On MKL, inference runs every direction's loop on the batch-major input and output
+    (RecurrentLayer._infer_batch_major) — for every cell but the peephole LSTM, and not while
+    dropout between layers is on — and gives the numbers of training's forward pass."""
+    if not layer_engine.startswith("numba-mkl"):
+        pytest.skip("the batch-major inference loops are MKL's")
+    rng = np.random.default_rng(5)
+    layer = CELLS[cell](num_layers=2, bidirectional=True, dtype="float64", seed=2)
+    _randomise(layer, rng)
+    real, calls = layer.cell.infer_blas, []
+    monkeypatch.setattr(layer.cell, "infer_blas", lambda *a: calls.append(a) or real(*a))
+    x = rng.standard_normal((7, T, D))
+    lengths = np.array([5, 2, 3, 5, 1, 4, 5])  # unsorted, so rows are reordered and back
+    h0 = rng.standard_normal((4, 7, H))
+    state = (h0, rng.standard_normal((4, 7, H))) if layer.cell.has_cell_state else h0
+    out, final, _ = layer.forward(x, state, lengths, inference=True)
+    assert len(calls) == (0 if cell == "lstm-peep" else 4)
+    expected, expected_final, _ = layer.forward(x, state, lengths)
+    finals = final if layer.cell.has_cell_state else (final,)
+    expected_finals = expected_final if layer.cell.has_cell_state else (expected_final,)
+    for ours, theirs in ((out, expected), *zip(finals, expected_finals, strict=True)):
+        if cell == "lstm":
+            np.testing.assert_allclose(ours, theirs, rtol=1e-13, atol=1e-13)
+        else:
+            np.testing.assert_array_equal(ours, theirs)
+    for i, n in enumerate(lengths):
+        assert np.all(out[i, n:] == 0)
+    calls.clear()
+    layer.dropout = 0.5
+    layer.forward(x, state, lengths, inference=True)
+    assert not calls
+    layer.eval()
+    layer.forward(x, state, lengths, inference=True)
+    assert len(calls) == (0 if cell == "lstm-peep" else 4)
