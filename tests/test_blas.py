@@ -105,6 +105,37 @@ def test_run_blocks_cuts_equal_work(mkl, monkeypatch):
     assert calls == [(0, 18)]
 
 
+def test_row_blocks_leave_a_bound_thread_for_all_cores(mkl, monkeypatch):
+    """Under bound OpenMP threads the caller sits on one core and threads it starts inherit
+    that; the pool's blocks take back the cores rnnkit found, the caller's block stays put."""
+    import os
+
+    if not hasattr(os, "sched_setaffinity") or len(blas._CPUS or ()) < 2:
+        pytest.skip("needs thread affinity and two cores")
+    import threading
+
+    monkeypatch.setattr(blas, "max_threads", lambda: 2)
+    monkeypatch.setattr(blas, "MIN_BLOCK_ROWS", 1)
+    seen = {}
+
+    def block(r0, r1):
+        seen[r0] = (threading.get_ident(), os.sched_getaffinity(0))
+
+    result = {}
+
+    def bound_caller():  # a fresh thread, so the pool is created while it is bound
+        os.sched_setaffinity(0, {min(blas._CPUS)})
+        monkeypatch.setattr(blas, "_executor", None)
+        blas.run_blocks(block, np.array([3, 2]), 1)
+        result["caller"] = threading.get_ident()
+
+    t = threading.Thread(target=bound_caller)
+    t.start()
+    t.join()
+    assert seen[0] == (result["caller"], {min(blas._CPUS)})
+    assert seen[1][0] != result["caller"] and seen[1][1] == blas._CPUS
+
+
 def test_run_blocks_in_a_forked_child(mkl, monkeypatch):
     """A child process forked after the pool started gets threads of its own (the inherited
     pool has none: waiting on it would hang)."""
