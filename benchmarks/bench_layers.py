@@ -10,6 +10,7 @@ and without it whichever library runs second loses up to a third of its speed at
     python benchmarks/bench_layers.py                       # everything (several minutes)
     python benchmarks/bench_layers.py --cells lstm --threads 1 --repeat 3
     python benchmarks/bench_layers.py --json results.json
+    python benchmarks/bench_layers.py --bind                # OpenMP threads bound to cores
 
 GFLOP/s counts the recurrent layer's matrix products: forward 2·N·T·(D+H)·G·H (G gates), a
 training step 3× that; "% peak" divides by a large float32 GEMM measured in the same run at the
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -275,8 +277,13 @@ def main(argv=None) -> int:
                     help="skip the memory measurement (a fresh process per library and size)")
     ap.add_argument("--memory-child", nargs=3, metavar=("LIB", "CELL", "N,T,D,H"),
                     help=argparse.SUPPRESS)
+    ap.add_argument("--bind", action="store_true",
+                    help="bind OpenMP threads to cores (OMP_PROC_BIND=true, OMP_PLACES=cores), "
+                         "for both libraries: they share GNU OpenMP once torch is loaded")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = ap.parse_args(argv)
+    if args.bind:  # read when OpenMP loads: before torch and before MKL's first product
+        os.environ.update(OMP_PROC_BIND="true", OMP_PLACES="cores")
     if args.memory_child:
         lib, cell, cfg = args.memory_child
         print(memory_child(lib, cell, tuple(int(v) for v in cfg.split(","))))
@@ -294,10 +301,13 @@ def main(argv=None) -> int:
     first = first_call_ms(cells)
     meta = {"rnnkit": rnnkit.__version__, "engine": engine, "numpy": np.__version__,
             "torch": torch.__version__, "python": platform.python_version(),
-            "machine": platform.machine(), "blas": blas_info(), "first_call_ms": first}
+            "machine": platform.machine(), "blas": blas_info(), "first_call_ms": first,
+            "bound_threads": args.bind}
     print(f"# rnnkit {meta['rnnkit']} (engine {engine}), numpy {meta['numpy']}, torch "
           f"{meta['torch']}, float32; BLAS: " + "; ".join(
               f"{b['internal_api']} {b['version']} ({b['architecture']})" for b in meta["blas"]))
+    if args.bind:
+        print("# OpenMP threads bound to cores (OMP_PROC_BIND=true, OMP_PLACES=cores)")
     print("# first forward+backward in this process (compile or cache load), ms: "
           + ", ".join(f"{k} {v}" for k, v in first.items()))
     gemm = {thr: gemm_peak_gflops(thr) for thr in threads}
