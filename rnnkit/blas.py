@@ -206,7 +206,10 @@ def _pooled(fn: Callable[[int, int], None], r0: int, r1: int) -> None:
     region, MKL's call included, which put both blocks on one core (inference at (128, 200,
     256, 256) on 2 threads, OMP_PROC_BIND=true: 189 ms, 96 with this)."""
     if _CPUS:
-        os.sched_setaffinity(0, _CPUS)
+        try:
+            os.sched_setaffinity(0, _CPUS)
+        except OSError:  # the process's cores changed since: stay where we are
+            pass
     _one_thread(fn, r0, r1)
 
 
