@@ -100,8 +100,8 @@ class Cell:
         """:meth:`backward_step` for every t, in compiled kernels with MKL's packed GEMM."""
         raise NotImplementedError
 
-    def fuses_input(self, w) -> bool:
-        """Whether :meth:`infer_blas` serves these weights."""
+    def fuses_input(self) -> bool:
+        """Whether the cell has :meth:`infer_blas`."""
         return False
 
     def infer_blas(self, K, x: Array, y: Array, col: int, Hx: Array, Cx: Array | None, w,
@@ -159,7 +159,7 @@ class RNNCell(Cell):
             gemm, wp, buf.A, self.relu, steps, buf.off, reverse, dout, dh, r0, r1), lengths,
             w.w_hh.size)
 
-    def fuses_input(self, w):
+    def fuses_input(self):
         return True
 
     def infer_blas(self, K, x, y, col, Hx, Cx, w, steps, lengths, reverse, work, b):
@@ -225,8 +225,8 @@ class LSTMCell(Cell):
             gemm, wp, buf.A, buf.Cx, w.p, w.dp, steps, buf.off, reverse, dout, dh, dc, r0, r1),
             lengths, w.w_hh.size, split=w.p.shape[0] == 0)
 
-    def fuses_input(self, w):
-        return w.p.shape[0] == 0
+    def fuses_input(self):
+        return not self.peepholes
 
     def infer_blas(self, K, x, y, col, Hx, Cx, w, steps, lengths, reverse, work, b):
         n = Hx.shape[1]
@@ -349,7 +349,7 @@ class GRUCell(Cell):
                 gemm, wp_rz, wp_n, buf.A, buf.Hx, work.h1, steps, buf.off, reverse, dout, dh,
                 r0, r1), lengths, w.w_hh.size)
 
-    def fuses_input(self, w):
+    def fuses_input(self):
         return True
 
     def infer_blas(self, K, x, y, col, Hx, Cx, w, steps, lengths, reverse, work, b):

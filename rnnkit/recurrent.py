@@ -377,11 +377,23 @@ class RecurrentLayer:
         pk = _Packing(steps, n)
         if inference and self._infers_batch_major(K, n):
             out, hn, cn = self._infer_batch_major(K, x, h0, c0, pk)
-            if order is not None:
-                inv = np.argsort(order)
-                out, hn = out[inv], hn[:, inv]
-                cn = None if cn is None else cn[:, inv]
-            return out, ((hn, cn) if self.cell.has_cell_state else hn), None
+            cache = None
+        else:
+            out, hn, cn, cache = self._forward_time_major(K, x, h0, c0, pk, order, inference)
+        if order is not None:
+            inv = np.argsort(order)
+            out, hn = out[inv], hn[:, inv]
+            cn = None if cn is None else cn[:, inv]
+        out = np.ascontiguousarray(out)
+        if not out.flags.owndata:  # N or T is 1: out is still a view of a work array
+            out = out.copy()
+        return out, ((hn, cn) if self.cell.has_cell_state else hn), cache
+
+    def _forward_time_major(self, K, x: Array, h0: Array, c0: Array | None, pk: _Packing,
+                            order: Array | None, inference: bool):
+        """Every layer on packed time-major arrays (see the module docstring); x, h0 and c0
+        sorted by length. → (out (N, T, dirs·H) as a view, h_n, c_n, cache or None)."""
+        n, t = pk.n, pk.t
         H, dirs = self.hidden_size, self.num_directions
         # Work arrays come from the layer's pool: borrowed by the cache until backward returns
         # them (training), used in place (inference).
@@ -418,29 +430,18 @@ class RecurrentLayer:
                 out = out * mask  # never in place: out may be a view of the cache
             masks.append(mask)
             inp = out
-        out = pk.unpack(inp).transpose(1, 0, 2)
-        if order is not None:
-            inv = np.argsort(order)
-            out, hn = out[inv], hn[:, inv]
-            cn = None if cn is None else cn[:, inv]
-        out = np.ascontiguousarray(out)
-        if not out.flags.owndata:  # N or T is 1: out is still a view of a work array
-            out = out.copy()
-        final = (hn, cn) if self.cell.has_cell_state else hn
         cache = None
         if not inference:
             cache = _Cache(n=n, t=t, order=order, packing=pk, inputs=inputs, dirs=dir_bufs,
                            masks=masks, layer_id=id(self), owned=owned)
-        return out, final, cache
+        return pk.unpack(inp).transpose(1, 0, 2), hn, cn, cache
 
     def _infers_batch_major(self, K, n: int) -> bool:
         """Whether inference runs on batch-major arrays (:meth:`_infer_batch_major`)."""
         return (n > SEQUENCE_KERNEL_MAX_ROWS and K.has_sequence_kernels
                 and blas.blas() == "mkl"
                 and not (self.training and self.dropout > 0 and self.num_layers > 1)
-                and all(self.cell.fuses_input(self._weights(layer, d))
-                        for layer in range(self.num_layers)
-                        for d in range(self.num_directions)))
+                and self.cell.fuses_input())
 
     def _infer_batch_major(self, K, x: Array, h0: Array, c0: Array | None, pk: _Packing):
         """Inference on MKL with each step's input product inside the time loop: the loops
