@@ -101,6 +101,20 @@ class _Packing:
         return out.reshape(self.t, self.n, -1)
 
 
+def _unsort(order: Array | None, a: Array, h: Array, c: Array | None):
+    """Rows back in the caller's order: a (N, T, F), the states h, c (L, N, H) (c may be None).
+    a comes back as an array of its own (it may be a view of a work array, e.g. when N or T
+    is 1)."""
+    if order is not None:
+        inv = np.argsort(order)
+        a, h = a[inv], h[:, inv]
+        c = None if c is None else c[:, inv]
+    a = np.ascontiguousarray(a)
+    if not a.flags.owndata:
+        a = a.copy()
+    return a, h, c
+
+
 @dataclass
 class _Buffers:
     """One direction of one layer: what forward fills and backward reads (see rnnkit.cells)."""
@@ -380,13 +394,7 @@ class RecurrentLayer:
             cache = None
         else:
             out, hn, cn, cache = self._forward_time_major(K, x, h0, c0, pk, order, inference)
-        if order is not None:
-            inv = np.argsort(order)
-            out, hn = out[inv], hn[:, inv]
-            cn = None if cn is None else cn[:, inv]
-        out = np.ascontiguousarray(out)
-        if not out.flags.owndata:  # N or T is 1: out is still a view of a work array
-            out = out.copy()
+        out, hn, cn = _unsort(order, out, hn, cn)
         return out, ((hn, cn) if self.cell.has_cell_state else hn), cache
 
     def _forward_time_major(self, K, x: Array, h0: Array, c0: Array | None, pk: _Packing,
@@ -647,14 +655,7 @@ class RecurrentLayer:
                     dc0[idx] = dc
             d_inp = d_below
         d_inp = pk.unpack(d_inp)
-        dx = d_inp.transpose(1, 0, 2)
-        if order is not None:
-            inv = np.argsort(order)
-            dx, dh0 = dx[inv], dh0[:, inv]
-            dc0 = None if dc0 is None else dc0[:, inv]
-        dx = np.ascontiguousarray(dx)
-        if not dx.flags.owndata:  # N or T is 1: dx is still a view of a work array
-            dx = dx.copy()
+        dx, dh0, dc0 = _unsort(order, d_inp.transpose(1, 0, 2), dh0, dc0)
         self._return(cache.owned)
         cache.inputs = cache.owned = None
         if "h0" in self.params:
