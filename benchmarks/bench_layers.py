@@ -68,7 +68,8 @@ def _timed(fn) -> float:
 
 
 def alternate(fns: dict, repeat: int) -> dict:
-    """Median ms of each function, run in turn with a pause between contestants."""
+    """ms of each run of each function, ``repeat`` rounds that run every function in turn with a
+    pause between contestants."""
     for fn in fns.values():
         fn()
     times = {k: [] for k in fns}
@@ -76,7 +77,24 @@ def alternate(fns: dict, repeat: int) -> dict:
         for k, fn in fns.items():
             time.sleep(PAUSE_S)
             times[k].append(_timed(fn))
+    return times
+
+
+def medians(times: dict) -> dict:
     return {k: statistics.median(v) for k, v in times.items()}
+
+
+def paired_ratio(ours: list, theirs: list) -> tuple[float, float, float]:
+    """(median, lower quartile, upper quartile) of ours[i] / theirs[i]: runs of one round met
+    the same state of the machine, so the ratios of rounds vary less than either time (this VM
+    drifts by 10% over minutes)."""
+    r = sorted(a / b for a, b in zip(ours, theirs, strict=True))
+    q = statistics.quantiles(r, n=4, method="inclusive") if len(r) > 1 else [r[0]] * 3
+    return statistics.median(r), q[0], q[2]
+
+
+def _spread(lo: float, hi: float) -> str:
+    return f"{lo:.2f}-{hi:.2f}"
 
 
 def _status_kb(field: str) -> int:
@@ -186,22 +204,31 @@ def bench_one(cell: str, cfg, threads: int, repeat: int, peak: float, memory: bo
             with torch.inference_mode():
                 ref(tx)
 
-        med = alternate({"ours_train": ours_train, "torch_train": torch_train,
-                         "ours_infer": ours_infer, "torch_infer": torch_infer}, repeat)
+        times = alternate({"ours_train": ours_train, "torch_train": torch_train,
+                           "ours_infer": ours_infer, "torch_infer": torch_infer}, repeat)
+    med = medians(times)
     mem_ours = peak_mb("rnnkit", cell, cfg, threads) if memory else None
     mem_torch = peak_mb("torch", cell, cfg, threads) if memory else None
     flops = 2.0 * n * t * (d + h) * gates * h
     train_gf = 3 * flops / med["ours_train"] / 1e6
-    return {
-        "cell": cell, "N": n, "T": t, "D": d, "H": h, "threads": threads,
-        **{f"{k}_ms": round(v, 3) for k, v in med.items()},
-        "train_ratio": round(med["ours_train"] / med["torch_train"], 3),
-        "infer_ratio": round(med["ours_infer"] / med["torch_infer"], 3),
+    out = {"cell": cell, "N": n, "T": t, "D": d, "H": h, "threads": threads,
+           **{f"{k}_ms": round(v, 3) for k, v in med.items()}}
+    for mode in ("train", "infer"):
+        ratio, lo, hi = paired_ratio(times[f"ours_{mode}"], times[f"torch_{mode}"])
+        out[f"{mode}_ratio"] = round(ratio, 3)
+        out[f"{mode}_ratio_quartiles"] = [round(lo, 3), round(hi, 3)]
+    out.update({
         "ours_train_gflops": round(train_gf, 1),
         "torch_train_gflops": round(3 * flops / med["torch_train"] / 1e6, 1),
         "ours_train_pct_peak": round(100 * train_gf / peak, 1),
+        # What the targets ask of the machine: the % of GEMM peak a training step must
+        # sustain to take 0.8× torch's time, and inference to take 1.0×.
+        "train_target_pct_peak": round(100 * 3 * flops / (0.8 * med["torch_train"]) / 1e6
+                                       / peak, 1),
+        "infer_target_pct_peak": round(100 * flops / med["torch_infer"] / 1e6 / peak, 1),
         "ours_train_peak_mb": mem_ours, "torch_train_peak_mb": mem_torch,
-    }
+    })
+    return out
 
 
 def bench_lengths(threads: int, repeat: int, cfg=(64, 100, 128, 256)) -> dict:
@@ -237,8 +264,10 @@ def bench_lengths(threads: int, repeat: int, cfg=(64, 100, 128, 256)) -> dict:
             out, _ = ref(tx)
             out.backward(tg)
 
-        med = alternate({"ours_var": lambda: ours(lengths), "ours_full": lambda: ours(None),
-                         "torch_packed": torch_packed, "torch_full": torch_full}, repeat)
+        med = medians(alternate({"ours_var": lambda: ours(lengths),
+                                 "ours_full": lambda: ours(None),
+                                 "torch_packed": torch_packed, "torch_full": torch_full},
+                                repeat))
     return {"N": n, "T": t, "D": d, "H": h, "threads": threads,
             "token_fraction": round(float(lengths.sum()) / (n * t), 3),
             **{f"{k}_ms": round(v, 3) for k, v in med.items()},
@@ -319,9 +348,11 @@ def main(argv=None) -> int:
               f"{k} thread(s) {g['peak']:.0f} (" + ", ".join(
                   f"{lib} {v:.0f}" for lib, v in g.items() if lib != "peak") + ")"
               for k, g in gemm.items()))
+    print("# ratio: median over rounds of rnnkit / torch within a round, q1-q3 its quartiles; "
+          "need: the % of peak that training at 0.8× torch's time would take")
     head = (f"{'cell':<10}{'N,T,D,H':<17}{'thr':>3}{'train ms':>10}{'torch':>9}{'ratio':>7}"
-            f"{'GFLOP/s':>8}{'%peak':>6}{'MB':>7}{'torchMB':>8}{'infer ms':>10}{'torch':>9}"
-            f"{'ratio':>7}")
+            f"{'q1-q3':>11}{'GFLOP/s':>8}{'%peak':>6}{'need':>5}{'MB':>7}{'torchMB':>8}"
+            f"{'infer ms':>10}{'torch':>9}{'ratio':>7}{'q1-q3':>11}")
     print(head)
     rows = []
     for cell in cells:
@@ -332,11 +363,13 @@ def main(argv=None) -> int:
                 rows.append(r)
                 print(f"{cell:<10}{','.join(map(str, cfg)):<17}{thr:>3}"
                       f"{r['ours_train_ms']:>10.2f}{r['torch_train_ms']:>9.2f}"
-                      f"{r['train_ratio']:>7.2f}{r['ours_train_gflops']:>8.1f}"
-                      f"{r['ours_train_pct_peak']:>6.0f}{r['ours_train_peak_mb']!s:>7}"
+                      f"{r['train_ratio']:>7.2f}{_spread(*r['train_ratio_quartiles']):>11}"
+                      f"{r['ours_train_gflops']:>8.1f}{r['ours_train_pct_peak']:>6.0f}"
+                      f"{r['train_target_pct_peak']:>5.0f}{r['ours_train_peak_mb']!s:>7}"
                       f"{r['torch_train_peak_mb']!s:>8}"
                       f"{r['ours_infer_ms']:>10.2f}{r['torch_infer_ms']:>9.2f}"
-                      f"{r['infer_ratio']:>7.2f}", flush=True)
+                      f"{r['infer_ratio']:>7.2f}{_spread(*r['infer_ratio_quartiles']):>11}",
+                      flush=True)
     lengths = []
     if not args.no_lengths:
         print("\n# variable lengths: BiLSTM, 2 layers, lengths ~ U[T/4, T], training step")
