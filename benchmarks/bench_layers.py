@@ -2,19 +2,24 @@
 
 For each cell, configuration (N, T, D, H) and thread count, a training step (forward + full BPTT
 backward to every parameter and the input) and inference (forward only, nothing kept; torch
-under ``inference_mode``) are timed for rnnkit and torch alternately, and the medians and their
-ratio rnnkit/torch are printed (below 1 means rnnkit is faster). float32, batch-first input.
-A pause separates the contestants: BLAS and OpenMP worker threads spin for a while after a call,
-and without it whichever library runs second loses up to a third of its speed at 2 threads.
+under ``inference_mode``) are timed for rnnkit and torch alternately: ``--repeat`` rounds, each
+running every contestant once. Printed: the median times, and the ratio rnnkit/torch (below 1
+means rnnkit is faster) as the median over rounds of the round's own ratio, with its quartiles —
+the two runs of a round meet the same state of the machine, which drifts by ~10% over minutes.
+float32, batch-first input. A pause separates the contestants: BLAS and OpenMP worker threads
+spin for a while after a call, and without it whichever library runs second loses up to a third
+of its speed at 2 threads.
 
-    python benchmarks/bench_layers.py                       # everything (several minutes)
+    python benchmarks/bench_layers.py                       # everything (~12 minutes)
+    python benchmarks/bench_layers.py --repeat 9 --json bench.json   # the README's table (~20)
     python benchmarks/bench_layers.py --cells lstm --threads 1 --repeat 3
     python benchmarks/bench_layers.py --json results.json
     python benchmarks/bench_layers.py --bind                # OpenMP threads bound to cores
 
 GFLOP/s counts the recurrent layer's matrix products: forward 2·N·T·(D+H)·G·H (G gates), a
 training step 3× that; "% peak" divides by a large float32 GEMM measured in the same run at the
-same thread count (the faster of NumPy's BLAS and, when rnnkit uses it, MKL). "MB" is the growth
+same thread count (the faster of NumPy's BLAS and, when rnnkit uses it, MKL); "need" is the % of
+that peak a training step would have to sustain to take 0.8× torch's time. "MB" is the growth
 of peak resident memory (VmHWM) during the first training step of a fresh process, whose
 parameters and gradients already exist and whose libraries are warmed up on a tiny input — the
 same procedure for both libraries. The variable-length case trains a bidirectional 2-layer LSTM
