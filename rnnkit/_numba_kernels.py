@@ -780,3 +780,144 @@ def gru_before_blas_infer(gemm, Wxp, Wp_rz, Wp_n, X, b, Hx, Gx, G, E, S, Y, col,
                 _gru_before_fwd2_row(S[r], Gx[r], Hx[src, r], h)
                 Y[r, t, col:col + H] = h
         _carry(Hx, Hx[:0], src, dst, max(n, r0), r1)
+
+
+# ------------------------------------------------------------------------------- batch-major
+# Training on batch-major arrays, for batches without padding (every row alive at every step):
+# A (N, T, G·H) is X Wᵀ of the layer's batch-major input x (N, T, D), one product, then the
+# cache; Hp (N, T, H) holds in Hp[r, t] the state that step t of row r reads (h_{t−1}, or
+# h_{t+1} backwards; h_0 in place at the first step); the output y (N, T, dirs, H) gets h_t
+# in y[r, t, d]. A row's steps follow each other in A, Hp and E, so the weight gradients are
+# one product each over (N·T, ·) views, and x, y, ∂L/∂y and ∂L/∂x are the caller's arrays: no
+# time-major copy of any of them goes through memory. Cx (T+1, N, H) stays time-major (only
+# the kernels read it). The per-step products read Hp[r0:, t] with lda = T·H.
+
+
+@njit(**_OPTS)
+def _row_bias(a, b):
+    """a += b (b may be empty): the input bias, added step by step while the row is hot."""
+    if b.shape[0] > 0:
+        for j in range(a.shape[0]):
+            a[j] += b[j]
+
+
+@njit(**_OPTS)
+def _bm_fwd_t(s, T, reverse):
+    """Iteration s of a batch-major forward loop → (step t, the step after it or −1)."""
+    t = T - 1 - s if reverse else s
+    nxt = t - 1 if reverse else t + 1
+    return t, (nxt if nxt < T else -1)
+
+
+@njit(**_OPTS)
+def rnn_bm_fwd(gemm, Wp, A, b, Hp, Y, d, G, relu, reverse, r0, r1):
+    T, H = A.shape[1], Hp.shape[2]
+    for s in range(T):
+        t, nxt = _bm_fwd_t(s, T, reverse)
+        _gemm(gemm, r1 - r0, H, H, Hp[r0, t].ctypes.data, T * H, Wp, ZERO, G[r0:].ctypes.data,
+              H)
+        for r in range(r0, r1):
+            a = A[r, t]
+            _row_bias(a, b)
+            _rnn_fwd_row(G[r], a, Y[r, t, d], relu)
+            if nxt >= 0:
+                Hp[r, nxt] = Y[r, t, d]
+
+
+@njit(**_OPTS)
+def rnn_bm_bwd(gemm, Wp, A, relu, reverse, dY, d, dh, r0, r1):
+    T, H = A.shape[1], dh.shape[1]
+    for s in range(T):
+        t = s if reverse else T - 1 - s
+        for r in range(r0, r1):
+            _rnn_bwd_row(A[r, t], dh[r], dY[r, t, d], relu)
+        _gemm(gemm, r1 - r0, H, H, A[r0, t].ctypes.data, T * H, Wp, ZERO, dh[r0:].ctypes.data,
+              H)
+
+
+@njit(**_OPTS)
+def lstm_bm_fwd(gemm, Wp, A, b, Hp, Cx, Y, d, G, p, reverse, r0, r1):
+    T, H = A.shape[1], Hp.shape[2]
+    for s in range(T):
+        t, nxt = _bm_fwd_t(s, T, reverse)
+        src, dst = _slots(t, reverse)
+        _gemm(gemm, r1 - r0, 4 * H, H, Hp[r0, t].ctypes.data, T * H, Wp, ZERO,
+              G[r0:].ctypes.data, 4 * H)
+        for r in range(r0, r1):
+            a = A[r, t]
+            _row_bias(a, b)
+            _lstm_fwd_row(G[r], a, Cx[src, r], Cx[dst, r], Y[r, t, d], p)
+            if nxt >= 0:
+                Hp[r, nxt] = Y[r, t, d]
+
+
+@njit(**_OPTS)
+def lstm_bm_bwd(gemm, Wp, A, Cx, p, dp, reverse, dY, d, dh, dc, r0, r1):
+    T, H = A.shape[1], dh.shape[1]
+    for s in range(T):
+        t = s if reverse else T - 1 - s
+        src, dst = _slots(t, reverse)
+        for r in range(r0, r1):
+            _lstm_bwd_row(A[r, t], Cx[src, r], Cx[dst, r], dh[r], dY[r, t, d], dc[r], p, dp)
+        _gemm(gemm, r1 - r0, H, 4 * H, A[r0, t].ctypes.data, T * 4 * H, Wp, ZERO,
+              dh[r0:].ctypes.data, H)
+
+
+@njit(**_OPTS)
+def gru_after_bm_fwd(gemm, Wp, A, b, Hp, E, Y, d, G, b_hn, reverse, r0, r1):
+    T, H = A.shape[1], Hp.shape[2]
+    for s in range(T):
+        t, nxt = _bm_fwd_t(s, T, reverse)
+        _gemm(gemm, r1 - r0, 3 * H, H, Hp[r0, t].ctypes.data, T * H, Wp, ZERO,
+              G[r0:].ctypes.data, 3 * H)
+        for r in range(r0, r1):
+            a = A[r, t]
+            _row_bias(a, b)
+            _gru_after_fwd_row(G[r], a, Hp[r, t], E[r, t], Y[r, t, d], b_hn)
+            if nxt >= 0:
+                Hp[r, nxt] = Y[r, t, d]
+
+
+@njit(**_OPTS)
+def gru_after_bm_bwd(gemm, Wp, A, Hp, E, G, reverse, dY, d, dh, r0, r1):
+    T, H = A.shape[1], dh.shape[1]
+    for s in range(T):
+        t = s if reverse else T - 1 - s
+        for r in range(r0, r1):
+            _gru_after_bwd_row(A[r, t], Hp[r, t], E[r, t], dh[r], dY[r, t, d], G[r])
+        _gemm(gemm, r1 - r0, H, 3 * H, G[r0:].ctypes.data, 3 * H, Wp, ONE,
+              dh[r0:].ctypes.data, H)
+
+
+@njit(**_OPTS)
+def gru_before_bm_fwd(gemm, Wp_rz, Wp_n, A, b, Hp, E, Y, d, G, S, reverse, r0, r1):
+    T, H = A.shape[1], Hp.shape[2]
+    for s in range(T):
+        t, nxt = _bm_fwd_t(s, T, reverse)
+        for r in range(r0, r1):
+            _row_bias(A[r, t], b)
+        _gemm(gemm, r1 - r0, 2 * H, H, Hp[r0, t].ctypes.data, T * H, Wp_rz, ZERO,
+              G[r0:].ctypes.data, 3 * H)
+        for r in range(r0, r1):
+            _gru_before_fwd1_row(G[r], A[r, t], Hp[r, t], E[r, t])
+        _gemm(gemm, r1 - r0, H, H, E[r0, t].ctypes.data, T * H, Wp_n, ZERO, S[r0:].ctypes.data,
+              H)
+        for r in range(r0, r1):
+            _gru_before_fwd2_row(S[r], A[r, t], Hp[r, t], Y[r, t, d])
+            if nxt >= 0:
+                Hp[r, nxt] = Y[r, t, d]
+
+
+@njit(**_OPTS)
+def gru_before_bm_bwd(gemm, Wp_rz, Wp_n, A, Hp, S, reverse, dY, d, dh, r0, r1):
+    T, H = A.shape[1], dh.shape[1]
+    for s in range(T):
+        t = s if reverse else T - 1 - s
+        for r in range(r0, r1):
+            _gru_before_bwd1_row(A[r, t], Hp[r, t], dh[r], dY[r, t, d])
+        _gemm(gemm, r1 - r0, H, H, A[r0, t, 2 * H:].ctypes.data, T * 3 * H, Wp_n, ZERO,
+              S[r0:].ctypes.data, H)
+        for r in range(r0, r1):
+            _gru_before_bwd2_row(A[r, t], Hp[r, t], S[r], dh[r])
+        _gemm(gemm, r1 - r0, H, 2 * H, A[r0, t].ctypes.data, T * 3 * H, Wp_rz, ONE,
+              dh[r0:].ctypes.data, H)

@@ -100,6 +100,22 @@ class Cell:
         """:meth:`backward_step` for every t, in compiled kernels with MKL's packed GEMM."""
         raise NotImplementedError
 
+    def forward_bm(self, K, A: Array, b: Array, Hp: Array, Cx: Array | None, E: Array | None,
+                   y: Array, d: int, w, lengths: Array, reverse: bool, work) -> None:
+        """Training forward on batch-major arrays, for batches without padding (numba with
+        MKL; see the batch-major section of rnnkit._numba_kernels): ``A`` (N, T, G·H) holds
+        XW, the input bias ``b`` (or an empty array) not yet in it, and becomes the cache;
+        ``Hp`` (N, T, H) receives the state each step reads (h_0 already in place at the
+        first step); h_t goes into ``y[:, t, d]`` of the output (N, T, dirs, H)."""
+        raise NotImplementedError
+
+    def backward_bm(self, K, A: Array, Hp: Array, Cx: Array | None, E: Array | None, w,
+                    lengths: Array, reverse: bool, dy: Array, d: int, dh: Array,
+                    dc: Array | None, work) -> None:
+        """:meth:`forward_bm` backwards: ∂L/∂h_t from ``dy[:, t, d]`` (N, T, dirs, H); ``A``
+        becomes ∂L/∂XW and ``dh`` (``dc``) ∂L/∂(initial state), as :meth:`backward_blas`."""
+        raise NotImplementedError
+
     def fuses_input(self) -> bool:
         """Whether the cell has :meth:`infer_blas`."""
         return False
@@ -158,6 +174,16 @@ class RNNCell(Cell):
         blas.run_blocks(lambda r0, r1: K.rnn_blas_bwd(
             gemm, wp, buf.A, self.relu, steps, buf.off, reverse, dout, dh, r0, r1), lengths,
             w.w_hh.size)
+
+    def forward_bm(self, K, A, b, Hp, Cx, E, y, d, w, lengths, reverse, work):
+        gemm, wp = blas.routines(A.dtype).compute, blas.pack(w.w_hh.T, A.shape[0])
+        blas.run_blocks(lambda r0, r1: K.rnn_bm_fwd(
+            gemm, wp, A, b, Hp, y, d, work.g, self.relu, reverse, r0, r1), lengths, w.w_hh.size)
+
+    def backward_bm(self, K, A, Hp, Cx, E, w, lengths, reverse, dy, d, dh, dc, work):
+        gemm, wp = blas.routines(A.dtype).compute, blas.pack(w.w_hh, A.shape[0])
+        blas.run_blocks(lambda r0, r1: K.rnn_bm_bwd(
+            gemm, wp, A, self.relu, reverse, dy, d, dh, r0, r1), lengths, w.w_hh.size)
 
     def fuses_input(self):
         return True
@@ -224,6 +250,18 @@ class LSTMCell(Cell):
         blas.run_blocks(lambda r0, r1: K.lstm_blas_bwd(
             gemm, wp, buf.A, buf.Cx, w.p, w.dp, steps, buf.off, reverse, dout, dh, dc, r0, r1),
             lengths, w.w_hh.size, split=w.p.shape[0] == 0)
+
+    def forward_bm(self, K, A, b, Hp, Cx, E, y, d, w, lengths, reverse, work):
+        gemm, wp = blas.routines(A.dtype).compute, blas.pack(w.w_hh.T, A.shape[0])
+        blas.run_blocks(lambda r0, r1: K.lstm_bm_fwd(
+            gemm, wp, A, b, Hp, Cx, y, d, work.g, w.p, reverse, r0, r1), lengths, w.w_hh.size)
+
+    def backward_bm(self, K, A, Hp, Cx, E, w, lengths, reverse, dy, d, dh, dc, work):
+        gemm, wp = blas.routines(A.dtype).compute, blas.pack(w.w_hh, A.shape[0])
+        # Blocks would race on the peephole gradient's sums over rows.
+        blas.run_blocks(lambda r0, r1: K.lstm_bm_bwd(
+            gemm, wp, A, Cx, w.p, w.dp, reverse, dy, d, dh, dc, r0, r1), lengths,
+            w.w_hh.size, split=w.p.shape[0] == 0)
 
     def fuses_input(self):
         return not self.peepholes
@@ -348,6 +386,31 @@ class GRUCell(Cell):
             blas.run_blocks(lambda r0, r1: K.gru_before_blas_bwd(
                 gemm, wp_rz, wp_n, buf.A, buf.Hx, work.h1, steps, buf.off, reverse, dout, dh,
                 r0, r1), lengths, w.w_hh.size)
+
+    def forward_bm(self, K, A, b, Hp, Cx, E, y, d, w, lengths, reverse, work):
+        gemm, n, H = blas.routines(A.dtype).compute, A.shape[0], self.hidden_size
+        if self.reset_after:
+            wp = blas.pack(w.w_hh.T, n)
+            blas.run_blocks(lambda r0, r1: K.gru_after_bm_fwd(
+                gemm, wp, A, b, Hp, E, y, d, work.g, w.b_hn, reverse, r0, r1), lengths,
+                w.w_hh.size)
+        else:
+            wp_rz, wp_n = blas.pack(w.w_hh[:2 * H].T, n), blas.pack(w.w_hh[2 * H:].T, n)
+            blas.run_blocks(lambda r0, r1: K.gru_before_bm_fwd(
+                gemm, wp_rz, wp_n, A, b, Hp, E, y, d, work.g, work.h1, reverse, r0, r1),
+                lengths, w.w_hh.size)
+
+    def backward_bm(self, K, A, Hp, Cx, E, w, lengths, reverse, dy, d, dh, dc, work):
+        gemm, n, H = blas.routines(A.dtype).compute, A.shape[0], self.hidden_size
+        if self.reset_after:
+            wp = blas.pack(w.w_hh, n)
+            blas.run_blocks(lambda r0, r1: K.gru_after_bm_bwd(
+                gemm, wp, A, Hp, E, work.g, reverse, dy, d, dh, r0, r1), lengths, w.w_hh.size)
+        else:
+            wp_rz, wp_n = blas.pack(w.w_hh[:2 * H], n), blas.pack(w.w_hh[2 * H:], n)
+            blas.run_blocks(lambda r0, r1: K.gru_before_bm_bwd(
+                gemm, wp_rz, wp_n, A, Hp, work.h1, reverse, dy, d, dh, r0, r1), lengths,
+                w.w_hh.size)
 
     def fuses_input(self):
         return True

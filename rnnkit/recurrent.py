@@ -173,6 +173,7 @@ class _Cache:
     masks: list  # per layer: the dropout mask applied to its output (or None)
     layer_id: int
     owned: list  # (key, array) of the layer's work pool, returned to it after backward
+    batch_major: bool = False  # made by _forward_batch_major (inputs, buffers batch-major)
 
 
 # Load MKL (when installed) now, not at the first forward pass: thread limits set before that
@@ -392,6 +393,8 @@ class RecurrentLayer:
         if inference and self._infers_batch_major(K, n):
             out, hn, cn = self._infer_batch_major(K, x, h0, c0, pk)
             cache = None
+        elif not inference and self._trains_batch_major(K, pk):
+            out, hn, cn, cache = self._forward_batch_major(K, x, h0, c0, pk)
         else:
             out, hn, cn, cache = self._forward_time_major(K, x, h0, c0, pk, order, inference)
         out, hn, cn = _unsort(order, out, hn, cn)
@@ -433,8 +436,7 @@ class RecurrentLayer:
                 dir_bufs.append(bufs)
             mask = None
             if self.training and self.dropout > 0 and layer < self.num_layers - 1:
-                keep_p = 1.0 - self.dropout
-                mask = (self.rng.random(out.shape) < keep_p).astype(self.dtype) / keep_p
+                mask = self._dropout_mask(out.shape)
                 out = out * mask  # never in place: out may be a view of the cache
             masks.append(mask)
             inp = out
@@ -443,6 +445,75 @@ class RecurrentLayer:
             cache = _Cache(n=n, t=t, order=order, packing=pk, inputs=inputs, dirs=dir_bufs,
                            masks=masks, layer_id=id(self), owned=owned)
         return pk.unpack(inp).transpose(1, 0, 2), hn, cn, cache
+
+    def _trains_batch_major(self, K, pk: _Packing) -> bool:
+        """Whether a training forward pass runs on batch-major arrays
+        (:meth:`_forward_batch_major`): numba with MKL, more rows than the whole-sequence
+        kernels take, no padding, and no gradient probe (which reads the time-major loop)."""
+        return (pk.idx is None and pk.n > SEQUENCE_KERNEL_MAX_ROWS and K.has_sequence_kernels
+                and blas.blas() == "mkl" and self.probe is None)
+
+    def _forward_batch_major(self, K, x: Array, h0: Array, c0: Array | None, pk: _Packing):
+        """Training forward pass on batch-major arrays (a batch without padding): each
+        layer's input (N, T, D_k) is multiplied by W_ihᵀ as it is, the loops write h_t into
+        the layer's output (N, T, dirs·H), and the cache keeps the input by reference (as
+        PyTorch's autograd does: change x in place before backward and the weight gradient
+        follows the change). → (out, h_n, c_n, cache).
+
+        The time-major path copies x, the output, ∂L/∂out and ∂L/∂x between layouts; here none
+        of them goes through memory. See the batch-major section of rnnkit._numba_kernels."""
+        n, t, H, dirs = pk.n, pk.t, self.hidden_size, self.num_directions
+        owned: list = []
+        hn = np.empty_like(h0)
+        cn = None if c0 is None else np.empty_like(c0)
+        inp = np.ascontiguousarray(x)
+        inputs, dir_bufs, masks = [], [], []
+        for layer in range(self.num_layers):
+            shape = (n, t, dirs * H)
+            if layer == self.num_layers - 1:  # returned to the caller
+                y = np.empty(shape, dtype=self.dtype)
+            else:  # the next layer's input, kept by the cache
+                y = self._array(("out", layer), shape, owned)
+            y4 = y.reshape(n, t, dirs, H)
+            bufs = []
+            for direction in range(dirs):
+                idx, reverse, key = layer * dirs + direction, bool(direction), (layer, direction)
+                w = self._weights(layer, direction)
+                A = self._array(key + ("A",), (n * t, w.w_ih.shape[0]), owned)
+                blas.matmul(inp.reshape(n * t, -1), w.w_ih.T, out=A)
+                A = A.reshape(n, t, -1)
+                Hp = self._array(key + ("H",), (n, t, H), owned)
+                Hp[:, t - 1 if reverse else 0] = h0[idx]
+                Cx = None
+                if c0 is not None:
+                    Cx = self._array(key + ("C",), (t + 1, n, H), owned)
+                    Cx[t if reverse else 0] = c0[idx]
+                E = self._array(key + ("E",), (n, t, H), owned) if self.cell.needs_extra \
+                    else None
+                b = np.empty(0, self.dtype) if w.b is None else w.b
+                self.cell.forward_bm(K, A, b, Hp, Cx, E, y4, direction, w, pk.lengths, reverse,
+                                     self._work(n))
+                hn[idx] = y4[:, 0 if reverse else t - 1, direction]
+                if cn is not None:
+                    cn[idx] = Cx[0 if reverse else t]
+                bufs.append(_Buffers(A=A, Hx=Hp, Cx=Cx, E=E, off=pk.off, reverse=reverse))
+            inputs.append(inp)
+            dir_bufs.append(bufs)
+            mask = None
+            if self.training and self.dropout > 0 and layer < self.num_layers - 1:
+                # Drawn in the time-major path's order: the same seed, the same masks.
+                mask = self._dropout_mask((t * n, dirs * H)).reshape(t, n, -1).transpose(1, 0, 2)
+                y = y * mask
+            masks.append(mask)
+            inp = y
+        cache = _Cache(n=n, t=t, order=None, packing=pk, inputs=inputs, dirs=dir_bufs,
+                       masks=masks, layer_id=id(self), owned=owned, batch_major=True)
+        return inp, hn, cn, cache
+
+    def _dropout_mask(self, shape: tuple) -> Array:
+        """Inverted dropout between layers: 0 with probability ``dropout``, else 1/(1−p)."""
+        keep_p = 1.0 - self.dropout
+        return (self.rng.random(shape) < keep_p).astype(self.dtype) / keep_p
 
     def _infers_batch_major(self, K, n: int) -> bool:
         """Whether inference runs on batch-major arrays (:meth:`_infer_batch_major`)."""
@@ -610,16 +681,77 @@ class RecurrentLayer:
         if cache.dirs is None:
             raise ValueError("this cache has already been used by a backward pass")
         n, t = cache.n, cache.t
-        H, dirs, L = self.hidden_size, self.num_directions, self.num_layers
         if dout is not None:
             dout = np.asarray(dout)
-            expected = (n, t, dirs * H)
+            expected = (n, t, self.num_directions * self.hidden_size)
             if dout.shape != expected:
                 raise ValueError(f"dout must have shape (N, T, dirs*H) = {expected}, "
                                  f"got {dout.shape}")
             dout = dout.astype(self.dtype, copy=False)
         dh_n, dc_n = self._state_pair(dstate, "dstate", n)
         K = kernels()
+        if cache.batch_major:
+            dx, dh0, dc0 = self._backward_batch_major(K, dout, dh_n, dc_n, cache)
+        else:
+            dx, dh0, dc0 = self._backward_time_major(K, dout, dh_n, dc_n, cache)
+        self._return(cache.owned)
+        cache.inputs = cache.owned = None
+        if "h0" in self.params:
+            self.grads["h0"] += dh0.sum(axis=1)
+            if dc0 is not None:
+                self.grads["c0"] += dc0.sum(axis=1)
+        return dx, ((dh0, dc0) if self.cell.has_cell_state else dh0)
+
+    def _final_grads(self, dh_n: Array | None, dc_n: Array | None, idx: int, n: int):
+        """The carried ∂L/∂h (and ∂L/∂c) at the start of one direction's backward loop."""
+        H = self.hidden_size
+        dh = np.zeros((n, H), self.dtype) if dh_n is None else dh_n[idx].copy()
+        dc = None
+        if self.cell.has_cell_state:
+            dc = np.zeros((n, H), self.dtype) if dc_n is None else dc_n[idx].copy()
+        return dh, dc
+
+    def _backward_batch_major(self, K, dout, dh_n, dc_n, cache: _Cache):
+        """Backward of :meth:`_forward_batch_major`: the loops read ∂L/∂out (N, T, dirs·H)
+        as given, and ∂L/∂x comes out of one product per direction in the batch-major layout.
+        → (dx, dh_0, dc_0)."""
+        n, t, pk = cache.n, cache.t, cache.packing
+        H, dirs, L = self.hidden_size, self.num_directions, self.num_layers
+        dy = (np.zeros((n, t, dirs * H), self.dtype) if dout is None
+              else np.ascontiguousarray(dout))
+        dh0 = np.zeros((L * dirs, n, H), dtype=self.dtype)
+        dc0 = np.zeros_like(dh0) if self.cell.has_cell_state else None
+        bufs_all, cache.dirs = cache.dirs, None
+        for layer in range(L - 1, -1, -1):
+            if cache.masks[layer] is not None:
+                dy = dy * cache.masks[layer]
+            inp = cache.inputs[layer]
+            if layer == 0:  # returned to the caller
+                dx = np.empty(inp.shape, dtype=self.dtype)
+            else:
+                dx = self._array(("dx", layer), inp.shape, None)
+            dy4 = dy.reshape(n, t, dirs, H)
+            for direction in range(dirs):
+                idx = layer * dirs + direction
+                buf = bufs_all[layer][direction]
+                w = self._weights(layer, direction)
+                dh, dc = self._final_grads(dh_n, dc_n, idx, n)
+                self.cell.backward_bm(K, buf.A, buf.Hx, buf.Cx, buf.E, w, pk.lengths,
+                                      buf.reverse, dy4, direction, dh, dc, self._work(n))
+                E = None if buf.E is None else buf.E.reshape(n * t, H)
+                self._param_grads(buf.A.reshape(n * t, -1), inp.reshape(n * t, -1),
+                                  buf.Hx.reshape(n * t, H), E, w, dx.reshape(n * t, -1),
+                                  direction > 0)
+                dh0[idx] = dh
+                if dc0 is not None:
+                    dc0[idx] = dc
+            dy = dx
+        return dy, dh0, dc0
+
+    def _backward_time_major(self, K, dout, dh_n, dc_n, cache: _Cache):
+        """Backward of :meth:`_forward_time_major`. → (dx, dh_0, dc_0)."""
+        n, t = cache.n, cache.t
+        H, dirs, L = self.hidden_size, self.num_directions, self.num_layers
         order, pk = cache.order, cache.packing
         if order is not None:
             dout = None if dout is None else dout[order]
@@ -642,10 +774,7 @@ class RecurrentLayer:
             d_below = self._array(("dx", layer), inp.shape, None)
             for direction in range(dirs):
                 idx = layer * dirs + direction
-                dh = np.zeros((n, H), self.dtype) if dh_n is None else dh_n[idx].copy()
-                dc = None
-                if self.cell.has_cell_state:
-                    dc = np.zeros((n, H), self.dtype) if dc_n is None else dc_n[idx].copy()
+                dh, dc = self._final_grads(dh_n, dc_n, idx, n)
                 d_dir = d_inp if dirs == 1 else np.ascontiguousarray(
                     d_inp[:, direction * H:(direction + 1) * H])
                 self._backward_direction(K, d_dir, dh, dc, inp, layer, direction, pk,
@@ -655,14 +784,7 @@ class RecurrentLayer:
                     dc0[idx] = dc
             d_inp = d_below
         d_inp = pk.unpack(d_inp)
-        dx, dh0, dc0 = _unsort(order, d_inp.transpose(1, 0, 2), dh0, dc0)
-        self._return(cache.owned)
-        cache.inputs = cache.owned = None
-        if "h0" in self.params:
-            self.grads["h0"] += dh0.sum(axis=1)
-            if dc0 is not None:
-                self.grads["c0"] += dc0.sum(axis=1)
-        return dx, ((dh0, dc0) if self.cell.has_cell_state else dh0)
+        return _unsort(order, d_inp.transpose(1, 0, 2), dh0, dc0)
 
     def _backward_direction(self, K, dout, dh, dc, inp, layer, direction, pk, buf, dx: Array,
                             accumulate: bool) -> None:
@@ -671,7 +793,6 @@ class RecurrentLayer:
         cell = self.cell
         t_len, n, steps, off = pk.t, pk.n, pk.steps, pk.off
         w = self._weights(layer, direction)
-        g = self.grads
         A = buf.A
         reverse = buf.reverse
         probe = None if self.probe is None else np.zeros((t_len, n), dtype=np.float64)
@@ -694,16 +815,21 @@ class RecurrentLayer:
                     cell.backward_step(K, o, m, src, dst, buf, w, dh, dc, dout[o:o + m], work)
             if probe is not None:
                 self.probe.append((layer, direction, probe))
-        # The weight gradients of all steps, one matrix product each (SPEC §5).
-        s = w.suffix
-        blas.matmul(A.T, inp, out=g[f"weight_ih{s}"], accumulate=True)
+        self._param_grads(A, inp, pk.pack(buf.hprev()), buf.E, w, dx, accumulate)
+
+    def _param_grads(self, dA: Array, inp: Array, hprev: Array, E: Array | None, w,
+                     dx: Array, accumulate: bool) -> None:
+        """The weight gradients of all steps, one matrix product each (SPEC §5), from
+        ∂L/∂XW ``dA`` (P, G·H), the input (P, D_k) and h_{t−1} (P, H), whose rows pair up
+        (any order); ∂L/∂input = dA W_ih written (or added) into ``dx`` (P, D_k)."""
+        g, s = self.grads, w.suffix
+        blas.matmul(dA.T, inp, out=g[f"weight_ih{s}"], accumulate=True)
         db = None
         if w.b is not None:
-            db = A.sum(axis=0)
+            db = dA.sum(axis=0)
             g[f"bias_ih{s}"] += db
-        cell.add_hh_grad(A, pk.pack(buf.hprev()), buf.E, db, g[f"weight_hh{s}"],
-                         g.get(f"bias_hh{s}"))
-        blas.matmul(A, w.w_ih, out=dx, accumulate=accumulate)
+        self.cell.add_hh_grad(dA, hprev, E, db, g[f"weight_hh{s}"], g.get(f"bias_hh{s}"))
+        blas.matmul(dA, w.w_ih, out=dx, accumulate=accumulate)
 
 
 class RNN(RecurrentLayer):

@@ -103,11 +103,12 @@ def test_gradients(cell, layers, bidir, with_lengths, init):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn-tanh"])
-def test_gradients_with_dropout_between_layers(cell):
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+def test_gradients_with_dropout_between_layers(cell, with_lengths):
     rng = np.random.default_rng(11)
     layer = CELLS[cell](num_layers=3, bidirectional=True, dropout=0.4, dtype="float64", seed=5)
     x = rng.standard_normal((N, T, D))
-    check_layer(layer, x, None, LENGTHS, rng, dropout_seed=99)
+    check_layer(layer, x, None, LENGTHS if with_lengths else None, rng, dropout_seed=99)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -368,3 +369,56 @@ def test_inference_on_mkl_runs_batch_major(cell, layer_engine, monkeypatch):
     layer.eval()
     layer.forward(x, state, lengths, inference=True)
     assert len(calls) == (0 if cell == "lstm-peep" else 4)
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_training_on_mkl_runs_batch_major_without_padding(cell, layer_engine, monkeypatch):
+    """On MKL a training step over a batch without padding runs on batch-major arrays
+    (RecurrentLayer._forward_batch_major): every direction's loops go through forward_bm and
+    backward_bm, and output, final state, ∂L/∂x, ∂L/∂state and every parameter gradient are
+    those of the time-major path (the output bit for bit; gradients sum their rows in another
+    order). A padded batch keeps the time-major path."""
+    if not layer_engine.startswith("numba-mkl"):
+        pytest.skip("the batch-major training loops are MKL's")
+    rng = np.random.default_rng(8)
+    layer = CELLS[cell](num_layers=2, bidirectional=True, dtype="float64", seed=2,
+                        init_state="learned")
+    _randomise(layer, rng)
+    calls = []
+    for name in ("forward_bm", "backward_bm"):
+        real = getattr(layer.cell, name)
+        monkeypatch.setattr(layer.cell, name,
+                            lambda *a, real=real, name=name: calls.append(name) or real(*a))
+    x = rng.standard_normal((7, T, D))
+    gout = rng.standard_normal((7, T, 2 * H))
+    shape = (4, 7, H)
+    state = rng.standard_normal(shape)
+    gstate = rng.standard_normal(shape)
+    if layer.cell.has_cell_state:
+        state, gstate = (state, rng.standard_normal(shape)), (gstate, rng.standard_normal(shape))
+
+    def step(lengths=None):
+        layer.zero_grad()
+        out, final, cache = layer.forward(x, state, lengths)
+        dx, dstate = layer.backward(gout, gstate, cache)
+        pair = (lambda s: s) if layer.cell.has_cell_state else (lambda s: (s,))
+        return out, pair(final), dx, pair(dstate), {k: v.copy() for k, v in layer.grads.items()}
+
+    ours = step(np.full(7, T))  # lengths all T: no padding either
+    assert calls == ["forward_bm"] * 4 + ["backward_bm"] * 4
+    calls.clear()
+    monkeypatch.setattr(type(layer), "_trains_batch_major", lambda *a: False)
+    theirs = step()
+    assert not calls
+    np.testing.assert_array_equal(ours[0], theirs[0])
+    for a, b in zip(ours[1], theirs[1], strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(ours[2], theirs[2], rtol=1e-12, atol=1e-12)
+    for a, b in zip(ours[3], theirs[3], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    for k in theirs[4]:
+        np.testing.assert_allclose(ours[4][k], theirs[4][k], rtol=1e-12, atol=1e-12, err_msg=k)
+    monkeypatch.undo()
+    calls.clear()
+    layer.forward(x, state, np.array([5, 2, 3, 5, 1, 4, 5]))
+    assert not calls
