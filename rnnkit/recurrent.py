@@ -19,9 +19,12 @@ state still holds h_0 when the sequence becomes alive).
 Internally the layers work on *packed* sequences: the P = Σ_t n_t valid (step, row) pairs in
 time-major order, so the input projections and every weight-gradient product cover real tokens
 only and padding costs nothing; a step's rows are one contiguous slice. States live in full
-(T+1, N, H) buffers, where sequences that have ended (or not yet begun) carry theirs. Inference on
-MKL keeps nothing for backward and runs on the batch-major arrays themselves (the input, each
-layer's output, two state slots; see ``RecurrentLayer._infer_batch_major``).
+(T+1, N, H) buffers, where sequences that have ended (or not yet begun) carry theirs. On MKL,
+work that needs no packing runs on the batch-major arrays themselves: inference keeps nothing
+for backward (the input, each layer's output, two state slots; see
+``RecurrentLayer._infer_batch_major``), and a training step over a batch without padding keeps
+its cache batch-major (``RecurrentLayer._forward_batch_major``), so that no time-major copy of
+the input, the output or their gradients goes through memory.
 """
 
 from __future__ import annotations
