@@ -377,7 +377,9 @@ class RecurrentLayer:
 
         Returns ``(out, state, cache)``: out (N, T, dirs·H) with zeros at padded steps; the
         final state in the form of ``state`` — h (L·dirs, N, H), or (h, c) for the LSTM; and the
-        cache for :meth:`backward` (None with ``inference=True``, which keeps nothing).
+        cache for :meth:`backward` (None with ``inference=True``, which keeps nothing). The
+        cache may hold x itself, not a copy: change x in place before backward and the weight
+        gradients follow the change (as with PyTorch's saved tensors).
         """
         x = self._check_x(x)
         n, t, _ = x.shape
