@@ -545,13 +545,18 @@ _RM, _NT, _PK = 101, 111, 151
 
 
 @njit(**_OPTS)
-def _add_bias(A, k, n, b):
-    """A[k:k+n] += b: the input bias, added step by step while the rows are hot in cache."""
+def _row_bias(a, b):
+    """a += b (b may be empty): the input bias, added step by step while the row is hot."""
     if b.shape[0] > 0:
-        for r in range(k, k + n):
-            row = A[r]
-            for j in range(b.shape[0]):
-                row[j] += b[j]
+        for j in range(a.shape[0]):
+            a[j] += b[j]
+
+
+@njit(**_OPTS)
+def _add_bias(A, k, n, b):
+    """A[k:k+n] += b, row by row (:func:`_row_bias`)."""
+    for r in range(k, k + n):
+        _row_bias(A[r], b)
 
 
 @njit(**_OPTS)
@@ -787,18 +792,12 @@ def gru_before_blas_infer(gemm, Wxp, Wp_rz, Wp_n, X, b, Hx, Gx, G, E, S, Y, col,
 # A (N, T, G·H) is X Wᵀ of the layer's batch-major input x (N, T, D), one product, then the
 # cache; Hp (N, T, H) holds in Hp[r, t] the state that step t of row r reads (h_{t−1}, or
 # h_{t+1} backwards; h_0 in place at the first step); the output y (N, T, dirs, H) gets h_t
-# in y[r, t, d]. A row's steps follow each other in A, Hp and E, so the weight gradients are
-# one product each over (N·T, ·) views, and x, y, ∂L/∂y and ∂L/∂x are the caller's arrays: no
-# time-major copy of any of them goes through memory. Cx (T+1, N, H) stays time-major (only
-# the kernels read it). The per-step products read Hp[r0:, t] with lda = T·H.
-
-
-@njit(**_OPTS)
-def _row_bias(a, b):
-    """a += b (b may be empty): the input bias, added step by step while the row is hot."""
-    if b.shape[0] > 0:
-        for j in range(a.shape[0]):
-            a[j] += b[j]
+# in y[r, t, d]. Hp is y shifted by a step (one row copy a step, from cache): with it the rows
+# of A and of the states they multiplied pair up. A row's steps follow each other in A, Hp and
+# E, so the weight gradients are one product each over (N·T, ·) views, and x, y, ∂L/∂y and
+# ∂L/∂x are the caller's arrays: no time-major copy of any of them goes through memory.
+# Cx (T+1, N, H) stays time-major (only the kernels read it). The per-step products read
+# Hp[r0:, t] with lda = T·H.
 
 
 @njit(**_OPTS)

@@ -86,12 +86,12 @@ class Cell:
         """All steps backwards in one compiled kernel: :meth:`backward_step` for every t."""
         raise NotImplementedError
 
-    def forward_blas(self, K, buf, w, steps: Array, lengths: Array, reverse: bool, work,
-                     b: Array) -> None:
+    def forward_blas(self, K, buf, w, steps: Array, lengths: Array, reverse: bool,
+                     work) -> None:
         """All steps of one direction in compiled kernels whose recurrent products are MKL's
         packed GEMM (numba engine with MKL, any batch size; see rnnkit.blas), one kernel per
         block of rows (:func:`rnnkit.blas.run_blocks`; ``lengths`` (N,) the rows' step counts).
-        The input bias ``b`` (or an empty array) is not yet in ``buf.A``: the kernel adds it
+        The input bias ``w.b`` is not yet in ``buf.A``: the kernel adds it
         step by step."""
         raise NotImplementedError
 
@@ -100,11 +100,11 @@ class Cell:
         """:meth:`backward_step` for every t, in compiled kernels with MKL's packed GEMM."""
         raise NotImplementedError
 
-    def forward_bm(self, K, A: Array, b: Array, Hp: Array, Cx: Array | None, E: Array | None,
-                   y: Array, d: int, w, lengths: Array, reverse: bool, work) -> None:
+    def forward_bm(self, K, A: Array, Hp: Array, Cx: Array | None, E: Array | None, y: Array,
+                   d: int, w, lengths: Array, reverse: bool, work) -> None:
         """Training forward on batch-major arrays, for batches without padding (numba with
         MKL; see the batch-major section of rnnkit._numba_kernels): ``A`` (N, T, G·H) holds
-        XW, the input bias ``b`` (or an empty array) not yet in it, and becomes the cache;
+        XW, the input bias ``w.b`` not yet in it, and becomes the cache;
         ``Hp`` (N, T, H) receives the state each step reads (h_0 already in place at the
         first step); h_t goes into ``y[:, t, d]`` of the output (N, T, dirs, H)."""
         raise NotImplementedError
@@ -121,7 +121,7 @@ class Cell:
         return False
 
     def infer_blas(self, K, x: Array, y: Array, col: int, Hx: Array, Cx: Array | None, w,
-                   steps: Array, lengths: Array, reverse: bool, work, b: Array) -> None:
+                   steps: Array, lengths: Array, reverse: bool, work) -> None:
         """Inference on batch-major arrays: from x (N, T, D) (rows sorted by length), h_t of
         every row into ``y[:, t, col:col + H]`` of the output (N, T, ·), which keeps its
         values at padded steps. Each step's input product is made in the loop, beside the
@@ -163,7 +163,8 @@ class RNNCell(Cell):
     def backward_sequence(self, K, buf, w, steps, reverse, dout, dh, dc):
         K.rnn_seq_bwd(buf.A, w.w_hh, self.relu, steps, buf.off, reverse, dout, dh)
 
-    def forward_blas(self, K, buf, w, steps, lengths, reverse, work, b):
+    def forward_blas(self, K, buf, w, steps, lengths, reverse, work):
+        b = w.b_or_empty
         gemm, wp = blas.routines(buf.A.dtype).compute, blas.pack(w.w_hh.T, buf.Hx.shape[1])
         blas.run_blocks(lambda r0, r1: K.rnn_blas_fwd(
             gemm, wp, buf.A, b, buf.Hx, work.g, self.relu, steps, buf.off, reverse, r0, r1),
@@ -175,7 +176,8 @@ class RNNCell(Cell):
             gemm, wp, buf.A, self.relu, steps, buf.off, reverse, dout, dh, r0, r1), lengths,
             w.w_hh.size)
 
-    def forward_bm(self, K, A, b, Hp, Cx, E, y, d, w, lengths, reverse, work):
+    def forward_bm(self, K, A, Hp, Cx, E, y, d, w, lengths, reverse, work):
+        b = w.b_or_empty
         gemm, wp = blas.routines(A.dtype).compute, blas.pack(w.w_hh.T, A.shape[0])
         blas.run_blocks(lambda r0, r1: K.rnn_bm_fwd(
             gemm, wp, A, b, Hp, y, d, work.g, self.relu, reverse, r0, r1), lengths, w.w_hh.size)
@@ -188,7 +190,8 @@ class RNNCell(Cell):
     def fuses_input(self):
         return True
 
-    def infer_blas(self, K, x, y, col, Hx, Cx, w, steps, lengths, reverse, work, b):
+    def infer_blas(self, K, x, y, col, Hx, Cx, w, steps, lengths, reverse, work):
+        b = w.b_or_empty
         n = Hx.shape[1]
         gemm = blas.routines(x.dtype).compute
         wxp, whp = blas.pack(w.w_ih.T, n), blas.pack(w.w_hh.T, n)
@@ -238,7 +241,8 @@ class LSTMCell(Cell):
         K.lstm_seq_bwd(buf.A, buf.Cx, w.w_hh, w.p, w.dp, steps, buf.off, reverse, dout, dh,
                        dc)
 
-    def forward_blas(self, K, buf, w, steps, lengths, reverse, work, b):
+    def forward_blas(self, K, buf, w, steps, lengths, reverse, work):
+        b = w.b_or_empty
         gemm, wp = blas.routines(buf.A.dtype).compute, blas.pack(w.w_hh.T, buf.Hx.shape[1])
         blas.run_blocks(lambda r0, r1: K.lstm_blas_fwd(
             gemm, wp, buf.A, b, buf.Hx, buf.Cx, work.g, w.p, steps, buf.off, reverse, r0, r1),
@@ -251,7 +255,8 @@ class LSTMCell(Cell):
             gemm, wp, buf.A, buf.Cx, w.p, w.dp, steps, buf.off, reverse, dout, dh, dc, r0, r1),
             lengths, w.w_hh.size, split=w.p.shape[0] == 0)
 
-    def forward_bm(self, K, A, b, Hp, Cx, E, y, d, w, lengths, reverse, work):
+    def forward_bm(self, K, A, Hp, Cx, E, y, d, w, lengths, reverse, work):
+        b = w.b_or_empty
         gemm, wp = blas.routines(A.dtype).compute, blas.pack(w.w_hh.T, A.shape[0])
         blas.run_blocks(lambda r0, r1: K.lstm_bm_fwd(
             gemm, wp, A, b, Hp, Cx, y, d, work.g, w.p, reverse, r0, r1), lengths, w.w_hh.size)
@@ -266,7 +271,8 @@ class LSTMCell(Cell):
     def fuses_input(self):
         return not self.peepholes
 
-    def infer_blas(self, K, x, y, col, Hx, Cx, w, steps, lengths, reverse, work, b):
+    def infer_blas(self, K, x, y, col, Hx, Cx, w, steps, lengths, reverse, work):
+        b = w.b_or_empty
         n = Hx.shape[1]
         gemm = blas.routines(x.dtype).compute
         wxp, whp = blas.pack(w.w_ih.T, n), blas.pack(w.w_hh.T, n)
@@ -361,7 +367,8 @@ class GRUCell(Cell):
         else:
             K.gru_before_seq_bwd(buf.A, buf.Hx, w.w_hh, steps, buf.off, reverse, dout, dh)
 
-    def forward_blas(self, K, buf, w, steps, lengths, reverse, work, b):
+    def forward_blas(self, K, buf, w, steps, lengths, reverse, work):
+        b = w.b_or_empty
         gemm, n, H = blas.routines(buf.A.dtype).compute, buf.Hx.shape[1], self.hidden_size
         if self.reset_after:
             wp = blas.pack(w.w_hh.T, n)
@@ -387,7 +394,8 @@ class GRUCell(Cell):
                 gemm, wp_rz, wp_n, buf.A, buf.Hx, work.h1, steps, buf.off, reverse, dout, dh,
                 r0, r1), lengths, w.w_hh.size)
 
-    def forward_bm(self, K, A, b, Hp, Cx, E, y, d, w, lengths, reverse, work):
+    def forward_bm(self, K, A, Hp, Cx, E, y, d, w, lengths, reverse, work):
+        b = w.b_or_empty
         gemm, n, H = blas.routines(A.dtype).compute, A.shape[0], self.hidden_size
         if self.reset_after:
             wp = blas.pack(w.w_hh.T, n)
@@ -415,7 +423,8 @@ class GRUCell(Cell):
     def fuses_input(self):
         return True
 
-    def infer_blas(self, K, x, y, col, Hx, Cx, w, steps, lengths, reverse, work, b):
+    def infer_blas(self, K, x, y, col, Hx, Cx, w, steps, lengths, reverse, work):
+        b = w.b_or_empty
         gemm, n, H = blas.routines(x.dtype).compute, Hx.shape[1], self.hidden_size
         wxp = blas.pack(w.w_ih.T, n)
         if self.reset_after:

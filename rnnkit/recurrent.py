@@ -62,6 +62,11 @@ class _Weights:
     suffix: str
 
     @property
+    def b_or_empty(self) -> Array:
+        """The input bias as the kernels take it: b, or an empty array when there is none."""
+        return np.empty(0, self.w_ih.dtype) if self.b is None else self.b
+
+    @property
     def w_hhT(self) -> Array:
         """W_hhᵀ, contiguous: the forward kernels without MKL read it row by row."""
         if self.w_hhT_ is None:
@@ -495,8 +500,7 @@ class RecurrentLayer:
                     Cx[t if reverse else 0] = c0[idx]
                 E = self._array(key + ("E",), (n, t, H), owned) if self.cell.needs_extra \
                     else None
-                b = np.empty(0, self.dtype) if w.b is None else w.b
-                self.cell.forward_bm(K, A, b, Hp, Cx, E, y4, direction, w, pk.lengths, reverse,
+                self.cell.forward_bm(K, A, Hp, Cx, E, y4, direction, w, pk.lengths, reverse,
                                      self._work(n))
                 hn[idx] = y4[:, 0 if reverse else t - 1, direction]
                 if cn is not None:
@@ -563,9 +567,8 @@ class RecurrentLayer:
                 if c0 is not None:
                     Cx = self._array(("c2",), (2, n, H), None)
                     Cx[0] = c0[idx]
-                b = np.empty(0, self.dtype) if w.b is None else w.b
                 self.cell.infer_blas(K, inp, y, direction * H, Hx, Cx, w, pk.steps, pk.lengths,
-                                     bool(direction), work, b)
+                                     bool(direction), work)
                 hn[idx] = Hx[t % 2]
                 if cn is not None:
                     cn[idx] = Cx[t % 2]
@@ -653,8 +656,7 @@ class RecurrentLayer:
             return buf
         work = self._work(n)
         if use_blas:
-            b = np.empty(0, self.dtype) if w.b is None else w.b
-            cell.forward_blas(K, buf, w, steps, pk.lengths, reverse, work, b)
+            cell.forward_blas(K, buf, w, steps, pk.lengths, reverse, work)
             return buf
         for s_ in range(t_len):
             ti = t_len - 1 - s_ if reverse else s_
