@@ -4,14 +4,17 @@
     layer = rnnkit.LSTM(input_size=8, hidden_size=16, num_layers=2, bidirectional=True)
     out, state, cache = layer.forward(x)            # x (N, T, D) -> out (N, T, 2*16)
     dx, dstate = layer.backward(dout, None, cache)  # gradients added into layer.grads
-    layer = rnnkit.from_torch(torch_lstm)           # and layer.to_torch_state_dict()
+    layer = rnnkit.from_torch(torch_lstm)           # and rnnkit.to_torch_state_dict(layer)
 
 Shapes are batch-first: x (N, T, D), out (N, T, dirs·H), states (layers·dirs, N, H); names,
 shapes and gate orders are PyTorch's. Where to read on (``python -m pydoc rnnkit.<module>``):
 
     cells       one time step of each cell: the equations, forward and backward
     recurrent   RNN / LSTM / GRU layers: time loop, layers, directions, variable lengths
-    blas        matrix products: NumPy's BLAS, or Intel MKL's packed GEMM when installed
+    plan        which path runs the time loops (one planner; rnnkit.plan.forced to choose)
+    runner      the paths: packed time-major, batch-major, the per-step loop
+    kernels     the step functions on NumPy blocks  (_numba_kernels: compiled, the time loops)
+    blas        matrix products: NumPy's BLAS, or Intel MKL's packed GEMM where measured faster
     layers      Linear, Embedding, Dropout, DotAttention, AdditiveAttention
     losses      cross_entropy, mse_loss        optim   optimisers, clipping, schedules
     models      SequenceClassifier, SequenceTagger, Seq2Seq, LanguageModel (+ config dataclasses)
@@ -25,9 +28,9 @@ shapes and gate orders are PyTorch's. Where to read on (``python -m pydoc rnnkit
 The derivation, equation by equation next to the code: docs/bptt.md in the repository.
 """
 
-from .interop import export_onnx, from_onnx, from_torch
+from .interop import export_onnx, from_onnx, from_torch, to_torch_state_dict
 from .recurrent import GRU, LSTM, RNN, RecurrentLayer
 
 __version__ = "0.1.0"
 __all__ = ["RNN", "LSTM", "GRU", "RecurrentLayer", "from_torch", "from_onnx", "export_onnx",
-           "__version__"]
+           "to_torch_state_dict", "__version__"]

@@ -1,11 +1,15 @@
-"""The fused element-wise kernels of the cells, numba edition.
+"""The compiled engine: the cells' step functions for one element, and the time loops.
 
-Same functions, signatures and maths as :mod:`rnnkit.kernels` (read the conventions there and the
-equations in :mod:`rnnkit.cells`); here each step's element-wise work is one compiled loop over the
-rows alive at the step, with no temporaries. Besides the per-step kernels, ``*_seq_fwd`` /
-``*_seq_bwd`` run a direction's *whole* time loop, recurrent products included, for batches so
-small (N ≤ a few rows) that calling BLAS and a kernel from Python at every step would cost more
-than the arithmetic.
+numba compiles the step functions of :mod:`rnnkit.cells` (the equations, defined once) for one
+element, after registering scalar versions of :mod:`rnnkit.functional`'s primitives; row
+functions apply them along a row's gate blocks. Three layers of code, none with maths of its own:
+
+- per-step kernels (``lstm_fwd`` …): the rows alive at one step, for the per-step loop in
+  Python (:func:`rnnkit.kernels.step_forward`); the same signatures as :mod:`rnnkit.kernels`.
+- :func:`_fwd_block` / :func:`_bwd_block`: one step of a block of rows for any cell, recurrent
+  products included (MKL's packed GEMM, or a row-by-row product for a few rows).
+- five time loops: time-major forward and backward, batch-major forward and backward, and
+  batch-major inference; each runs every cell through the two block functions.
 
 Compilation: ``cache=True`` (compiled once per machine and dtype, then loaded from disk),
 single-threaded (BLAS keeps the threads; numba's ``parallel=True`` beside threaded OpenBLAS was
@@ -19,10 +23,10 @@ LLVM vectorises; libm's scalar ``tanhf`` would be ~50× slower than NumPy's SIMD
 over 2·10⁷ float32 points in [−12, 12] and log-spaced small ones: at most 4.9 ulp (relative
 error 2.9e-7) against float64 tanh. σ(x) = ½ + ½ tanh(x/2).
 
-Denormals: backward flushes gradient values below 1e-30 (float32) / 1e-300 (float64) to zero, as
-:mod:`rnnkit.kernels` does. Over long sequences vanishing gradients otherwise sink into denormal
-numbers, which cost x86 CPUs ~100 cycles an operation (measured: an LSTM's backward at T = 200
-with the loss on the last step ran 6× slower); values that small carry no information.
+Caching: numba's on-disk cache is keyed by the file of the function it compiles; the step
+functions live in cells.py and are inlined into the loops here, so a change to cells.py or
+functional.py alone leaves stale loops in ``__pycache__`` (delete it; an installed package is
+not affected, as an upgrade rewrites this file too).
 """
 
 from __future__ import annotations
@@ -33,6 +37,11 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
+from . import cells
+from . import functional as F
+from .cells import GRU_AFTER, GRU_BEFORE, LSTM, RNN
+from .functional import HALF, ONE, ZERO
+
 name = "numba"
 has_sequence_kernels = True
 
@@ -40,9 +49,6 @@ _OPTS = dict(cache=True, nogil=True, error_model="numpy",
              fastmath={"nsz", "arcp", "contract"})
 
 # float32 constants: they keep float32 arithmetic in float32 and are exact in float64.
-ONE = np.float32(1.0)
-HALF = np.float32(0.5)
-ZERO = np.float32(0.0)
 _CLAMP = np.float32(7.99881172180175781)
 _A1 = np.float32(4.89352455891786e-03)
 _A3 = np.float32(6.37261928875436e-04)
@@ -56,8 +62,6 @@ _B2 = np.float32(2.26843463243900e-03)
 _B4 = np.float32(1.18534705686654e-04)
 _B6 = np.float32(1.19825839466702e-06)
 _TINY = np.float32(0.0004)
-_FLUSH32 = np.float32(1e-30)
-_FLUSH64 = 1e-300
 
 
 def _tanh(x):  # pure-Python stand-in; compiled code uses the overload below
@@ -85,53 +89,72 @@ def _tanh_overload(x):
     return lambda x: math.tanh(x)
 
 
-def _flush(x):  # pure-Python stand-in; compiled code uses the overload below
-    return x
+# Scalar versions of rnnkit.functional's primitives, so that numba compiles the cells' step
+# functions (rnnkit.cells) for one element. Only scalars: NumPy runs the array versions.
+def _scalar(fn):
+    def register(make):
+        overload(fn)(lambda x: make(x) if isinstance(x, types.Float) else None)
+        return make
+    return register
 
 
-@overload(_flush)
-def _flush_overload(x):
-    """Gradients below 1e-30 (float32) or 1e-300 (float64) become 0: see the module docstring."""
-    if isinstance(x, types.Float) and x.bitwidth == 32:
-        return lambda x: x if abs(x) >= _FLUSH32 else ZERO
-    return lambda x: x if abs(x) >= _FLUSH64 else 0.0
+@_scalar(F.tanh)
+def _tanh_scalar(x):
+    return lambda x: _tanh(x)
 
 
-@njit(**_OPTS)
-def _sigmoid(x):
-    return HALF + HALF * _tanh(HALF * x)
+@_scalar(F.sigmoid)
+def _sigmoid_scalar(x):
+    return lambda x: HALF + HALF * _tanh(HALF * x)
 
 
-@njit(**_OPTS)
-def _matvec(x, w, out, accumulate):
-    """out[j] (+)= Σ_k x[k] w[k, j]: x (K,), w (K, M) row-major, out (M,)."""
-    m = out.shape[0]
-    if not accumulate:
-        for j in range(m):
-            out[j] = 0
-    for k in range(x.shape[0]):
-        xk = x[k]
-        for j in range(m):
-            out[j] += xk * w[k, j]
+@_scalar(F.relu)
+def _relu_scalar(x):
+    return lambda x: x if x > ZERO else ZERO
 
 
-def _slots(t, reverse):
-    return (t + 1, t) if reverse else (t, t + 1)
+@_scalar(F.positive)
+def _positive_scalar(x):
+    if x.bitwidth == 32:
+        return lambda x: ONE if x > ZERO else ZERO
+    return lambda x: 1.0 if x > 0.0 else 0.0
 
 
-_slots = njit(**_OPTS)(_slots)
+@_scalar(F.flush)
+def _flush_scalar(x):
+    if x.bitwidth == 32:
+        return lambda x: x if abs(x) >= F.FLUSH32 else ZERO
+    return lambda x: x if abs(x) >= F.FLUSH64 else 0.0
 
 
-# Row functions index per-gate slices (``a[:H]``, ``a[H:2H]``…) with the loop variable itself:
-# numba then knows the index is non-negative and in range, and LLVM vectorises the loop. Indexing
-# ``a[H + j]`` instead keeps a negative-index check per access and runs ~5× slower.
+def _compile(fn):
+    """One of the cells' step functions, compiled for scalars (inlined where it is called)."""
+    return njit(inline="always", **_OPTS)(fn)
+
+
+_rnn_forward = _compile(cells.rnn_forward)
+_rnn_backward = _compile(cells.rnn_backward)
+_lstm_forward = _compile(cells.lstm_forward)
+_lstm_backward = _compile(cells.lstm_backward)
+_gru_after_forward = _compile(cells.gru_after_forward)
+_gru_after_backward = _compile(cells.gru_after_backward)
+_gru_before_forward_gates = _compile(cells.gru_before_forward_gates)
+_gru_before_forward_state = _compile(cells.gru_before_forward_state)
+_gru_before_backward_state = _compile(cells.gru_before_backward_state)
+_gru_before_backward_gates = _compile(cells.gru_before_backward_gates)
+_adam_update = _compile(F.adam_update)
+
+
+# Row functions map a row's gate blocks to the step functions' arguments. They index per-gate
+# slices (``a[:H]``, ``a[H:2H]``…) with the loop variable itself: numba then knows the index is
+# non-negative and in range, and LLVM vectorises the loop. Indexing ``a[H + j]`` instead keeps a
+# negative-index check per access and runs ~5× slower.
 
 # ------------------------------------------------------------------------------- RNN
 @njit(**_OPTS)
 def _rnn_fwd_row(g, a, hn, relu):
     for j in range(a.shape[0]):
-        s = a[j] + g[j]
-        h = (s if s > ZERO else ZERO) if relu else _tanh(s)
+        h = _rnn_forward(a[j] + g[j], relu)
         a[j] = h
         hn[j] = h
 
@@ -139,13 +162,128 @@ def _rnn_fwd_row(g, a, hn, relu):
 @njit(**_OPTS)
 def _rnn_bwd_row(a, dh, dout, relu):
     for j in range(a.shape[0]):
-        h = a[j]
-        d = dh[j] + dout[j]
-        if relu:
-            a[j] = _flush(d) if h > ZERO else ZERO
-        else:
-            a[j] = _flush(d * (ONE - h * h))
+        a[j] = _rnn_backward(a[j], dh[j] + dout[j], relu)
 
+
+@njit(**_OPTS)
+def _lstm_fwd_row(g, a, cp, cn, hn, p):
+    H = cp.shape[0]
+    ai, af, ag, ao = a[:H], a[H:2 * H], a[2 * H:3 * H], a[3 * H:]
+    gi, gf, gg, go = g[:H], g[H:2 * H], g[2 * H:3 * H], g[3 * H:]
+    if p.shape[0] > 0:
+        pi, pf, po = p[:H], p[H:2 * H], p[2 * H:]
+        for j in range(H):
+            ai[j], af[j], ag[j], ao[j], cn[j], hn[j] = _lstm_forward(
+                ai[j] + gi[j], af[j] + gf[j], ag[j] + gg[j], ao[j] + go[j], cp[j], pi[j],
+                pf[j], po[j])
+    else:
+        for j in range(H):
+            ai[j], af[j], ag[j], ao[j], cn[j], hn[j] = _lstm_forward(
+                ai[j] + gi[j], af[j] + gf[j], ag[j] + gg[j], ao[j] + go[j], cp[j], ZERO, ZERO,
+                ZERO)
+
+
+@njit(**_OPTS)
+def _lstm_fused_row(g, b, cp, cn, hn):
+    """:func:`_lstm_fwd_row` without peepholes for inference: g holds both products,
+    x_t Wᵀ + h_{t−1} Uᵀ, the input bias b is added here, and nothing is kept for backward."""
+    H = cp.shape[0]
+    gi, gf, gg, go = g[:H], g[H:2 * H], g[2 * H:3 * H], g[3 * H:]
+    bi, bf, bg, bo = b[:H], b[H:2 * H], b[2 * H:3 * H], b[3 * H:]
+    for j in range(H):
+        _, _, _, _, cn[j], hn[j] = _lstm_forward(gi[j] + bi[j], gf[j] + bf[j], gg[j] + bg[j],
+                                                 go[j] + bo[j], cp[j], ZERO, ZERO, ZERO)
+
+
+@njit(**_OPTS)
+def _lstm_bwd_row(a, cp, cn, dh, dout, dc, p, dp):
+    H = cp.shape[0]
+    ai, af, ag, ao = a[:H], a[H:2 * H], a[2 * H:3 * H], a[3 * H:]
+    if p.shape[0] == 0:
+        # Its own loop: with the peephole arrays in it LLVM does not vectorise (5× slower).
+        for j in range(H):
+            ai[j], af[j], ag[j], ao[j], dc[j], _, _, _ = _lstm_backward(
+                ai[j], af[j], ag[j], ao[j], cp[j], cn[j], dh[j] + dout[j], dc[j], ZERO, ZERO,
+                ZERO)
+        return
+    pi, pf, po = p[:H], p[H:2 * H], p[2 * H:]
+    dpi, dpf, dpo = dp[:H], dp[H:2 * H], dp[2 * H:]
+    for j in range(H):
+        ai[j], af[j], ag[j], ao[j], dc[j], gi, gf, go = _lstm_backward(
+            ai[j], af[j], ag[j], ao[j], cp[j], cn[j], dh[j] + dout[j], dc[j], pi[j], pf[j],
+            po[j])
+        dpi[j] += gi
+        dpf[j] += gf
+        dpo[j] += go
+
+
+@njit(**_OPTS)
+def _gru_after_fwd_row(g, a, hp, e, hn, b_hn):
+    H = hp.shape[0]
+    ar, az, an = a[:H], a[H:2 * H], a[2 * H:]
+    gr, gz, gn = g[:H], g[H:2 * H], g[2 * H:]
+    if b_hn.shape[0] > 0:
+        for j in range(H):
+            ar[j], az[j], an[j], e[j], hn[j] = _gru_after_forward(
+                ar[j], az[j], an[j], gr[j], gz[j], gn[j], hp[j], b_hn[j])
+    else:
+        for j in range(H):
+            ar[j], az[j], an[j], e[j], hn[j] = _gru_after_forward(
+                ar[j], az[j], an[j], gr[j], gz[j], gn[j], hp[j], ZERO)
+
+
+@njit(**_OPTS)
+def _gru_after_bwd_row(a, hp, e, dh, dout, dhw):
+    H = hp.shape[0]
+    ar, az, an = a[:H], a[H:2 * H], a[2 * H:]
+    wr, wz, wn = dhw[:H], dhw[H:2 * H], dhw[2 * H:]
+    for j in range(H):
+        da_r, da_z, da_n, en, dh[j] = _gru_after_backward(ar[j], az[j], an[j], e[j], hp[j],
+                                                         dh[j] + dout[j])
+        ar[j] = da_r
+        az[j] = da_z
+        an[j] = da_n
+        e[j] = en
+        wr[j] = da_r
+        wz[j] = da_z
+        wn[j] = en
+
+
+@njit(**_OPTS)
+def _gru_before_fwd1_row(g, a, hp, e):
+    H = hp.shape[0]
+    ar, az = a[:H], a[H:2 * H]
+    gr, gz = g[:H], g[H:2 * H]
+    for j in range(H):
+        ar[j], az[j], e[j] = _gru_before_forward_gates(ar[j], az[j], gr[j], gz[j], hp[j])
+
+
+@njit(**_OPTS)
+def _gru_before_fwd2_row(gn, a, hp, hn):
+    H = hp.shape[0]
+    az, an = a[H:2 * H], a[2 * H:]
+    for j in range(H):
+        an[j], hn[j] = _gru_before_forward_state(an[j], gn[j], az[j], hp[j])
+
+
+@njit(**_OPTS)
+def _gru_before_bwd1_row(a, hp, dh, dout):
+    H = hp.shape[0]
+    az, an = a[H:2 * H], a[2 * H:]
+    for j in range(H):
+        an[j], az[j], dh[j] = _gru_before_backward_state(az[j], an[j], hp[j], dh[j] + dout[j])
+
+
+@njit(**_OPTS)
+def _gru_before_bwd2_row(a, hp, drh, dh):
+    ar = a[:hp.shape[0]]
+    for j in range(hp.shape[0]):
+        ar[j], dh[j] = _gru_before_backward_gates(ar[j], hp[j], drh[j], dh[j])
+
+
+# ------------------------------------------------------------------------------- per step
+# The rows [:n] alive at one step, for the per-step loop in Python (rnnkit.kernels.step_forward
+# and step_backward); same signatures as rnnkit.kernels.
 
 @njit(**_OPTS)
 def rnn_fwd(g, a, hn, relu, n):
@@ -157,131 +295,6 @@ def rnn_fwd(g, a, hn, relu, n):
 def rnn_bwd(a, dh, dout, relu, n):
     for r in range(n):
         _rnn_bwd_row(a[r], dh[r], dout[r], relu)
-
-
-@njit(**_OPTS)
-def rnn_seq_fwd(A, Hx, w_hhT, relu, steps, off, reverse):
-    T, N = steps.shape[0], Hx.shape[1]
-    GH = A.shape[1]
-    g = np.empty(GH, A.dtype)
-    for s in range(T):
-        t = T - 1 - s if reverse else s
-        src, dst = _slots(t, reverse)
-        n = steps[t]
-        for r in range(n):
-            _matvec(Hx[src, r], w_hhT, g, False)
-            _rnn_fwd_row(g, A[off[t] + r], Hx[dst, r], relu)
-        for r in range(n, N):
-            Hx[dst, r] = Hx[src, r]
-
-
-@njit(**_OPTS)
-def rnn_seq_bwd(A, w_hh, relu, steps, off, reverse, dout, dh):
-    T = steps.shape[0]
-    for s in range(T):
-        t = s if reverse else T - 1 - s
-        for r in range(steps[t]):
-            _rnn_bwd_row(A[off[t] + r], dh[r], dout[off[t] + r], relu)
-            _matvec(A[off[t] + r], w_hh, dh[r], False)
-
-
-# ------------------------------------------------------------------------------- LSTM
-@njit(**_OPTS)
-def _lstm_fwd_row(g, a, cp, cn, hn, p):
-    H = cp.shape[0]
-    ai, af, ag, ao = a[:H], a[H:2 * H], a[2 * H:3 * H], a[3 * H:]
-    gi, gf, gg, go = g[:H], g[H:2 * H], g[2 * H:3 * H], g[3 * H:]
-    if p.shape[0] > 0:
-        pi, pf, po = p[:H], p[H:2 * H], p[2 * H:]
-        for j in range(H):
-            c0 = cp[j]
-            i = _sigmoid(ai[j] + gi[j] + pi[j] * c0)
-            f = _sigmoid(af[j] + gf[j] + pf[j] * c0)
-            u = _tanh(ag[j] + gg[j])
-            c = f * c0 + i * u
-            o = _sigmoid(ao[j] + go[j] + po[j] * c)
-            ai[j] = i
-            af[j] = f
-            ag[j] = u
-            ao[j] = o
-            cn[j] = c
-            hn[j] = o * _tanh(c)
-    else:
-        for j in range(H):
-            i = _sigmoid(ai[j] + gi[j])
-            f = _sigmoid(af[j] + gf[j])
-            u = _tanh(ag[j] + gg[j])
-            o = _sigmoid(ao[j] + go[j])
-            c = f * cp[j] + i * u
-            ai[j] = i
-            af[j] = f
-            ag[j] = u
-            ao[j] = o
-            cn[j] = c
-            hn[j] = o * _tanh(c)
-
-
-@njit(**_OPTS)
-def _lstm_fused_row(g, b, cp, cn, hn):
-    """:func:`_lstm_fwd_row` without peepholes for inference: g holds both products,
-    x_t Wᵀ + h_{t−1} Uᵀ, the input bias b is added here, and nothing is kept for backward."""
-    H = cp.shape[0]
-    gi, gf, gg, go = g[:H], g[H:2 * H], g[2 * H:3 * H], g[3 * H:]
-    bi, bf, bg, bo = b[:H], b[H:2 * H], b[2 * H:3 * H], b[3 * H:]
-    for j in range(H):
-        i = _sigmoid(gi[j] + bi[j])
-        f = _sigmoid(gf[j] + bf[j])
-        u = _tanh(gg[j] + bg[j])
-        o = _sigmoid(go[j] + bo[j])
-        c = f * cp[j] + i * u
-        cn[j] = c
-        hn[j] = o * _tanh(c)
-
-
-@njit(**_OPTS)
-def _lstm_bwd_row(a, cp, cn, dh, dout, dc, p, dp):
-    H = cp.shape[0]
-    ai, af, ag, ao = a[:H], a[H:2 * H], a[2 * H:3 * H], a[3 * H:]
-    if p.shape[0] == 0:
-        # Its own loop: with the peephole arrays in it LLVM does not vectorise (5× slower).
-        for j in range(H):
-            i = ai[j]
-            f = af[j]
-            u = ag[j]
-            o = ao[j]
-            tc = _tanh(cn[j])
-            dht = dh[j] + dout[j]
-            da_o = dht * tc * o * (ONE - o)
-            dct = dc[j] + dht * o * (ONE - tc * tc)
-            ai[j] = _flush(dct * u * i * (ONE - i))
-            af[j] = _flush(dct * cp[j] * f * (ONE - f))
-            ag[j] = _flush(dct * i * (ONE - u * u))
-            ao[j] = _flush(da_o)
-            dc[j] = _flush(dct * f)
-        return
-    pi, pf, po = p[:H], p[H:2 * H], p[2 * H:]
-    dpi, dpf, dpo = dp[:H], dp[H:2 * H], dp[2 * H:]
-    for j in range(H):
-        i = ai[j]
-        f = af[j]
-        u = ag[j]
-        o = ao[j]
-        c0 = cp[j]
-        c = cn[j]
-        tc = _tanh(c)
-        dht = dh[j] + dout[j]
-        da_o = dht * tc * o * (ONE - o)
-        dct = dc[j] + dht * o * (ONE - tc * tc) + da_o * po[j]
-        da_i = dct * u * i * (ONE - i)
-        da_f = dct * c0 * f * (ONE - f)
-        dpi[j] += da_i * c0
-        dpf[j] += da_f * c0
-        dpo[j] += da_o * c
-        ai[j] = _flush(da_i)
-        af[j] = _flush(da_f)
-        ag[j] = _flush(dct * i * (ONE - u * u))
-        ao[j] = _flush(da_o)
-        dc[j] = _flush(dct * f + da_i * pi[j] + da_f * pf[j])
 
 
 @njit(**_OPTS)
@@ -297,77 +310,6 @@ def lstm_bwd(a, cp, cn, dh, dout, dc, p, dp, n):
 
 
 @njit(**_OPTS)
-def lstm_seq_fwd(A, Hx, Cx, w_hhT, p, steps, off, reverse):
-    T, N = steps.shape[0], Hx.shape[1]
-    GH = A.shape[1]
-    g = np.empty(GH, A.dtype)
-    for s in range(T):
-        t = T - 1 - s if reverse else s
-        src, dst = _slots(t, reverse)
-        n = steps[t]
-        for r in range(n):
-            _matvec(Hx[src, r], w_hhT, g, False)
-            _lstm_fwd_row(g, A[off[t] + r], Cx[src, r], Cx[dst, r], Hx[dst, r], p)
-        for r in range(n, N):
-            Hx[dst, r] = Hx[src, r]
-            Cx[dst, r] = Cx[src, r]
-
-
-@njit(**_OPTS)
-def lstm_seq_bwd(A, Cx, w_hh, p, dp, steps, off, reverse, dout, dh, dc):
-    T = steps.shape[0]
-    for s in range(T):
-        t = s if reverse else T - 1 - s
-        src, dst = _slots(t, reverse)
-        for r in range(steps[t]):
-            k = off[t] + r
-            _lstm_bwd_row(A[k], Cx[src, r], Cx[dst, r], dh[r], dout[k], dc[r], p, dp)
-            _matvec(A[off[t] + r], w_hh, dh[r], False)
-
-
-# ------------------------------------------------------------------------------- GRU
-@njit(**_OPTS)
-def _gru_after_fwd_row(g, a, hp, e, hn, b_hn):
-    H = hp.shape[0]
-    ar, az, an = a[:H], a[H:2 * H], a[2 * H:]
-    gr, gz, gn = g[:H], g[H:2 * H], g[2 * H:]
-    has_b = b_hn.shape[0] > 0
-    for j in range(H):
-        r = _sigmoid(ar[j] + gr[j])
-        z = _sigmoid(az[j] + gz[j])
-        ghn = gn[j] + b_hn[j] if has_b else gn[j]
-        nn = _tanh(an[j] + r * ghn)
-        ar[j] = r
-        az[j] = z
-        an[j] = nn
-        e[j] = ghn
-        hn[j] = nn + z * (hp[j] - nn)
-
-
-@njit(**_OPTS)
-def _gru_after_bwd_row(a, hp, e, dh, dout, dhw):
-    H = hp.shape[0]
-    ar, az, an = a[:H], a[H:2 * H], a[2 * H:]
-    wr, wz, wn = dhw[:H], dhw[H:2 * H], dhw[2 * H:]
-    for j in range(H):
-        r = ar[j]
-        z = az[j]
-        nn = an[j]
-        dht = dh[j] + dout[j]
-        da_n = _flush(dht * (ONE - z) * (ONE - nn * nn))
-        da_z = _flush(dht * (hp[j] - nn) * z * (ONE - z))
-        da_r = _flush(da_n * e[j] * r * (ONE - r))
-        ar[j] = da_r
-        az[j] = da_z
-        an[j] = da_n
-        e[j] = da_n * r
-        wr[j] = da_r
-        wz[j] = da_z
-        wn[j] = da_n * r
-        dh[j] = _flush(dht * z)
-
-
-@njit(**_OPTS)
 def gru_after_fwd(g, a, hp, e, hn, b_hn, n):
     for r in range(n):
         _gru_after_fwd_row(g[r], a[r], hp[r], e[r], hn[r], b_hn)
@@ -377,80 +319,6 @@ def gru_after_fwd(g, a, hp, e, hn, b_hn, n):
 def gru_after_bwd(a, hp, e, dh, dout, dhw, n):
     for r in range(n):
         _gru_after_bwd_row(a[r], hp[r], e[r], dh[r], dout[r], dhw[r])
-
-
-@njit(**_OPTS)
-def gru_after_seq_fwd(A, Hx, E, w_hhT, b_hn, steps, off, reverse):
-    T, N = steps.shape[0], Hx.shape[1]
-    GH = A.shape[1]
-    g = np.empty(GH, A.dtype)
-    for s in range(T):
-        t = T - 1 - s if reverse else s
-        src, dst = _slots(t, reverse)
-        n = steps[t]
-        for r in range(n):
-            _matvec(Hx[src, r], w_hhT, g, False)
-            _gru_after_fwd_row(g, A[off[t] + r], Hx[src, r], E[off[t] + r], Hx[dst, r], b_hn)
-        for r in range(n, N):
-            Hx[dst, r] = Hx[src, r]
-
-
-@njit(**_OPTS)
-def gru_after_seq_bwd(A, Hx, E, w_hh, steps, off, reverse, dout, dh):
-    T, GH = steps.shape[0], A.shape[1]
-    dhw = np.empty(GH, A.dtype)
-    for s in range(T):
-        t = s if reverse else T - 1 - s
-        src, dst = _slots(t, reverse)
-        for r in range(steps[t]):
-            k = off[t] + r
-            _gru_after_bwd_row(A[k], Hx[src, r], E[k], dh[r], dout[k], dhw)
-            _matvec(dhw, w_hh, dh[r], True)
-
-
-@njit(**_OPTS)
-def _gru_before_fwd1_row(g, a, hp, e):
-    H = hp.shape[0]
-    ar, az = a[:H], a[H:2 * H]
-    gr, gz = g[:H], g[H:2 * H]
-    for j in range(H):
-        r = _sigmoid(ar[j] + gr[j])
-        ar[j] = r
-        az[j] = _sigmoid(az[j] + gz[j])
-        e[j] = r * hp[j]
-
-
-@njit(**_OPTS)
-def _gru_before_fwd2_row(gn, a, hp, hn):
-    H = hp.shape[0]
-    az, an = a[H:2 * H], a[2 * H:]
-    for j in range(H):
-        nn = _tanh(an[j] + gn[j])
-        an[j] = nn
-        hn[j] = nn + az[j] * (hp[j] - nn)
-
-
-@njit(**_OPTS)
-def _gru_before_bwd1_row(a, hp, dh, dout):
-    H = hp.shape[0]
-    az, an = a[H:2 * H], a[2 * H:]
-    for j in range(H):
-        z = az[j]
-        nn = an[j]
-        dht = dh[j] + dout[j]
-        an[j] = _flush(dht * (ONE - z) * (ONE - nn * nn))
-        az[j] = _flush(dht * (hp[j] - nn) * z * (ONE - z))
-        dh[j] = _flush(dht * z)
-
-
-@njit(**_OPTS)
-def _gru_before_bwd2_row(a, hp, drh, dh):
-    H = hp.shape[0]
-    ar = a[:H]
-    for j in range(H):
-        r = ar[j]
-        ar[j] = _flush(drh[j] * hp[j] * r * (ONE - r))
-        dh[j] = _flush(dh[j] + drh[j] * r)
 
 
 @njit(**_OPTS)
@@ -478,71 +346,61 @@ def gru_before_bwd2(a, hp, drh, dh, n):
 
 
 @njit(**_OPTS)
-def gru_before_seq_fwd(A, Hx, E, w_rz, w_n, steps, off, reverse):
-    """w_rz = W_hh[:2H]ᵀ (H, 2H) and w_n = W_hh[2H:]ᵀ (H, H), each contiguous: column blocks
-    of W_hhᵀ would have a row stride unknown to the compiler, which then does not vectorise
-    (measured 1.7× slower)."""
-    T, N = steps.shape[0], Hx.shape[1]
-    GH = A.shape[1]
-    H = GH // 3
-    g = np.empty(2 * H, A.dtype)
-    gn = np.empty(H, A.dtype)
-    for s in range(T):
-        t = T - 1 - s if reverse else s
-        src, dst = _slots(t, reverse)
-        n = steps[t]
-        for r in range(n):
-            _matvec(Hx[src, r], w_rz, g, False)
-            _gru_before_fwd1_row(g, A[off[t] + r], Hx[src, r], E[off[t] + r])
-            _matvec(E[off[t] + r], w_n, gn, False)
-            _gru_before_fwd2_row(gn, A[off[t] + r], Hx[src, r], Hx[dst, r])
-        for r in range(n, N):
-            Hx[dst, r] = Hx[src, r]
-
-
-@njit(**_OPTS)
-def gru_before_seq_bwd(A, Hx, w_hh, steps, off, reverse, dout, dh):
-    T, GH = steps.shape[0], A.shape[1]
-    H = GH // 3
-    drh = np.empty(H, A.dtype)
-    w_rz = w_hh[: 2 * H]
-    w_n = w_hh[2 * H:]
-    for s in range(T):
-        t = s if reverse else T - 1 - s
-        src, dst = _slots(t, reverse)
-        for r in range(steps[t]):
-            a = A[off[t] + r]
-            _gru_before_bwd1_row(a, Hx[src, r], dh[r], dout[off[t] + r])
-            _matvec(a[2 * H:], w_n, drh, False)
-            _gru_before_bwd2_row(a, Hx[src, r], drh, dh[r])
-            _matvec(a[: 2 * H], w_rz, dh[r], True)
-
-
-# ------------------------------------------------------------------------------- Adam
-@njit(**_OPTS)
 def adam(p, g, m, v, b1, b2, step_size, root2, eps, tmp):
-    """One pass over the flat arrays instead of NumPy's eleven (``tmp`` is unused here)."""
-    c1, c2 = 1 - b1, 1 - b2
+    """One pass over the flat arrays (:func:`rnnkit.functional.adam_update`; ``tmp`` unused)."""
     for i in range(p.shape[0]):
-        gi = g[i]
-        mi = b1 * m[i] + c1 * gi
-        vi = b2 * v[i] + c2 * gi * gi
-        m[i] = mi
-        v[i] = vi
-        p[i] -= step_size * (mi / (math.sqrt(vi) / root2 + eps))
+        p[i], m[i], v[i] = _adam_update(p[i], g[i], m[i], v[i], b1, b2, step_size, root2, eps)
 
 
-# ------------------------------------------------------------------------------- BLAS time loops
-# A direction's whole time loop for batches of any size when MKL is in use (rnnkit.blas): each
-# step's recurrent product is MKL's packed GEMM, called from here through its ctypes pointer
-# ``gemm`` (cblas_?gemm_compute), then the same fused row kernels as above. ``Wp`` are packed
-# right operands (rnnkit.blas.pack); ``G`` (N, G·H) and ``S`` (N, H) are scratch. Rows [:n] of
-# every operand are contiguous, and the rows of a step's packed block start at A[off[t]].
-# A kernel runs the batch rows [r0, r1) only: rows are independent through time, so threads
-# can each run one block with single-threaded MKL, and the element-wise work is parallel too.
+# ------------------------------------------------------------------------------- products
+# A time loop's recurrent product c[:m, :cols] = a[:m, :k] @ W (+ c when beta is 1), in one of
+# two forms chosen by the type of ``gemm`` when the loop is compiled: MKL's packed GEMM
+# (``gemm`` is cblas_?gemm_compute's ctypes pointer, ``Wp`` W packed by rnnkit.blas.pack), or,
+# with ``gemm=None``, a row-by-row product in the loop itself (``W`` (k, cols) contiguous), for
+# batches of a few rows, where calling a library per step would cost more than the arithmetic.
+# a and c are 2-D views whose rows may lie any whole number of elements apart (batch-major
+# arrays: T·G·H).
 
 _RM, _NT, _PK = 101, 111, 151
 
+
+@njit(**_OPTS)
+def _matvec(x, w, out, accumulate):
+    """out[j] (+)= Σ_k x[k] w[k, j]: x (K,), w (K, M) row-major, out (M,)."""
+    m = out.shape[0]
+    if not accumulate:
+        for j in range(m):
+            out[j] = 0
+    for k in range(x.shape[0]):
+        xk = x[k]
+        for j in range(m):
+            out[j] += xk * w[k, j]
+
+
+def _product(gemm, m, cols, k, a, Wp, W, beta, c):  # compiled code uses the overload below
+    raise NotImplementedError
+
+
+@overload(_product)
+def _product_overload(gemm, m, cols, k, a, Wp, W, beta, c):
+    if isinstance(gemm, types.NoneType):
+        def rows(gemm, m, cols, k, a, Wp, W, beta, c):
+            for r in range(m):
+                _matvec(a[r, :k], W, c[r, :cols], beta != 0)
+        return rows
+
+    def packed(gemm, m, cols, k, a, Wp, W, beta, c):
+        it = a.itemsize
+        gemm(_RM, _NT, _PK, m, cols, k, a.ctypes.data, a.strides[0] // it, Wp.ctypes.data,
+             cols, beta, c.ctypes.data, c.strides[0] // it)
+    return packed
+
+
+# ------------------------------------------------------------------------------- one block
+# The one dispatch point of the compiled engine: a step of a block of m rows, for any cell
+# (``kind``: rnnkit.cells.RNN, LSTM, GRU_AFTER, GRU_BEFORE), on 2-D row views of the layer's
+# arrays, whatever their layout. Operands a cell lacks are empty arrays; the weights are
+# (W1, W2): W_hhᵀ, or for the reset-before GRU its r,z and n blocks (backward: W_hh's).
 
 @njit(**_OPTS)
 def _row_bias(a, b):
@@ -553,370 +411,169 @@ def _row_bias(a, b):
 
 
 @njit(**_OPTS)
-def _add_bias(A, k, n, b):
-    """A[k:k+n] += b, row by row (:func:`_row_bias`)."""
-    for r in range(k, k + n):
-        _row_bias(A[r], b)
+def _fwd_block(kind, relu, gemm, Wp1, Wp2, W1, W2, b, p, b_hn, m, hp, cp, a, e, hn, cn, G, S):
+    """Forward: a (m, G·H) holds XW_t (without b) and becomes the cache; h_t into hn, c_t
+    into cn, the cell's extra into e; G, S scratch."""
+    H = hp.shape[1]
+    for r in range(m):
+        _row_bias(a[r], b)
+    if kind == GRU_BEFORE:
+        _product(gemm, m, 2 * H, H, hp, Wp1, W1, ZERO, G)
+        for r in range(m):
+            _gru_before_fwd1_row(G[r], a[r], hp[r], e[r])
+        _product(gemm, m, H, H, e, Wp2, W2, ZERO, S)
+        for r in range(m):
+            _gru_before_fwd2_row(S[r], a[r], hp[r], hn[r])
+        return
+    _product(gemm, m, a.shape[1], H, hp, Wp1, W1, ZERO, G)
+    for r in range(m):
+        if kind == RNN:
+            _rnn_fwd_row(G[r], a[r], hn[r], relu)
+        elif kind == LSTM:
+            _lstm_fwd_row(G[r], a[r], cp[r], cn[r], hn[r], p)
+        else:
+            _gru_after_fwd_row(G[r], a[r], hp[r], e[r], hn[r], b_hn)
 
 
 @njit(**_OPTS)
-def _gemm(gemm, n, cols, k, a, lda, wp, beta, c, ldc):
-    """c[:n, :cols] = a[:n, :k] @ W (+ beta·c) with W packed in wp; a, c given by address."""
-    gemm(_RM, _NT, _PK, n, cols, k, a, lda, wp.ctypes.data, cols, beta, c, ldc)
+def _bwd_block(kind, relu, gemm, Wp1, Wp2, W1, W2, p, dp, m, hp, cp, cn, a, e, dout, dh, dc,
+               G, S):
+    """Backward: a becomes ∂L/∂XW_t, dh (dc) go from ∂L/∂h_t to ∂L/∂h_{t−1} (c likewise)."""
+    H = dh.shape[1]
+    GH = a.shape[1]
+    if kind == RNN:
+        for r in range(m):
+            _rnn_bwd_row(a[r], dh[r], dout[r], relu)
+        _product(gemm, m, H, GH, a, Wp1, W1, ZERO, dh)
+    elif kind == LSTM:
+        for r in range(m):
+            _lstm_bwd_row(a[r], cp[r], cn[r], dh[r], dout[r], dc[r], p, dp)
+        _product(gemm, m, H, GH, a, Wp1, W1, ZERO, dh)
+    elif kind == GRU_AFTER:
+        for r in range(m):
+            _gru_after_bwd_row(a[r], hp[r], e[r], dh[r], dout[r], G[r])
+        _product(gemm, m, H, GH, G, Wp1, W1, ONE, dh)
+    else:
+        for r in range(m):
+            _gru_before_bwd1_row(a[r], hp[r], dh[r], dout[r])
+        _product(gemm, m, H, H, a[:, 2 * H:], Wp2, W2, ZERO, S)
+        for r in range(m):
+            _gru_before_bwd2_row(a[r], hp[r], S[r], dh[r])
+        _product(gemm, m, H, 2 * H, a, Wp1, W1, ONE, dh)
+
+
+# ------------------------------------------------------------------------------- time loops
+# Five loops run every cell. Each covers the batch rows [r0, r1) only: rows are independent
+# through time, so threads can each run one block with single-threaded BLAS (rnnkit.blas.
+# run_blocks), the element-wise work parallel too.
+#
+# Time-major (packed, any padding): A (P, G·H) packed XW, then the cache; step t's rows at
+# A[off[t]:]; Hx, Cx (T+1, N, H) the states, h_0 at slot 0 (T reversed); rows that have ended
+# (or not begun) carry their state.
+#
+# Batch-major (training without padding): A (N, T, G·H) is X Wᵀ of the layer's batch-major
+# input, then the cache; Hp (N, T, H) holds in Hp[r, t] the state step t of row r reads (h_0 in
+# place at the first step); h_t goes to y[r, t, d] of the output (N, T, dirs, H). A row's steps
+# follow each other in A, Hp and E, so the weight gradients are one product each over (N·T, ·)
+# views, and x, y, ∂L/∂y and ∂L/∂x are the caller's arrays: no time-major copy of any of them
+# goes through memory. Cx (T+1, N, H) stays time-major.
+#
+# Inference (batch-major, rows sorted by length): each step's input product is made in the loop
+# from x (N, T, D); the state lives in two slots (2, N, H), slot s % 2 before iteration s; h_t
+# goes to y[r, t, col:col + H]; nothing is kept for backward.
+
+@njit(**_OPTS)
+def _slots(t, reverse):
+    return (t + 1, t) if reverse else (t, t + 1)
 
 
 @njit(**_OPTS)
-def _carry(Hx, Cx, src, dst, lo, hi):
+def _carry(Hx, Cx, has_c, src, dst, lo, hi):
     """Rows [lo, hi) have ended (or not begun): they keep their state."""
     for r in range(lo, hi):
         Hx[dst, r] = Hx[src, r]
-        if Cx.shape[0] > 0:
+        if has_c:
             Cx[dst, r] = Cx[src, r]
 
 
 @njit(**_OPTS)
-def _fwd_step(s, steps, off, reverse, r0, r1):
-    """Iteration s of a forward time loop over rows [r0, r1) → (src slot, dst slot, rows of the
-    block alive, packed row of the block's first row, rows alive in the batch)."""
-    t = steps.shape[0] - 1 - s if reverse else s
-    src, dst = _slots(t, reverse)
+def _alive(t, steps, r0, r1):
+    """Rows of the block [r0, r1) alive at step t, and rows alive in the batch."""
     n = steps[t]
-    return src, dst, max(min(n, r1) - r0, 0), off[t] + r0, n
+    return max(min(n, r1) - r0, 0), n
 
 
 @njit(**_OPTS)
-def _bwd_step(s, steps, off, reverse, r0, r1):
-    """Iteration s of a backward time loop (steps in the opposite order to forward)."""
-    t = s if reverse else steps.shape[0] - 1 - s
-    src, dst = _slots(t, reverse)
-    n = steps[t]
-    return src, dst, max(min(n, r1) - r0, 0), off[t] + r0, n
-
-
-@njit(**_OPTS)
-def rnn_blas_fwd(gemm, Wp, A, b, Hx, G, relu, steps, off, reverse, r0, r1):
-    H = Hx.shape[2]
-    for s in range(steps.shape[0]):
-        src, dst, m, k, n = _fwd_step(s, steps, off, reverse, r0, r1)
-        if m:
-            _add_bias(A, k, m, b)
-            _gemm(gemm, m, H, H, Hx[src, r0:].ctypes.data, H, Wp, ZERO, G[r0:].ctypes.data, H)
-            rnn_fwd(G[r0:], A[k:], Hx[dst, r0:], relu, m)
-        _carry(Hx, Hx[:0], src, dst, max(n, r0), r1)
-
-
-@njit(**_OPTS)
-def _infer_step(gemm, Wxp, X, Gx, b, s, steps, reverse, r0, r1):
-    """Iteration s of a batch-major inference loop (see :func:`lstm_blas_infer`): makes the
-    input product x_t Wᵀ + b of the block's rows in Gx (b may be empty). → (t, src slot, dst
-    slot, rows of the block alive, rows alive)."""
-    T, D = X.shape[1], X.shape[2]
-    t = T - 1 - s if reverse else s
-    src, dst = s % 2, 1 - s % 2
-    n = steps[t]
-    m = max(min(n, r1) - r0, 0)
-    if m:
-        cols = Gx.shape[1]
-        _gemm(gemm, m, cols, D, X[r0, t].ctypes.data, T * D, Wxp, ZERO, Gx[r0:].ctypes.data,
-              cols)
-        _add_bias(Gx, r0, m, b)
-    return t, src, dst, m, n
-
-
-@njit(**_OPTS)
-def rnn_blas_infer(gemm, Wxp, Whp, X, b, Hx, Gx, G, Y, col, relu, steps, reverse, r0, r1):
-    """:func:`lstm_blas_infer` for the RNN: h_t = f((x_t Wᵀ + b) + h Uᵀ), summed in the order
-    of training's forward pass (so the numbers are the same)."""
-    T, H = X.shape[1], Hx.shape[2]
+def tm_forward(kind, relu, gemm, Wp1, Wp2, W1, W2, b, p, b_hn, A, E, Hx, Cx, G, S, steps, off,
+               reverse, r0, r1):
+    T = steps.shape[0]
     for s in range(T):
-        t, src, dst, m, n = _infer_step(gemm, Wxp, X, Gx, b, s, steps, reverse, r0, r1)
-        if m:
-            _gemm(gemm, m, H, H, Hx[src, r0:].ctypes.data, H, Whp, ZERO, G[r0:].ctypes.data, H)
-            for r in range(r0, r0 + m):
-                h = Hx[dst, r]
-                _rnn_fwd_row(G[r], Gx[r], h, relu)
-                Y[r, t, col:col + H] = h
-        _carry(Hx, Hx[:0], src, dst, max(n, r0), r1)
-
-
-@njit(**_OPTS)
-def rnn_blas_bwd(gemm, Wp, A, relu, steps, off, reverse, dout, dh, r0, r1):
-    H = dh.shape[1]
-    for s in range(steps.shape[0]):
-        _, _, m, k, _ = _bwd_step(s, steps, off, reverse, r0, r1)
-        if m:
-            rnn_bwd(A[k:], dh[r0:], dout[k:], relu, m)
-            _gemm(gemm, m, H, H, A[k:].ctypes.data, H, Wp, ZERO, dh[r0:].ctypes.data, H)
-
-
-@njit(**_OPTS)
-def lstm_blas_fwd(gemm, Wp, A, b, Hx, Cx, G, p, steps, off, reverse, r0, r1):
-    H = Hx.shape[2]
-    for s in range(steps.shape[0]):
-        src, dst, m, k, n = _fwd_step(s, steps, off, reverse, r0, r1)
-        if m:
-            _gemm(gemm, m, 4 * H, H, Hx[src, r0:].ctypes.data, H, Wp, ZERO, G[r0:].ctypes.data,
-                  4 * H)
-            _add_bias(A, k, m, b)
-            lstm_fwd(G[r0:], A[k:], Cx[src, r0:], Cx[dst, r0:], Hx[dst, r0:], p, m)
-        _carry(Hx, Cx, src, dst, max(n, r0), r1)
-
-
-@njit(**_OPTS)
-def lstm_blas_infer(gemm, Wxp, Whp, X, b, Hx, Cx, G, Y, col, steps, reverse, r0, r1):
-    """Inference on batch-major arrays, the input projection inside the loop: per step
-    G = x_t Wᵀ + h Uᵀ, two packed products into the same rows, the first reading x_t straight
-    from X (N, T, D) (rows T·D apart); h_t goes to Y[r, t, col:col + H] of the output
-    (N, T, ·). No (P, 4H) projection and no time-major copy of x or of the output go through
-    memory. Hx, Cx (2, N, H) hold the state: slot s % 2 before iteration s, the other after.
-    Summing x Wᵀ + h Uᵀ first and b last, in the row, measured 2–4% faster than training's
-    order (b added to x Wᵀ), so LSTM inference rounds differently from its training forward
-    (the other cells keep the order; see the tests)."""
-    T, H = X.shape[1], Hx.shape[2]
-    for s in range(T):
-        t, src, dst, m, n = _infer_step(gemm, Wxp, X, G, b[:0], s, steps, reverse, r0, r1)
-        if m:
-            _gemm(gemm, m, 4 * H, H, Hx[src, r0:].ctypes.data, H, Whp, ONE, G[r0:].ctypes.data,
-                  4 * H)
-            for r in range(r0, r0 + m):
-                h = Hx[dst, r]
-                _lstm_fused_row(G[r], b, Cx[src, r], Cx[dst, r], h)
-                Y[r, t, col:col + H] = h
-        _carry(Hx, Cx, src, dst, max(n, r0), r1)
-
-
-@njit(**_OPTS)
-def lstm_blas_bwd(gemm, Wp, A, Cx, p, dp, steps, off, reverse, dout, dh, dc, r0, r1):
-    H = dh.shape[1]
-    for s in range(steps.shape[0]):
-        src, dst, m, k, _ = _bwd_step(s, steps, off, reverse, r0, r1)
-        if m:
-            lstm_bwd(A[k:], Cx[src, r0:], Cx[dst, r0:], dh[r0:], dout[k:], dc[r0:], p, dp, m)
-            _gemm(gemm, m, H, 4 * H, A[k:].ctypes.data, 4 * H, Wp, ZERO, dh[r0:].ctypes.data,
-                  H)
-
-
-@njit(**_OPTS)
-def gru_after_blas_fwd(gemm, Wp, A, b, Hx, E, G, b_hn, steps, off, reverse, r0, r1):
-    H = Hx.shape[2]
-    for s in range(steps.shape[0]):
-        src, dst, m, k, n = _fwd_step(s, steps, off, reverse, r0, r1)
-        if m:
-            _add_bias(A, k, m, b)
-            _gemm(gemm, m, 3 * H, H, Hx[src, r0:].ctypes.data, H, Wp, ZERO, G[r0:].ctypes.data,
-                  3 * H)
-            gru_after_fwd(G[r0:], A[k:], Hx[src, r0:], E[k:], Hx[dst, r0:], b_hn, m)
-        _carry(Hx, Hx[:0], src, dst, max(n, r0), r1)
-
-
-@njit(**_OPTS)
-def gru_after_blas_bwd(gemm, Wp, A, Hx, E, G, steps, off, reverse, dout, dh, r0, r1):
-    H = dh.shape[1]
-    for s in range(steps.shape[0]):
-        src, dst, m, k, _ = _bwd_step(s, steps, off, reverse, r0, r1)
-        if m:
-            gru_after_bwd(A[k:], Hx[src, r0:], E[k:], dh[r0:], dout[k:], G[r0:], m)
-            _gemm(gemm, m, H, 3 * H, G[r0:].ctypes.data, 3 * H, Wp, ONE, dh[r0:].ctypes.data,
-                  H)
-
-
-@njit(**_OPTS)
-def gru_before_blas_fwd(gemm, Wp_rz, Wp_n, A, b, Hx, E, G, S, steps, off, reverse, r0, r1):
-    H = Hx.shape[2]
-    for s in range(steps.shape[0]):
-        src, dst, m, k, n = _fwd_step(s, steps, off, reverse, r0, r1)
-        if m:
-            _add_bias(A, k, m, b)
-            _gemm(gemm, m, 2 * H, H, Hx[src, r0:].ctypes.data, H, Wp_rz, ZERO,
-                  G[r0:].ctypes.data, 3 * H)
-            gru_before_fwd1(G[r0:], A[k:], Hx[src, r0:], E[k:], m)
-            _gemm(gemm, m, H, H, E[k:].ctypes.data, H, Wp_n, ZERO, S[r0:].ctypes.data, H)
-            gru_before_fwd2(S[r0:], A[k:], Hx[src, r0:], Hx[dst, r0:], m)
-        _carry(Hx, Hx[:0], src, dst, max(n, r0), r1)
-
-
-@njit(**_OPTS)
-def gru_before_blas_bwd(gemm, Wp_rz, Wp_n, A, Hx, S, steps, off, reverse, dout, dh, r0, r1):
-    H = dh.shape[1]
-    for s in range(steps.shape[0]):
-        src, dst, m, k, _ = _bwd_step(s, steps, off, reverse, r0, r1)
-        if m:
-            gru_before_bwd1(A[k:], Hx[src, r0:], dh[r0:], dout[k:], m)
-            _gemm(gemm, m, H, H, A[k:, 2 * H:].ctypes.data, 3 * H, Wp_n, ZERO,
-                  S[r0:].ctypes.data, H)
-            gru_before_bwd2(A[k:], Hx[src, r0:], S[r0:], dh[r0:], m)
-            _gemm(gemm, m, H, 2 * H, A[k:].ctypes.data, 3 * H, Wp_rz, ONE,
-                  dh[r0:].ctypes.data, H)
-
-
-@njit(**_OPTS)
-def gru_after_blas_infer(gemm, Wxp, Whp, X, b, Hx, Gx, G, E, Y, col, b_hn, steps, reverse,
-                         r0, r1):
-    """:func:`lstm_blas_infer` for the GRU with the reset gate after the product; E (N, H)
-    is scratch."""
-    T, H = X.shape[1], Hx.shape[2]
-    for s in range(T):
-        t, src, dst, m, n = _infer_step(gemm, Wxp, X, Gx, b, s, steps, reverse, r0, r1)
-        if m:
-            _gemm(gemm, m, 3 * H, H, Hx[src, r0:].ctypes.data, H, Whp, ZERO,
-                  G[r0:].ctypes.data, 3 * H)
-            for r in range(r0, r0 + m):
-                h = Hx[dst, r]
-                _gru_after_fwd_row(G[r], Gx[r], Hx[src, r], E[r], h, b_hn)
-                Y[r, t, col:col + H] = h
-        _carry(Hx, Hx[:0], src, dst, max(n, r0), r1)
-
-
-@njit(**_OPTS)
-def gru_before_blas_infer(gemm, Wxp, Wp_rz, Wp_n, X, b, Hx, Gx, G, E, S, Y, col, steps,
-                          reverse, r0, r1):
-    """:func:`lstm_blas_infer` for the GRU with the reset gate before the product (r ⊙ h
-    into E, its product into S: both (N, H) scratch)."""
-    T, H = X.shape[1], Hx.shape[2]
-    for s in range(T):
-        t, src, dst, m, n = _infer_step(gemm, Wxp, X, Gx, b, s, steps, reverse, r0, r1)
-        if m:
-            _gemm(gemm, m, 2 * H, H, Hx[src, r0:].ctypes.data, H, Wp_rz, ZERO,
-                  G[r0:].ctypes.data, 3 * H)
-            gru_before_fwd1(G[r0:], Gx[r0:], Hx[src, r0:], E[r0:], m)
-            _gemm(gemm, m, H, H, E[r0:].ctypes.data, H, Wp_n, ZERO, S[r0:].ctypes.data, H)
-            for r in range(r0, r0 + m):
-                h = Hx[dst, r]
-                _gru_before_fwd2_row(S[r], Gx[r], Hx[src, r], h)
-                Y[r, t, col:col + H] = h
-        _carry(Hx, Hx[:0], src, dst, max(n, r0), r1)
-
-
-# ------------------------------------------------------------------------------- batch-major
-# Training on batch-major arrays, for batches without padding (every row alive at every step):
-# A (N, T, G·H) is X Wᵀ of the layer's batch-major input x (N, T, D), one product, then the
-# cache; Hp (N, T, H) holds in Hp[r, t] the state that step t of row r reads (h_{t−1}, or
-# h_{t+1} backwards; h_0 in place at the first step); the output y (N, T, dirs, H) gets h_t
-# in y[r, t, d]. Hp is y shifted by a step (one row copy a step, from cache): with it the rows
-# of A and of the states they multiplied pair up. A row's steps follow each other in A, Hp and
-# E, so the weight gradients are one product each over (N·T, ·) views, and x, y, ∂L/∂y and
-# ∂L/∂x are the caller's arrays: no time-major copy of any of them goes through memory.
-# Cx (T+1, N, H) stays time-major (only the kernels read it). The per-step products read
-# Hp[r0:, t] with lda = T·H.
-
-
-@njit(**_OPTS)
-def _bm_fwd_t(s, T, reverse):
-    """Iteration s of a batch-major forward loop → (step t, the step after it or −1)."""
-    t = T - 1 - s if reverse else s
-    nxt = t - 1 if reverse else t + 1
-    return t, (nxt if nxt < T else -1)
-
-
-@njit(**_OPTS)
-def rnn_bm_fwd(gemm, Wp, A, b, Hp, Y, d, G, relu, reverse, r0, r1):
-    T, H = A.shape[1], Hp.shape[2]
-    for s in range(T):
-        t, nxt = _bm_fwd_t(s, T, reverse)
-        _gemm(gemm, r1 - r0, H, H, Hp[r0, t].ctypes.data, T * H, Wp, ZERO, G[r0:].ctypes.data,
-              H)
-        for r in range(r0, r1):
-            a = A[r, t]
-            _row_bias(a, b)
-            _rnn_fwd_row(G[r], a, Y[r, t, d], relu)
-            if nxt >= 0:
-                Hp[r, nxt] = Y[r, t, d]
-
-
-@njit(**_OPTS)
-def rnn_bm_bwd(gemm, Wp, A, relu, reverse, dY, d, dh, r0, r1):
-    T, H = A.shape[1], dh.shape[1]
-    for s in range(T):
-        t = s if reverse else T - 1 - s
-        for r in range(r0, r1):
-            _rnn_bwd_row(A[r, t], dh[r], dY[r, t, d], relu)
-        _gemm(gemm, r1 - r0, H, H, A[r0, t].ctypes.data, T * H, Wp, ZERO, dh[r0:].ctypes.data,
-              H)
-
-
-@njit(**_OPTS)
-def lstm_bm_fwd(gemm, Wp, A, b, Hp, Cx, Y, d, G, p, reverse, r0, r1):
-    T, H = A.shape[1], Hp.shape[2]
-    for s in range(T):
-        t, nxt = _bm_fwd_t(s, T, reverse)
+        t = T - 1 - s if reverse else s
         src, dst = _slots(t, reverse)
-        _gemm(gemm, r1 - r0, 4 * H, H, Hp[r0, t].ctypes.data, T * H, Wp, ZERO,
-              G[r0:].ctypes.data, 4 * H)
-        for r in range(r0, r1):
-            a = A[r, t]
-            _row_bias(a, b)
-            _lstm_fwd_row(G[r], a, Cx[src, r], Cx[dst, r], Y[r, t, d], p)
-            if nxt >= 0:
-                Hp[r, nxt] = Y[r, t, d]
+        m, n = _alive(t, steps, r0, r1)
+        if m:
+            k = off[t] + r0
+            _fwd_block(kind, relu, gemm, Wp1, Wp2, W1, W2, b, p, b_hn, m, Hx[src, r0:],
+                       Cx[src, r0:], A[k:], E[k:], Hx[dst, r0:], Cx[dst, r0:], G[r0:], S[r0:])
+        _carry(Hx, Cx, kind == LSTM, src, dst, max(n, r0), r1)
 
 
 @njit(**_OPTS)
-def lstm_bm_bwd(gemm, Wp, A, Cx, p, dp, reverse, dY, d, dh, dc, r0, r1):
-    T, H = A.shape[1], dh.shape[1]
+def tm_backward(kind, relu, gemm, Wp1, Wp2, W1, W2, p, dp, A, E, Hx, Cx, G, S, steps, off,
+                reverse, dout, dh, dc, r0, r1):
+    T = steps.shape[0]
     for s in range(T):
         t = s if reverse else T - 1 - s
         src, dst = _slots(t, reverse)
-        for r in range(r0, r1):
-            _lstm_bwd_row(A[r, t], Cx[src, r], Cx[dst, r], dh[r], dY[r, t, d], dc[r], p, dp)
-        _gemm(gemm, r1 - r0, H, 4 * H, A[r0, t].ctypes.data, T * 4 * H, Wp, ZERO,
-              dh[r0:].ctypes.data, H)
+        m, _ = _alive(t, steps, r0, r1)
+        if m:
+            k = off[t] + r0
+            _bwd_block(kind, relu, gemm, Wp1, Wp2, W1, W2, p, dp, m, Hx[src, r0:],
+                       Cx[src, r0:], Cx[dst, r0:], A[k:], E[k:], dout[k:], dh[r0:], dc[r0:],
+                       G[r0:], S[r0:])
 
 
 @njit(**_OPTS)
-def gru_after_bm_fwd(gemm, Wp, A, b, Hp, E, Y, d, G, b_hn, reverse, r0, r1):
-    T, H = A.shape[1], Hp.shape[2]
+def bm_forward(kind, relu, gemm, Wp1, Wp2, W1, W2, b, p, b_hn, A, E, Hp, Cx, Y, d, G, S,
+               reverse, r0, r1):
+    T = A.shape[1]
     for s in range(T):
-        t, nxt = _bm_fwd_t(s, T, reverse)
-        _gemm(gemm, r1 - r0, 3 * H, H, Hp[r0, t].ctypes.data, T * H, Wp, ZERO,
-              G[r0:].ctypes.data, 3 * H)
-        for r in range(r0, r1):
-            a = A[r, t]
-            _row_bias(a, b)
-            _gru_after_fwd_row(G[r], a, Hp[r, t], E[r, t], Y[r, t, d], b_hn)
-            if nxt >= 0:
+        t = T - 1 - s if reverse else s
+        src, dst = _slots(t, reverse)
+        _fwd_block(kind, relu, gemm, Wp1, Wp2, W1, W2, b, p, b_hn, r1 - r0, Hp[r0:r1, t],
+                   Cx[src, r0:], A[r0:r1, t], E[r0:r1, t], Y[r0:r1, t, d], Cx[dst, r0:],
+                   G[r0:], S[r0:])
+        nxt = t - 1 if reverse else t + 1
+        if 0 <= nxt < T:
+            for r in range(r0, r1):
                 Hp[r, nxt] = Y[r, t, d]
 
 
 @njit(**_OPTS)
-def gru_after_bm_bwd(gemm, Wp, A, Hp, E, G, reverse, dY, d, dh, r0, r1):
-    T, H = A.shape[1], dh.shape[1]
+def bm_backward(kind, relu, gemm, Wp1, Wp2, W1, W2, p, dp, A, E, Hp, Cx, dY, d, dh, dc, G, S,
+                reverse, r0, r1):
+    T = A.shape[1]
     for s in range(T):
         t = s if reverse else T - 1 - s
-        for r in range(r0, r1):
-            _gru_after_bwd_row(A[r, t], Hp[r, t], E[r, t], dh[r], dY[r, t, d], G[r])
-        _gemm(gemm, r1 - r0, H, 3 * H, G[r0:].ctypes.data, 3 * H, Wp, ONE,
-              dh[r0:].ctypes.data, H)
+        src, dst = _slots(t, reverse)
+        _bwd_block(kind, relu, gemm, Wp1, Wp2, W1, W2, p, dp, r1 - r0, Hp[r0:r1, t],
+                   Cx[src, r0:], Cx[dst, r0:], A[r0:r1, t], E[r0:r1, t], dY[r0:r1, t, d],
+                   dh[r0:r1], dc[r0:r1], G[r0:], S[r0:])
 
 
 @njit(**_OPTS)
-def gru_before_bm_fwd(gemm, Wp_rz, Wp_n, A, b, Hp, E, Y, d, G, S, reverse, r0, r1):
-    T, H = A.shape[1], Hp.shape[2]
+def bm_infer(kind, relu, gemm, Wxp, Wx, Wp1, Wp2, W1, W2, b, p, b_hn, X, Hx, Cx, Gx, E, Y, col,
+             G, S, steps, reverse, r0, r1):
+    T, D, H = X.shape[1], X.shape[2], Hx.shape[2]
     for s in range(T):
-        t, nxt = _bm_fwd_t(s, T, reverse)
-        for r in range(r0, r1):
-            _row_bias(A[r, t], b)
-        _gemm(gemm, r1 - r0, 2 * H, H, Hp[r0, t].ctypes.data, T * H, Wp_rz, ZERO,
-              G[r0:].ctypes.data, 3 * H)
-        for r in range(r0, r1):
-            _gru_before_fwd1_row(G[r], A[r, t], Hp[r, t], E[r, t])
-        _gemm(gemm, r1 - r0, H, H, E[r0, t].ctypes.data, T * H, Wp_n, ZERO, S[r0:].ctypes.data,
-              H)
-        for r in range(r0, r1):
-            _gru_before_fwd2_row(S[r], A[r, t], Hp[r, t], Y[r, t, d])
-            if nxt >= 0:
-                Hp[r, nxt] = Y[r, t, d]
-
-
-@njit(**_OPTS)
-def gru_before_bm_bwd(gemm, Wp_rz, Wp_n, A, Hp, S, reverse, dY, d, dh, r0, r1):
-    T, H = A.shape[1], dh.shape[1]
-    for s in range(T):
-        t = s if reverse else T - 1 - s
-        for r in range(r0, r1):
-            _gru_before_bwd1_row(A[r, t], Hp[r, t], dh[r], dY[r, t, d])
-        _gemm(gemm, r1 - r0, H, H, A[r0, t, 2 * H:].ctypes.data, T * 3 * H, Wp_n, ZERO,
-              S[r0:].ctypes.data, H)
-        for r in range(r0, r1):
-            _gru_before_bwd2_row(A[r, t], Hp[r, t], S[r], dh[r])
-        _gemm(gemm, r1 - r0, H, 2 * H, A[r0, t].ctypes.data, T * 3 * H, Wp_rz, ONE,
-              dh[r0:].ctypes.data, H)
+        t = T - 1 - s if reverse else s
+        src, dst = s % 2, 1 - s % 2
+        m, n = _alive(t, steps, r0, r1)
+        if m:
+            _product(gemm, m, Gx.shape[1], D, X[r0:r0 + m, t], Wxp, Wx, ZERO, Gx[r0:])
+            _fwd_block(kind, relu, gemm, Wp1, Wp2, W1, W2, b, p, b_hn, m, Hx[src, r0:],
+                       Cx[src, r0:], Gx[r0:], E[r0:], Hx[dst, r0:], Cx[dst, r0:], G[r0:],
+                       S[r0:])
+            for r in range(r0, r0 + m):
+                Y[r, t, col:col + H] = Hx[dst, r]
+        _carry(Hx, Cx, kind == LSTM, src, dst, max(n, r0), r1)

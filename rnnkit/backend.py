@@ -63,6 +63,22 @@ def set_engine(name: str = "auto") -> str:
     return mod.name
 
 
+def numba_kernels() -> ModuleType:
+    """The compiled engine (ImportError when numba is missing)."""
+    from . import _numba_kernels
+
+    return _numba_kernels
+
+
+def kernels_named(name: str) -> ModuleType:
+    """The kernel engine called ``name`` (``"numba"`` or ``"numpy"``)."""
+    if name == "numba":
+        return numba_kernels()
+    from . import kernels as mod
+
+    return mod
+
+
 def kernels() -> ModuleType:
     """The kernel engine in use (chosen on first use from ``RNNKIT_ENGINE``)."""
     if _engine is None:

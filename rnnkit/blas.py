@@ -10,10 +10,15 @@ float32: OpenBLAS 134 µs on 1 thread / 76 µs on 2, MKL packed 78 / 38 µs. The
 (:mod:`rnnkit._numba_kernels`) call the packed product from inside their compiled time loop, so
 the loop also costs no Python dispatch.
 
-MKL is optional (``pip install "rnnkit[mkl]"``, the ``mkl`` wheel): ``"auto"`` uses it when its
-runtime library ``mkl_rt`` loads and NumPy's BLAS otherwise. Choose with :func:`set_blas` or the
-environment variable ``RNNKIT_BLAS`` (``auto``, ``mkl``, ``numpy``). Both give the same results
-up to rounding (the products sum in a different order).
+MKL is optional (``pip install "rnnkit[mkl]"``, the ``mkl`` wheel) and not always the faster
+choice: on a Zen 5 EPYC the same product took MKL packed 219 µs against OpenBLAS's AVX-512
+kernel's 133 µs. ``"auto"`` therefore loads MKL when its runtime library ``mkl_rt`` loads, then
+times one recurrent-sized product, (32, 256) @ (256, 1024) float32, both ways and keeps the
+faster; the choice is cached per machine (``$XDG_CACHE_HOME/rnnkit/blas.json``, keyed by CPU
+and library versions), so that every run on a machine takes the same path (a resumed run ends
+bit-identical to an uninterrupted one only on the same path). Choose with :func:`set_blas` or
+the environment variable ``RNNKIT_BLAS`` (``auto``, ``mkl``, ``numpy``). Both give the same
+results up to rounding (the products sum in a different order).
 """
 
 from __future__ import annotations
@@ -21,8 +26,11 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import glob
+import json
 import os
+import platform
 import sys
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -97,15 +105,15 @@ def _load_mkl() -> SimpleNamespace:
 def set_blas(name: str = "auto") -> str:
     """Select the library for rnnkit's matrix products; returns the one now in use.
 
-    ``"auto"`` takes MKL when it loads and NumPy's BLAS otherwise; ``"mkl"`` raises ImportError
-    when MKL is missing."""
+    ``"auto"`` takes MKL when it loads and measured faster on this machine (see the module
+    docstring), NumPy's BLAS otherwise; ``"mkl"`` raises ImportError when MKL is missing."""
     global _name, _lib
     if name not in BLAS:
         raise ValueError(f"unknown BLAS {name!r}; expected one of {BLAS}")
     if name in ("auto", "mkl"):
         try:
             _lib = _lib or _load_mkl()
-            _name = "mkl"
+            _name = "mkl" if name == "mkl" or _mkl_measured_faster() else "numpy"
         except ImportError:
             if name == "mkl":
                 raise
@@ -113,6 +121,93 @@ def set_blas(name: str = "auto") -> str:
     else:
         _name = "numpy"
     return _name
+
+
+def load_mkl() -> SimpleNamespace:
+    """MKL's routines, loading MKL if need be (ImportError when it is missing), whichever
+    library :func:`blas` chose."""
+    global _lib
+    _lib = _lib or _load_mkl()
+    return _lib
+
+
+def _machine_key() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f
+                        if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    mkl = _lib.cdll.MKL_Get_Version_String if _lib is not None else None
+    version = ""
+    if mkl is not None:
+        buf = ctypes.create_string_buffer(256)
+        mkl(buf, 256)
+        version = buf.value.decode(errors="replace")
+    return f"{cpu} | {version} | numpy {np.__version__} | {os.cpu_count()} cpus"
+
+
+def _cache_file() -> str:
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(root, "rnnkit", "blas.json")
+
+
+def _mkl_measured_faster() -> bool:
+    """Whether MKL's packed product beat NumPy's BLAS on this machine, measured once and
+    cached on disk (an unwritable cache only means measuring again next time)."""
+    key, path = _machine_key(), _cache_file()
+    try:
+        with open(path, encoding="utf-8") as f:
+            known = json.load(f)
+    except (OSError, ValueError):
+        known = {}
+    if not isinstance(known, dict):
+        known = {}
+    if key in known and isinstance(known[key], dict) and "mkl_faster" in known[key]:
+        return bool(known[key]["mkl_faster"])
+    mkl_us, numpy_us = measure_recurrent_product()
+    known[key] = {"mkl_faster": mkl_us < numpy_us, "mkl_us": mkl_us, "numpy_us": numpy_us}
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(known, f, indent=1)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return mkl_us < numpy_us
+
+
+def measure_recurrent_product(n: int = 32, h: int = 256, gates: int = 4,
+                              rounds: int = 5, calls: int = 20) -> tuple[float, float]:
+    """(MKL packed, NumPy's BLAS) time in µs of one (n, h) @ (h, gates·h) float32 product, the
+    best of ``rounds`` means of ``calls`` calls each, as a time loop makes them (MKL needs to be
+    loaded)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, h)).astype(np.float32)
+    w = rng.standard_normal((h, gates * h)).astype(np.float32)
+    c = np.empty((n, gates * h), np.float32)
+    wp = pack(w, n)
+    r = _lib.s
+
+    def mkl():
+        r.compute(ROW_MAJOR, NO_TRANS, PACKED, n, gates * h, h, _ptr(a), h, _ptr(wp),
+                  gates * h, 0.0, _ptr(c), gates * h)
+
+    def numpy():
+        np.matmul(a, w, out=c)
+
+    best = {}
+    for fn in (mkl, numpy, mkl, numpy):  # warmed up, then interleaved
+        times = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            times.append((time.perf_counter() - t0) / calls * 1e6)
+        best[fn.__name__] = min(min(times), best.get(fn.__name__, float("inf")))
+    return best["mkl"], best["numpy"]
 
 
 def blas() -> str:
@@ -221,28 +316,29 @@ def _one_thread(fn: Callable[[int, int], None], r0: int, r1: int) -> None:
         _lib.cdll.MKL_Set_Num_Threads_Local(previous)
 
 
+def row_blocks(n: int) -> int:
+    """How many row blocks a time loop over n rows runs on (see :func:`run_blocks`): one per
+    MKL thread, each of at least :data:`MIN_BLOCK_ROWS` rows."""
+    return max(1, min(max_threads(), n // MIN_BLOCK_ROWS))
+
+
 def run_blocks(fn: Callable[[int, int], None], lengths: np.ndarray, weights: int,
-               split: bool = True) -> None:
-    """``fn(r0, r1)`` over blocks of rows covering the batch, one block per MKL thread, each
-    on its own thread with single-threaded MKL; this thread runs the first block.
+               blocks: int = 1) -> None:
+    """``fn(r0, r1)`` over ``blocks`` blocks of rows covering the batch, each on its own thread
+    with single-threaded MKL; this thread runs the first block.
 
     A time loop's rows are independent, so its blocks need no synchronisation at all, where
     one multi-threaded product per step meets at a barrier every step and leaves the
     element-wise work on one core. But each block streams all of W_hh through its core at every
     step, where threads that split one product's columns stream half each: blocks pay only for
-    large batches. Measured on 2 threads in the benchmark's conditions (medians, a pause before
-    each call), one loop → two blocks, training step / inference in ms: (N, T, D, H) = (128,
-    200, 256, 256) LSTM 346 → 318 / 106 → 111, GRU 289 → 257 / 108 → 92, RNN 110 → 110 / 46 → 44;
-    but (64, 50, 512, 512) LSTM 150 → 157 / 54 → 61, RNN 43 → 58 / 17 → 23, and (32, 100, 128,
-    256) LSTM 39 → 48 / 14 → 17 (a block of 16 rows is L2-bound on W_hh).
+    large batches (:func:`row_blocks`; README "Speed" has the measurements).
     ``fn`` must release the GIL (numba ``nogil``).
     ``lengths`` (N,) are the rows' step counts, longest first: blocks are cut to hold equal
-    numbers of steps. With ``split=False``, or fewer than :data:`MIN_BLOCK_ROWS` rows a
-    block, ``fn(0, N)`` runs here, its products (N rows by ``weights`` elements of W) on the
-    threads :func:`threads_for` gives them."""
+    numbers of steps. With one block, ``fn(0, N)`` runs here, its products (N rows by
+    ``weights`` elements of W) on the threads :func:`threads_for` gives them."""
     global _executor
     n = len(lengths)
-    p = min(max_threads(), n // MIN_BLOCK_ROWS) if split else 1
+    p = min(blocks, n)
     if p <= 1:
         with threads_for(n * weights):
             fn(0, n)

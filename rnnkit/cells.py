@@ -1,27 +1,19 @@
 """One time step of each recurrent cell: the equations, forward and hand-derived backward.
 
-A cell knows nothing of sequences, layers or models. The recurrent layer (``rnnkit.recurrent``)
-computes the input projection of *all* steps with one matrix product before the time loop, ``XW = X
-W_ihᵀ + b`` (P, G·H) with ``b = cell.input_bias(b_ih, b_hh)``, keeps it in the buffer ``buf.A``,
-and calls for every step t, on the rows ``[:n]`` still alive at t:
+Each cell's step is written once, element by element, in the functions below (``rnn_forward``,
+``lstm_backward`` …) with plain arithmetic and rnnkit.functional's primitives: NumPy evaluates
+them on whole (n, H) blocks of gate columns (rnnkit.kernels), numba compiles them for one element
+inside its row loops and time loops (rnnkit._numba_kernels). Nothing else in the package writes a
+gate's maths.
 
-    cell.forward_step(K, o, n, src, dst, buf, w, work)
-    cell.backward_step(K, o, n, src, dst, buf, w, dh, dc, dout_t, work)
+A cell knows nothing of sequences, layers or models. The classes say what a cell is: gate count,
+state, parameter shapes, how its biases fold into the input projection, and how its W_hh
+gradient is formed from the cache. The recurrent layer makes the input projection of all steps,
+XW = X W_ihᵀ + b (b = ``cell.input_bias(b_ih, b_hh)``), with one product before the time loop;
+a time loop then computes, at each step, the recurrent product(s) h_{t−1} W_hhᵀ (one per
+``cell.recurrent_blocks()``) and the step function on the rows alive; after the loop every weight
+gradient is one product (``add_hh_grad``).
 
-``buf.A`` and ``buf.E`` are *packed* like PyTorch's PackedSequence: the P = Σ_t n_t valid (step,
-row) pairs in time order, step t's rows at ``[o, o + n)`` with ``o = buf.off[t]``; with no padding
-P = T·N and that is plain time-major order.
-
-``buf.Hx`` (T+1, N, H) holds the states (``Hx[src]`` = h_{t−1}, ``Hx[dst]`` = h_t; ``Cx`` likewise
-for the LSTM's c); step t's rows of ``buf.A`` hold XW_t before forward, the gate activations after
-it (the cache), and ∂L/∂XW_t after backward; ``buf.E`` (P, H) is a per-cell extra (GRU). ``K`` is
-the kernel engine (:mod:`rnnkit.kernels` or :mod:`rnnkit._numba_kernels`): the element-wise maths
-below, fused. Recurrent matrix products go to BLAS here (forward reads a contiguous W_hhᵀ: OpenBLAS
-runs that product up to 1.4× faster than on the transposed view); with MKL (:mod:`rnnkit.blas`)
-``forward_blas``/``backward_blas`` run the whole loop in one kernel around MKL's packed GEMM, and
-inference (``infer_blas``) makes each step's input product in the loop too, on the layer's
-batch-major input and output. After the loop the layer forms every weight gradient with one matrix
-product each (``add_hh_grad``).
 Shapes: N rows, H hidden units, G gates; weights in PyTorch's layout and gate order (W_hh is
 (G·H, H); LSTM i,f,g,o; GRU r,z,n).
 """
@@ -31,21 +23,128 @@ from __future__ import annotations
 import numpy as np
 
 from . import blas
+from .functional import ONE, flush, positive, relu, sigmoid, tanh
 
 Array = np.ndarray
 
+#: The cells' kinds, by which the compiled time loops dispatch (rnnkit._numba_kernels).
+RNN, LSTM, GRU_AFTER, GRU_BEFORE = 0, 1, 2, 3
+
+
+# ------------------------------------------------------------------------------- the maths
+# Each cell's step, forward and backward, element by element: the one definition every engine
+# runs (NumPy on (n, H) blocks of gate columns, numba compiled for one element; see
+# rnnkit.functional). Arguments named x* are a gate's input projection XW_t (biases folded in),
+# g* the recurrent product's block of h_{t−1} W_hhᵀ; backward's dh is ∂L/∂h_t in all (carried
+# from t+1 plus the output's), dc the carried ∂L/∂c_t. Gradients leave flushed (functional.flush).
+
+def rnn_forward(s, use_relu):
+    """h_t = f(s_t), s_t = XW_t + U h_{t−1}; f = ReLU when ``use_relu`` else tanh."""
+    return relu(s) if use_relu else tanh(s)
+
+
+def rnn_backward(h, dh, use_relu):
+    """ds_t = dh ⊙ f'(s_t), read from h_t: [h_t > 0] (ReLU) or 1 − h_t² (tanh)."""
+    return flush(dh * positive(h)) if use_relu else flush(dh * (ONE - h * h))
+
+
+def lstm_forward(xi, xf, xg, xo, c0, pi, pf, po):
+    """i, f, g, o, c_t, h_t from the gates' pre-activations (without peepholes) and c_{t−1};
+    pi, pf, po the peepholes (0 without)."""
+    i = sigmoid(xi + pi * c0)
+    f = sigmoid(xf + pf * c0)
+    g = tanh(xg)
+    c = f * c0 + i * g
+    o = sigmoid(xo + po * c)
+    return i, f, g, o, c, o * tanh(c)
+
+
+def lstm_backward(i, f, g, o, c0, c, dh, dc, pi, pf, po):
+    """→ ∂L/∂(a_i, a_f, a_g, a_o), ∂L/∂c_{t−1}, and the peepholes' terms da_i c_{t−1},
+    da_f c_{t−1}, da_o c_t (summed over rows by the caller)."""
+    tc = tanh(c)
+    da_o = dh * tc * o * (ONE - o)
+    dct = dc + dh * o * (ONE - tc * tc) + da_o * po
+    da_i = dct * g * i * (ONE - i)
+    da_f = dct * c0 * f * (ONE - f)
+    da_g = dct * i * (ONE - g * g)
+    dc0 = dct * f + da_i * pi + da_f * pf
+    return (flush(da_i), flush(da_f), flush(da_g), flush(da_o), flush(dc0),
+            da_i * c0, da_f * c0, da_o * c)
+
+
+def gru_after_forward(xr, xz, xn, gr, gz, gn, hp, b_hn):
+    """Reset after the product: → r, z, n, e = U_n h + b_hn (kept), h_t."""
+    r = sigmoid(xr + gr)
+    z = sigmoid(xz + gz)
+    e = gn + b_hn
+    n = tanh(xn + r * e)
+    return r, z, n, e, n + z * (hp - n)
+
+
+def gru_after_backward(r, z, n, e, hp, dh):
+    """→ ∂L/∂(a_r, a_z, a_n), ∂L/∂(U_n h + b_hn) = da_n ⊙ r, and the direct z-path dh ⊙ z
+    of ∂L/∂h_{t−1} (the caller adds [da_r, da_z, da_n ⊙ r] W_hh)."""
+    da_n = flush(dh * (ONE - z) * (ONE - n * n))
+    da_z = flush(dh * (hp - n) * z * (ONE - z))
+    da_r = flush(da_n * e * r * (ONE - r))
+    return da_r, da_z, da_n, da_n * r, flush(dh * z)
+
+
+def gru_before_forward_gates(xr, xz, gr, gz, hp):
+    """Reset before the product, first half: → r, z, r ⊙ h_{t−1} (which the caller multiplies
+    by U_nᵀ)."""
+    r = sigmoid(xr + gr)
+    z = sigmoid(xz + gz)
+    return r, z, r * hp
+
+
+def gru_before_forward_state(xn, gn, z, hp):
+    """Second half, gn = (r ⊙ h_{t−1}) U_nᵀ: → n, h_t."""
+    n = tanh(xn + gn)
+    return n, n + z * (hp - n)
+
+
+def gru_before_backward_state(z, n, hp, dh):
+    """Backward, first half: → da_n, da_z, the z-path dh ⊙ z of ∂L/∂h_{t−1}."""
+    da_n = flush(dh * (ONE - z) * (ONE - n * n))
+    da_z = flush(dh * (hp - n) * z * (ONE - z))
+    return da_n, da_z, flush(dh * z)
+
+
+def gru_before_backward_gates(r, hp, drh, dhp):
+    """Second half, drh = ∂L/∂(r ⊙ h_{t−1}) = da_n U_n: → da_r, dhp + drh ⊙ r."""
+    return flush(drh * hp * r * (ONE - r)), flush(dhp + drh * r)
+
 
 class Cell:
-    """Interface shared by the cells; see the module docstring for the protocol."""
+    """What a cell is: its gates, its state, its parameters, and where its step's maths lives
+    (the functions above). How the steps run over time is the engine's business
+    (rnnkit.kernels, rnnkit._numba_kernels, chosen by rnnkit.plan)."""
 
     gates: int = 1
+    #: The compiled loops' dispatch key (RNN, LSTM, GRU_AFTER or GRU_BEFORE).
+    kind: int = RNN
     #: True when the cell carries a memory c besides h (LSTM).
     has_cell_state: bool = False
-    #: True when the cell keeps a per-step extra (T, N, H) buffer ``E``.
+    #: True when the cell keeps a per-step extra (T, N, H) buffer ``E`` (GRU).
     needs_extra: bool = False
+    #: True for ReLU instead of tanh (RNN only).
+    relu: bool = False
 
     def __init__(self, hidden_size: int):
         self.hidden_size = hidden_size
+
+    def parameter_shapes(self, input_size: int) -> dict[str, tuple]:
+        """The shapes of one direction's parameters, PyTorch's names without the suffix."""
+        GH, H = self.gates * self.hidden_size, self.hidden_size
+        return {"weight_ih": (GH, input_size), "weight_hh": (GH, H), "bias_ih": (GH,),
+                "bias_hh": (GH,)}
+
+    def recurrent_blocks(self) -> list[slice]:
+        """The row blocks of W_hh, one recurrent product each per step: all gates at once, or
+        (reset-before GRU) r,z and then n, whose product reads r ⊙ h."""
+        return [slice(0, self.gates * self.hidden_size)]
 
     def input_bias(self, b_ih: Array | None, b_hh: Array | None) -> Array | None:
         """The bias folded into the input projection XW (both, unless b_hh sits inside a
@@ -53,6 +152,10 @@ class Cell:
         if b_ih is None:
             return None
         return b_ih + b_hh
+
+    def hidden_bias(self, b_hh: Array | None) -> Array | None:
+        """The part of b_hh that stays inside a product (reset-after GRU's b_hn), or None."""
+        return None
 
     def add_hh_grad(self, dA: Array, hprev: Array, E: Array | None, db: Array, dw: Array,
                     dbias: Array | None) -> None:
@@ -63,75 +166,9 @@ class Cell:
         if dbias is not None:
             dbias += db
 
-    def forward_step(self, K, o: int, n: int, src: int, dst: int, buf, w, work) -> None:
-        """Step t for the rows [:n]: h_t (and c_t) into ``buf.Hx[dst]`` from h_{t−1} in
-        ``buf.Hx[src]`` and XW_t in ``buf.A[o:o+n]``, which then holds the gate activations
-        (the cache). ``w`` holds the weights, ``work`` scratch buffers, ``K`` the kernels."""
-        raise NotImplementedError
-
-    def backward_step(self, K, o: int, n: int, src: int, dst: int, buf, w, dh: Array,
-                      dc: Array | None, dout_t: Array, work) -> None:
-        """Step t backwards for the rows [:n]: adds ∂L/∂h_t from the output (``dout_t``) to the
-        carried ``dh`` (and ``dc``), turns ``buf.A[o:o+n]`` into ∂L/∂XW_t and leaves
-        ∂L/∂h_{t−1} (and ∂L/∂c_{t−1}) in ``dh`` (``dc``), in place."""
-        raise NotImplementedError
-
-    def forward_sequence(self, K, buf, w, steps: Array, reverse: bool) -> None:
-        """All steps of one direction in one compiled kernel (numba engine, few rows): the
-        same result as :meth:`forward_step` for t = 0 … T−1 (or backwards when ``reverse``)."""
-        raise NotImplementedError
-
-    def backward_sequence(self, K, buf, w, steps: Array, reverse: bool, dout: Array,
-                          dh: Array, dc: Array | None) -> None:
-        """All steps backwards in one compiled kernel: :meth:`backward_step` for every t."""
-        raise NotImplementedError
-
-    def forward_blas(self, K, buf, w, steps: Array, lengths: Array, reverse: bool,
-                     work) -> None:
-        """All steps of one direction in compiled kernels whose recurrent products are MKL's
-        packed GEMM (numba engine with MKL, any batch size; see rnnkit.blas), one kernel per
-        block of rows (:func:`rnnkit.blas.run_blocks`; ``lengths`` (N,) the rows' step counts).
-        The input bias ``w.b`` is not yet in ``buf.A``: the kernel adds it
-        step by step."""
-        raise NotImplementedError
-
-    def backward_blas(self, K, buf, w, steps: Array, lengths: Array, reverse: bool,
-                      dout: Array, dh: Array, dc: Array | None, work) -> None:
-        """:meth:`backward_step` for every t, in compiled kernels with MKL's packed GEMM."""
-        raise NotImplementedError
-
-    def forward_bm(self, K, A: Array, Hp: Array, Cx: Array | None, E: Array | None, y: Array,
-                   d: int, w, lengths: Array, reverse: bool, work) -> None:
-        """Training forward on batch-major arrays, for batches without padding (numba with
-        MKL; see the batch-major section of rnnkit._numba_kernels): ``A`` (N, T, G·H) holds
-        XW, the input bias ``w.b`` not yet in it, and becomes the cache;
-        ``Hp`` (N, T, H) receives the state each step reads (h_0 already in place at the
-        first step); h_t goes into ``y[:, t, d]`` of the output (N, T, dirs, H)."""
-        raise NotImplementedError
-
-    def backward_bm(self, K, A: Array, Hp: Array, Cx: Array | None, E: Array | None, w,
-                    lengths: Array, reverse: bool, dy: Array, d: int, dh: Array,
-                    dc: Array | None, work) -> None:
-        """:meth:`forward_bm` backwards: ∂L/∂h_t from ``dy[:, t, d]`` (N, T, dirs, H); ``A``
-        becomes ∂L/∂XW and ``dh`` (``dc``) ∂L/∂(initial state), as :meth:`backward_blas`."""
-        raise NotImplementedError
-
-    def fuses_input(self) -> bool:
-        """Whether the cell has :meth:`infer_blas`."""
-        return False
-
-    def infer_blas(self, K, x: Array, y: Array, col: int, Hx: Array, Cx: Array | None, w,
-                   steps: Array, lengths: Array, reverse: bool, work) -> None:
-        """Inference on batch-major arrays: from x (N, T, D) (rows sorted by length), h_t of
-        every row into ``y[:, t, col:col + H]`` of the output (N, T, ·), which keeps its
-        values at padded steps. Each step's input product is made in the loop, beside the
-        recurrent one. ``Hx`` (and ``Cx``) (2, N, H) hold the state, the initial one in slot 0;
-        the final one is left in slot T % 2."""
-        raise NotImplementedError
-
 
 class RNNCell(Cell):
-    """Simple (Elman) RNN step, SPEC §1:
+    """Simple (Elman) RNN step, SPEC §1 (:func:`rnn_forward`, :func:`rnn_backward`):
 
         s_t = W x_t + U h_{t−1} + b,   h_t = f(s_t),   f = tanh (default) or ReLU.
 
@@ -140,6 +177,7 @@ class RNNCell(Cell):
     """
 
     gates = 1
+    kind = RNN
 
     def __init__(self, hidden_size: int, nonlinearity: str = "tanh"):
         super().__init__(hidden_size)
@@ -148,60 +186,10 @@ class RNNCell(Cell):
         self.nonlinearity = nonlinearity
         self.relu = nonlinearity == "relu"
 
-    def forward_step(self, K, o, n, src, dst, buf, w, work):
-        np.matmul(buf.Hx[src, :n], w.w_hhT, out=work.g[:n])
-        K.rnn_fwd(work.g, buf.A[o:o + n], buf.Hx[dst], self.relu, n)
-
-    def backward_step(self, K, o, n, src, dst, buf, w, dh, dc, dout_t, work):
-        a = buf.A[o:o + n]
-        K.rnn_bwd(a, dh, dout_t, self.relu, n)
-        np.matmul(a, w.w_hh, out=dh[:n])
-
-    def forward_sequence(self, K, buf, w, steps, reverse):
-        K.rnn_seq_fwd(buf.A, buf.Hx, w.w_hhT, self.relu, steps, buf.off, reverse)
-
-    def backward_sequence(self, K, buf, w, steps, reverse, dout, dh, dc):
-        K.rnn_seq_bwd(buf.A, w.w_hh, self.relu, steps, buf.off, reverse, dout, dh)
-
-    def forward_blas(self, K, buf, w, steps, lengths, reverse, work):
-        b = w.b_or_empty
-        gemm, wp = blas.routines(buf.A.dtype).compute, blas.pack(w.w_hh.T, buf.Hx.shape[1])
-        blas.run_blocks(lambda r0, r1: K.rnn_blas_fwd(
-            gemm, wp, buf.A, b, buf.Hx, work.g, self.relu, steps, buf.off, reverse, r0, r1),
-            lengths, w.w_hh.size)
-
-    def backward_blas(self, K, buf, w, steps, lengths, reverse, dout, dh, dc, work):
-        gemm, wp = blas.routines(buf.A.dtype).compute, blas.pack(w.w_hh, dh.shape[0])
-        blas.run_blocks(lambda r0, r1: K.rnn_blas_bwd(
-            gemm, wp, buf.A, self.relu, steps, buf.off, reverse, dout, dh, r0, r1), lengths,
-            w.w_hh.size)
-
-    def forward_bm(self, K, A, Hp, Cx, E, y, d, w, lengths, reverse, work):
-        b = w.b_or_empty
-        gemm, wp = blas.routines(A.dtype).compute, blas.pack(w.w_hh.T, A.shape[0])
-        blas.run_blocks(lambda r0, r1: K.rnn_bm_fwd(
-            gemm, wp, A, b, Hp, y, d, work.g, self.relu, reverse, r0, r1), lengths, w.w_hh.size)
-
-    def backward_bm(self, K, A, Hp, Cx, E, w, lengths, reverse, dy, d, dh, dc, work):
-        gemm, wp = blas.routines(A.dtype).compute, blas.pack(w.w_hh, A.shape[0])
-        blas.run_blocks(lambda r0, r1: K.rnn_bm_bwd(
-            gemm, wp, A, self.relu, reverse, dy, d, dh, r0, r1), lengths, w.w_hh.size)
-
-    def fuses_input(self):
-        return True
-
-    def infer_blas(self, K, x, y, col, Hx, Cx, w, steps, lengths, reverse, work):
-        b = w.b_or_empty
-        n = Hx.shape[1]
-        gemm = blas.routines(x.dtype).compute
-        wxp, whp = blas.pack(w.w_ih.T, n), blas.pack(w.w_hh.T, n)
-        blas.run_blocks(lambda r0, r1: K.rnn_blas_infer(
-            gemm, wxp, whp, x, b, Hx, work.x, work.g, y, col, self.relu, steps, reverse, r0,
-            r1), lengths, w.w_hh.size + w.w_ih.size)
-
 
 class LSTMCell(Cell):
-    """LSTM step, SPEC §1 (gate order i, f, g, o as PyTorch; g is the candidate ĉ):
+    """LSTM step, SPEC §1 (gate order i, f, g, o as PyTorch; g is the candidate ĉ;
+    :func:`lstm_forward`, :func:`lstm_backward`):
 
         i = σ(a_i + p_i ⊙ c_{t−1})   f = σ(a_f + p_f ⊙ c_{t−1})   g = tanh(a_g)
         c_t = f ⊙ c_{t−1} + i ⊙ g     o = σ(a_o + p_o ⊙ c_t)       h_t = o ⊙ tanh(c_t)
@@ -219,76 +207,29 @@ class LSTMCell(Cell):
     """
 
     gates = 4
+    kind = LSTM
     has_cell_state = True
 
     def __init__(self, hidden_size: int, peepholes: bool = False):
         super().__init__(hidden_size)
         self.peepholes = peepholes
 
-    def forward_step(self, K, o, n, src, dst, buf, w, work):
-        np.matmul(buf.Hx[src, :n], w.w_hhT, out=work.g[:n])
-        K.lstm_fwd(work.g, buf.A[o:o + n], buf.Cx[src], buf.Cx[dst], buf.Hx[dst], w.p, n)
-
-    def backward_step(self, K, o, n, src, dst, buf, w, dh, dc, dout_t, work):
-        a = buf.A[o:o + n]
-        K.lstm_bwd(a, buf.Cx[src], buf.Cx[dst], dh, dout_t, dc, w.p, w.dp, n)
-        np.matmul(a, w.w_hh, out=dh[:n])
-
-    def forward_sequence(self, K, buf, w, steps, reverse):
-        K.lstm_seq_fwd(buf.A, buf.Hx, buf.Cx, w.w_hhT, w.p, steps, buf.off, reverse)
-
-    def backward_sequence(self, K, buf, w, steps, reverse, dout, dh, dc):
-        K.lstm_seq_bwd(buf.A, buf.Cx, w.w_hh, w.p, w.dp, steps, buf.off, reverse, dout, dh,
-                       dc)
-
-    def forward_blas(self, K, buf, w, steps, lengths, reverse, work):
-        b = w.b_or_empty
-        gemm, wp = blas.routines(buf.A.dtype).compute, blas.pack(w.w_hh.T, buf.Hx.shape[1])
-        blas.run_blocks(lambda r0, r1: K.lstm_blas_fwd(
-            gemm, wp, buf.A, b, buf.Hx, buf.Cx, work.g, w.p, steps, buf.off, reverse, r0, r1),
-            lengths, w.w_hh.size)
-
-    def backward_blas(self, K, buf, w, steps, lengths, reverse, dout, dh, dc, work):
-        gemm, wp = blas.routines(buf.A.dtype).compute, blas.pack(w.w_hh, dh.shape[0])
-        # Blocks would race on the peephole gradient's sums over rows.
-        blas.run_blocks(lambda r0, r1: K.lstm_blas_bwd(
-            gemm, wp, buf.A, buf.Cx, w.p, w.dp, steps, buf.off, reverse, dout, dh, dc, r0, r1),
-            lengths, w.w_hh.size, split=w.p.shape[0] == 0)
-
-    def forward_bm(self, K, A, Hp, Cx, E, y, d, w, lengths, reverse, work):
-        b = w.b_or_empty
-        gemm, wp = blas.routines(A.dtype).compute, blas.pack(w.w_hh.T, A.shape[0])
-        blas.run_blocks(lambda r0, r1: K.lstm_bm_fwd(
-            gemm, wp, A, b, Hp, Cx, y, d, work.g, w.p, reverse, r0, r1), lengths, w.w_hh.size)
-
-    def backward_bm(self, K, A, Hp, Cx, E, w, lengths, reverse, dy, d, dh, dc, work):
-        gemm, wp = blas.routines(A.dtype).compute, blas.pack(w.w_hh, A.shape[0])
-        # Blocks would race on the peephole gradient's sums over rows.
-        blas.run_blocks(lambda r0, r1: K.lstm_bm_bwd(
-            gemm, wp, A, Cx, w.p, w.dp, reverse, dy, d, dh, dc, r0, r1), lengths,
-            w.w_hh.size, split=w.p.shape[0] == 0)
-
-    def fuses_input(self):
-        return not self.peepholes
-
-    def infer_blas(self, K, x, y, col, Hx, Cx, w, steps, lengths, reverse, work):
-        b = w.b_or_empty
-        n = Hx.shape[1]
-        gemm = blas.routines(x.dtype).compute
-        wxp, whp = blas.pack(w.w_ih.T, n), blas.pack(w.w_hh.T, n)
-        if b.shape[0] == 0:
-            b = np.zeros(w.w_hh.shape[0], dtype=x.dtype)
-        blas.run_blocks(lambda r0, r1: K.lstm_blas_infer(
-            gemm, wxp, whp, x, b, Hx, Cx, work.g, y, col, steps, reverse, r0, r1),
-            lengths, w.w_hh.size + w.w_ih.size)
+    def parameter_shapes(self, input_size: int) -> dict[str, tuple]:
+        shapes = super().parameter_shapes(input_size)
+        if self.peepholes:
+            shapes["weight_peephole"] = (3 * self.hidden_size,)
+        return shapes
 
 
 class GRUCell(Cell):
     """GRU step, SPEC §1 (gate order r, z, n as PyTorch; n is the candidate ĥ).
 
-    ``reset_after=False`` — the notes' form (ONNX ``linear_before_reset=0``), the default:
+    ``reset_after=False`` — the notes' form (ONNX ``linear_before_reset=0``), the default
+    (:func:`gru_before_forward_gates` and ``_state``, :func:`gru_before_backward_state` and
+    ``_gates``):
         r = σ(a_r + U_r h),  z = σ(a_z + U_z h),  n = tanh(a_n + U_n (r ⊙ h))
-    ``reset_after=True`` — cuDNN / PyTorch / Keras (ONNX ``linear_before_reset=1``):
+    ``reset_after=True`` — cuDNN / PyTorch / Keras (ONNX ``linear_before_reset=1``;
+    :func:`gru_after_forward`, :func:`gru_after_backward`):
         n = tanh(a_n + r ⊙ (U_n h + b_hn))
     in both, h = h_{t−1}, a = W x_t + b_ih (+ b_hr, b_hz for r and z, + b_hn for n when reset
     comes before) and h_t = (1 − z) ⊙ n + z ⊙ h_{t−1}.
@@ -308,6 +249,11 @@ class GRUCell(Cell):
     def __init__(self, hidden_size: int, reset_after: bool = False):
         super().__init__(hidden_size)
         self.reset_after = reset_after
+        self.kind = GRU_AFTER if reset_after else GRU_BEFORE
+
+    def recurrent_blocks(self) -> list[slice]:
+        H = self.hidden_size
+        return [slice(0, 3 * H)] if self.reset_after else [slice(0, 2 * H), slice(2 * H, 3 * H)]
 
     def input_bias(self, b_ih, b_hh):
         if b_ih is None:
@@ -319,124 +265,10 @@ class GRUCell(Cell):
         b[: 2 * H] += b_hh[: 2 * H]
         return b
 
-    def forward_step(self, K, o, n, src, dst, buf, w, work):
-        H = self.hidden_size
-        hp = buf.Hx[src]
-        a, e = buf.A[o:o + n], buf.E[o:o + n]
-        if self.reset_after:
-            np.matmul(hp[:n], w.w_hhT, out=work.g[:n])
-            K.gru_after_fwd(work.g, a, hp, e, buf.Hx[dst], w.b_hn, n)
-        else:
-            g = work.g[:, : 2 * H]
-            np.matmul(hp[:n], w.w_hhT[:, : 2 * H], out=g[:n])
-            K.gru_before_fwd1(g, a, hp, e, n)
-            gn = work.h1
-            np.matmul(e, w.w_hhT[:, 2 * H:], out=gn[:n])
-            K.gru_before_fwd2(gn, a, hp, buf.Hx[dst], n)
-
-    def backward_step(self, K, o, n, src, dst, buf, w, dh, dc, dout_t, work):
-        H = self.hidden_size
-        hp = buf.Hx[src]
-        a = buf.A[o:o + n]
-        tmp = work.h1[:n]
-        if self.reset_after:
-            K.gru_after_bwd(a, hp, buf.E[o:o + n], dh, dout_t, work.g, n)
-            np.matmul(work.g[:n], w.w_hh, out=tmp)
-        else:
-            K.gru_before_bwd1(a, hp, dh, dout_t, n)
-            drh = work.h2
-            np.matmul(a[:, 2 * H:], w.w_hh[2 * H:], out=drh[:n])
-            K.gru_before_bwd2(a, hp, drh, dh, n)
-            np.matmul(a[:, : 2 * H], w.w_hh[: 2 * H], out=tmp)
-        dh[:n] += tmp
-
-    def forward_sequence(self, K, buf, w, steps, reverse):
-        if self.reset_after:
-            K.gru_after_seq_fwd(buf.A, buf.Hx, buf.E, w.w_hhT, w.b_hn, steps, buf.off,
-                                 reverse)
-        else:
-            H = self.hidden_size
-            K.gru_before_seq_fwd(buf.A, buf.Hx, buf.E, np.ascontiguousarray(w.w_hh[:2 * H].T),
-                                 np.ascontiguousarray(w.w_hh[2 * H:].T), steps, buf.off,
-                                 reverse)
-
-    def backward_sequence(self, K, buf, w, steps, reverse, dout, dh, dc):
-        if self.reset_after:
-            K.gru_after_seq_bwd(buf.A, buf.Hx, buf.E, w.w_hh, steps, buf.off, reverse, dout,
-                                 dh)
-        else:
-            K.gru_before_seq_bwd(buf.A, buf.Hx, w.w_hh, steps, buf.off, reverse, dout, dh)
-
-    def forward_blas(self, K, buf, w, steps, lengths, reverse, work):
-        b = w.b_or_empty
-        gemm, n, H = blas.routines(buf.A.dtype).compute, buf.Hx.shape[1], self.hidden_size
-        if self.reset_after:
-            wp = blas.pack(w.w_hh.T, n)
-            blas.run_blocks(lambda r0, r1: K.gru_after_blas_fwd(
-                gemm, wp, buf.A, b, buf.Hx, buf.E, work.g, w.b_hn, steps, buf.off, reverse, r0,
-                r1), lengths, w.w_hh.size)
-        else:
-            wp_rz, wp_n = blas.pack(w.w_hh[:2 * H].T, n), blas.pack(w.w_hh[2 * H:].T, n)
-            blas.run_blocks(lambda r0, r1: K.gru_before_blas_fwd(
-                gemm, wp_rz, wp_n, buf.A, b, buf.Hx, buf.E, work.g, work.h1, steps, buf.off,
-                reverse, r0, r1), lengths, w.w_hh.size)
-
-    def backward_blas(self, K, buf, w, steps, lengths, reverse, dout, dh, dc, work):
-        gemm, n, H = blas.routines(buf.A.dtype).compute, dh.shape[0], self.hidden_size
-        if self.reset_after:
-            wp = blas.pack(w.w_hh, n)
-            blas.run_blocks(lambda r0, r1: K.gru_after_blas_bwd(
-                gemm, wp, buf.A, buf.Hx, buf.E, work.g, steps, buf.off, reverse, dout, dh, r0,
-                r1), lengths, w.w_hh.size)
-        else:
-            wp_rz, wp_n = blas.pack(w.w_hh[:2 * H], n), blas.pack(w.w_hh[2 * H:], n)
-            blas.run_blocks(lambda r0, r1: K.gru_before_blas_bwd(
-                gemm, wp_rz, wp_n, buf.A, buf.Hx, work.h1, steps, buf.off, reverse, dout, dh,
-                r0, r1), lengths, w.w_hh.size)
-
-    def forward_bm(self, K, A, Hp, Cx, E, y, d, w, lengths, reverse, work):
-        b = w.b_or_empty
-        gemm, n, H = blas.routines(A.dtype).compute, A.shape[0], self.hidden_size
-        if self.reset_after:
-            wp = blas.pack(w.w_hh.T, n)
-            blas.run_blocks(lambda r0, r1: K.gru_after_bm_fwd(
-                gemm, wp, A, b, Hp, E, y, d, work.g, w.b_hn, reverse, r0, r1), lengths,
-                w.w_hh.size)
-        else:
-            wp_rz, wp_n = blas.pack(w.w_hh[:2 * H].T, n), blas.pack(w.w_hh[2 * H:].T, n)
-            blas.run_blocks(lambda r0, r1: K.gru_before_bm_fwd(
-                gemm, wp_rz, wp_n, A, b, Hp, E, y, d, work.g, work.h1, reverse, r0, r1),
-                lengths, w.w_hh.size)
-
-    def backward_bm(self, K, A, Hp, Cx, E, w, lengths, reverse, dy, d, dh, dc, work):
-        gemm, n, H = blas.routines(A.dtype).compute, A.shape[0], self.hidden_size
-        if self.reset_after:
-            wp = blas.pack(w.w_hh, n)
-            blas.run_blocks(lambda r0, r1: K.gru_after_bm_bwd(
-                gemm, wp, A, Hp, E, work.g, reverse, dy, d, dh, r0, r1), lengths, w.w_hh.size)
-        else:
-            wp_rz, wp_n = blas.pack(w.w_hh[:2 * H], n), blas.pack(w.w_hh[2 * H:], n)
-            blas.run_blocks(lambda r0, r1: K.gru_before_bm_bwd(
-                gemm, wp_rz, wp_n, A, Hp, work.h1, reverse, dy, d, dh, r0, r1), lengths,
-                w.w_hh.size)
-
-    def fuses_input(self):
-        return True
-
-    def infer_blas(self, K, x, y, col, Hx, Cx, w, steps, lengths, reverse, work):
-        b = w.b_or_empty
-        gemm, n, H = blas.routines(x.dtype).compute, Hx.shape[1], self.hidden_size
-        wxp = blas.pack(w.w_ih.T, n)
-        if self.reset_after:
-            wp = blas.pack(w.w_hh.T, n)
-            blas.run_blocks(lambda r0, r1: K.gru_after_blas_infer(
-                gemm, wxp, wp, x, b, Hx, work.x, work.g, work.h1, y, col, w.b_hn, steps,
-                reverse, r0, r1), lengths, w.w_hh.size + w.w_ih.size)
-        else:
-            wp_rz, wp_n = blas.pack(w.w_hh[:2 * H].T, n), blas.pack(w.w_hh[2 * H:].T, n)
-            blas.run_blocks(lambda r0, r1: K.gru_before_blas_infer(
-                gemm, wxp, wp_rz, wp_n, x, b, Hx, work.x, work.g, work.h1, work.h2, y, col,
-                steps, reverse, r0, r1), lengths, w.w_hh.size + w.w_ih.size)
+    def hidden_bias(self, b_hh):
+        if not self.reset_after or b_hh is None:
+            return None
+        return b_hh[2 * self.hidden_size:]
 
     def add_hh_grad(self, dA, hprev, E, db, dw, dbias):
         H = self.hidden_size

@@ -10,7 +10,7 @@ B = [W_b, R_b] (dirs, 2·G·H), and reads X time-major (T, N, D). GRU's ``linear
 is rnnkit's ``reset_after``.
 
     layer = rnnkit.from_torch(torch.nn.LSTM(8, 16, 2, bidirectional=True))
-    state = layer.to_torch_state_dict()             # → torch.nn.LSTM.load_state_dict
+    state = rnnkit.to_torch_state_dict(layer)       # → torch.nn.LSTM.load_state_dict
     files = rnnkit.export_onnx(model, "model.onnx")  # classifier, tagger, LM, seq2seq
     layer = rnnkit.from_onnx("model.onnx", node="rnn_l0")
 """

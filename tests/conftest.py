@@ -1,46 +1,54 @@
-"""Run the numerical tests under every kernel engine: NumPy, numba per-step kernels, numba
-whole-sequence kernels (normally used only for batches of a few rows), and numba time loops
-around MKL's packed GEMM (when MKL is installed): as one loop, and cut into three blocks of
-rows run on three threads (rnnkit.blas.run_blocks; normally only for ≥ 64 rows a block)."""
+"""The engine matrix: tests of numbers take one of these fixtures and run once per path.
+
+``kernel_engine`` — the two kernel engines (NumPy, numba), for code that runs the element-wise
+kernels directly (a cell's step, the optimisers). ``layer_engine`` — every path a recurrent layer
+can take (rnnkit.plan): the NumPy engine; numba per step with NumPy's BLAS; numba's compiled
+loops with products in the loop (normally only for batches of a few rows); and with MKL's packed
+GEMM (when MKL is installed), as one loop and cut into three row blocks on three threads
+(normally only for ≥ 64 rows a block). Paths are chosen through rnnkit.plan.forced, the public
+way, not by patching."""
 
 from __future__ import annotations
 
 import pytest
 
-from rnnkit import backend, blas, recurrent
+from rnnkit import backend, plan
 
-# name: (kernel engine, rows up to which whole-sequence kernels run, BLAS, row blocks)
-ENGINES = {"numpy": ("numpy", 0, "numpy", 1), "numba-step": ("numba", 0, "numpy", 1),
-           "numba-seq": ("numba", 10**9, "numpy", 1), "numba-mkl": ("numba", 0, "mkl", 1),
-           "numba-mkl-blocks": ("numba", 0, "mkl", 3)}
+# name: the kernel engine, and the path forced through rnnkit.plan.forced
+ENGINES = {
+    "numpy": ("numpy", dict(kernel="numpy")),
+    "numba-step": ("numba", dict(kernel="numba", products="numpy")),
+    "numba-loop": ("numba", dict(kernel="numba", products="loop")),
+    "numba-mkl": ("numba", dict(kernel="numba", products="mkl", blocks=1)),
+    "numba-mkl-blocks": ("numba", dict(kernel="numba", products="mkl", blocks=3)),
+}
 
 
-def _use(name, monkeypatch):
-    kind, max_rows, lib, blocks = ENGINES[name]
+def _use(name):
+    kind, path = ENGINES[name]
     if kind == "numba":
         pytest.importorskip("numba")
-    previous, previous_blas = backend.engine(), blas.blas()
     try:
-        blas.set_blas(lib)
+        context = plan.forced(**path)
+        context.__enter__()
     except ImportError:
         pytest.skip("MKL is not installed")
+    previous = backend.engine()
     backend.set_engine(kind)
-    monkeypatch.setattr(recurrent, "SEQUENCE_KERNEL_MAX_ROWS", max_rows)
-    if blocks > 1:
-        monkeypatch.setattr(blas, "MIN_BLOCK_ROWS", 1)
-        monkeypatch.setattr(blas, "max_threads", lambda: blocks)
-    yield name
-    backend.set_engine(previous)
-    blas.set_blas(previous_blas)
+    try:
+        yield name
+    finally:
+        backend.set_engine(previous)
+        context.__exit__(None, None, None)
 
 
-@pytest.fixture(params=[e for e in ENGINES if ENGINES[e][3] == 1])
-def engine(request, monkeypatch):
-    """Each engine (row blocks aside: only layers' time loops have them)."""
-    yield from _use(request.param, monkeypatch)
+@pytest.fixture(params=["numpy", "numba-step"], ids=["numpy", "numba"])
+def kernel_engine(request):
+    """Each kernel engine (for code that calls the kernels directly)."""
+    yield from _use(request.param)
 
 
 @pytest.fixture(params=list(ENGINES))
-def layer_engine(request, monkeypatch):
-    """Each engine, row blocks included: for tests of whole recurrent layers."""
-    yield from _use(request.param, monkeypatch)
+def layer_engine(request):
+    """Each path of a recurrent layer."""
+    yield from _use(request.param)

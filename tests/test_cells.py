@@ -1,5 +1,6 @@
-"""One step of each cell through the step protocol of rnnkit.cells, under every kernel engine:
-forward against SPEC §1's equations written out here, backward against finite differences."""
+"""One step of each cell (rnnkit.cells' step functions, run by rnnkit.runner.step_forward and
+step_backward) under both kernel engines: forward against SPEC §1's equations written out here,
+backward against finite differences."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from rnnkit import backend
+from rnnkit import backend, runner
 from rnnkit.cells import GRUCell, LSTMCell, RNNCell
 from rnnkit.diagnostics import numerical_gradient
 
@@ -18,7 +19,7 @@ N, H = 3, 5
 
 
 @pytest.fixture(autouse=True)
-def _every_engine(engine):
+def _every_engine(kernel_engine):
     """Each test here runs under every kernel engine (see conftest.py)."""
 
 
@@ -62,21 +63,22 @@ CELLS = {
 
 
 def run_step(cell, xw, h, c, w_hh, b_hh, p, b_ih):
-    """Forward one step through the cell protocol; returns (h_t, c_t, buffers, weights)."""
+    """Forward one step; returns (h_t, c_t, buffers, weights, scratch)."""
     G = cell.gates
-    K = backend.kernels()
-    A = xw + cell.input_bias(b_ih, b_hh)  # packed (P, G·H), P = N: one step
+    A = xw + cell.input_bias(b_ih, b_hh)  # the step's rows of XW
     Hx = np.stack([h, np.zeros_like(h)])
     Cx = None if c is None else np.stack([c, np.zeros_like(c)])
     E = np.zeros((N, H)) if cell.needs_extra else None
-    buf = SimpleNamespace(A=A, Hx=Hx, Cx=Cx, E=E, off=np.array([0, N]))
+    buf = SimpleNamespace(A=A, Hx=Hx, Cx=Cx, E=E)
     empty = np.empty(0)
-    w = SimpleNamespace(w_hh=w_hh, w_hhT=np.ascontiguousarray(w_hh.T),
-                        p=empty if p is None else p,
-                        dp=empty if p is None else np.zeros_like(p),
-                        b_hn=b_hh[2 * H:] if getattr(cell, "reset_after", False) else empty)
-    work = SimpleNamespace(g=np.empty((N, G * H)), h1=np.empty((N, H)), h2=np.empty((N, H)))
-    cell.forward_step(K, 0, N, 0, 1, buf, w, work)
+    b_hn = cell.hidden_bias(b_hh)
+    w = runner.Weights(w_ih=np.empty((G * H, 0)), w_hh=w_hh, b=None,
+                       p=empty if p is None else p, dp=empty if p is None else np.zeros_like(p),
+                       b_hn=empty if b_hn is None else b_hn, suffix="")
+    work = [np.empty((N, G * H)), np.empty((N, H)), np.empty((N, H))]
+    runner.step_forward(backend.kernels(), cell, w, N, A, E, Hx[0],
+                        None if Cx is None else Cx[0], Hx[1], None if Cx is None else Cx[1],
+                        work[0], work[1])
     return Hx[1].copy(), (None if Cx is None else Cx[1].copy()), buf, w, work
 
 
@@ -105,7 +107,9 @@ def test_step_forward_and_backward(name):
         return float((hh * gh).sum() + (0.0 if cc is None else (cc * gc).sum()))
 
     dh, dc = np.zeros((N, H)), (gc.copy() if c is not None else None)
-    cell.backward_step(backend.kernels(), 0, N, 0, 1, buf, w, dh, dc, gh, work)
+    runner.step_backward(backend.kernels(), cell, w, N, buf.A, buf.E, buf.Hx[0],
+                         None if dc is None else buf.Cx[0], None if dc is None else buf.Cx[1],
+                         dh, dc, gh, *work)
     dA = buf.A
     dw_hh, db_hh = np.zeros_like(w_hh), np.zeros_like(b_hh)
     cell.add_hh_grad(dA, h, buf.E, dA.sum(axis=0), dw_hh, db_hh)

@@ -79,7 +79,7 @@ def test_to_torch_state_dict_round_trip_float32(kind, kw):
     extra = {"reset_after": True} if kind == "GRU" else dict(kw)
     layer = layer_cls(6, 5, 2, bidirectional=True, seed=3, **extra)
     module = getattr(torch.nn, kind)(6, 5, 2, batch_first=True, bidirectional=True, **kw)
-    module.load_state_dict(layer.to_torch_state_dict())
+    module.load_state_dict(rnnkit.to_torch_state_dict(layer))
     x = np.random.default_rng(2).standard_normal((4, 9, 6)).astype(np.float32)
     out, _, _ = layer.forward(x, inference=True)
     close(torch_run(module, x, True)[0], out, kind)
@@ -117,7 +117,7 @@ def test_from_torch_refuses_what_it_cannot_convert(make, message):
 ])
 def test_to_torch_refuses_layers_without_a_twin(layer, message):
     with pytest.raises(ValueError, match=message):
-        layer().to_torch_state_dict()
+        rnnkit.to_torch_state_dict(layer())
 
 
 # ------------------------------------------------------------------------------ ONNX layers

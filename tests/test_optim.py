@@ -28,7 +28,7 @@ TORCH = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop",
 
 
 @pytest.mark.parametrize("name,ours_kw,torch_kw", CASES)
-def test_optimizer_matches_torch(name, ours_kw, torch_kw, engine):
+def test_optimizer_matches_torch(name, ours_kw, torch_kw, kernel_engine):
     rng = np.random.default_rng(0)
     params = {"w": rng.standard_normal((4, 3)), "b": rng.standard_normal(3)}
     grads = {k: np.zeros_like(v) for k, v in params.items()}
@@ -47,7 +47,7 @@ def test_optimizer_matches_torch(name, ours_kw, torch_kw, engine):
                                        atol=1e-12)
 
 
-def test_adam_float32_matches_torch(engine):
+def test_adam_float32_matches_torch(kernel_engine):
     """The fused float32 update (one pass, scalars in float32) stays within rounding of torch's
     over many steps, including the largest parameter (the shared scratch's size)."""
     rng = np.random.default_rng(1)

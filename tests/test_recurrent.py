@@ -28,12 +28,6 @@ CELLS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _every_engine(layer_engine):
-    """Each test here runs under every kernel engine (see conftest.py)."""
-
-
-
 def _randomise(layer, rng):
     # Learned initial states start at zero; make every parameter generic for the check.
     for p in layer.params.values():
@@ -86,7 +80,7 @@ def check_layer(layer, x, state, lengths, rng, dropout_seed=None):
 @pytest.mark.parametrize("bidir", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
 @pytest.mark.parametrize("init", ["zeros", "given", "learned"])
-def test_gradients(cell, layers, bidir, with_lengths, init):
+def test_gradients(cell, layers, bidir, with_lengths, init, layer_engine):
     key = repr((cell, layers, bidir, with_lengths, init)).encode()
     rng = np.random.default_rng(zlib.crc32(key))
     layer = CELLS[cell](num_layers=layers, bidirectional=bidir, dtype="float64", seed=3,
@@ -104,7 +98,7 @@ def test_gradients(cell, layers, bidir, with_lengths, init):
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn-tanh"])
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
-def test_gradients_with_dropout_between_layers(cell, with_lengths):
+def test_gradients_with_dropout_between_layers(cell, with_lengths, layer_engine):
     rng = np.random.default_rng(11)
     layer = CELLS[cell](num_layers=3, bidirectional=True, dropout=0.4, dtype="float64", seed=5)
     x = rng.standard_normal((N, T, D))
@@ -112,7 +106,7 @@ def test_gradients_with_dropout_between_layers(cell, with_lengths):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_random_initial_state_is_seeded_and_differentiable(cell):
+def test_random_initial_state_is_seeded_and_differentiable(cell, layer_engine):
     a = CELLS[cell](init_state="random", seed=1, dtype="float64")
     b = CELLS[cell](init_state="random", seed=1, dtype="float64")
     assert set(a.buffers) == ({"h0", "c0"} if cell == "lstm" else {"h0"})
@@ -128,7 +122,7 @@ def test_random_initial_state_is_seeded_and_differentiable(cell):
 
 
 @pytest.mark.parametrize("cell", list(CELLS))
-def test_float32_agrees_with_float64(cell):
+def test_float32_agrees_with_float64(cell, layer_engine):
     rng = np.random.default_rng(5)
     n, t, d, h = 8, 40, D, H
     l64 = CELLS[cell](num_layers=2, bidirectional=True, dtype="float64", seed=2)
@@ -234,7 +228,7 @@ def test_bad_backward_arguments():
 
 
 # ---------------------------------------------------------------- behaviour
-def test_variable_lengths_match_separate_runs():
+def test_variable_lengths_match_separate_runs(layer_engine):
     """Each sequence of a padded batch gives what it gives alone, in both directions."""
     rng = np.random.default_rng(4)
     layer = rnnkit.LSTM(D, H, num_layers=2, bidirectional=True, dtype="float64", seed=1)
@@ -275,7 +269,7 @@ def test_parameter_names_and_shapes_follow_pytorch():
 
 
 @pytest.mark.parametrize("cell", list(CELLS))
-def test_gradients_without_bias(cell):
+def test_gradients_without_bias(cell, layer_engine):
     rng = np.random.default_rng(8)
     layer = CELLS[cell](num_layers=2, bidirectional=True, bias=False, dtype="float64", seed=4)
     x = rng.standard_normal((N, T, D))
@@ -330,91 +324,53 @@ def test_work_arrays_are_never_shared_by_live_results(cell, layer_engine):
 
 
 @pytest.mark.parametrize("cell", list(CELLS))
-def test_inference_on_mkl_runs_batch_major(cell, layer_engine, monkeypatch):
-    """On MKL, inference runs every direction's loop on the batch-major input and output
-    (RecurrentLayer._infer_batch_major) — for every cell but the peephole LSTM, and not while
-    dropout between layers is on — and gives the numbers of training's forward pass to
-    rounding."""
-    if not layer_engine.startswith("numba-mkl"):
-        pytest.skip("the batch-major inference loops are MKL's")
-    rng = np.random.default_rng(5)
-    layer = CELLS[cell](num_layers=2, bidirectional=True, dtype="float64", seed=2)
-    _randomise(layer, rng)
-    real, calls = layer.cell.infer_blas, []
-    monkeypatch.setattr(layer.cell, "infer_blas", lambda *a: calls.append(a) or real(*a))
-    x = rng.standard_normal((7, T, D))
-    lengths = np.array([5, 2, 3, 5, 1, 4, 5])  # unsorted, so rows are reordered and back
-    h0 = rng.standard_normal((4, 7, H))
-    state = (h0, rng.standard_normal((4, 7, H))) if layer.cell.has_cell_state else h0
-    out, final, _ = layer.forward(x, state, lengths, inference=True)
-    assert len(calls) == (0 if cell == "lstm-peep" else 4)
-    expected, expected_final, _ = layer.forward(x, state, lengths)
-    finals = final if layer.cell.has_cell_state else (final,)
-    expected_finals = expected_final if layer.cell.has_cell_state else (expected_final,)
-    for ours, theirs in ((out, expected), *zip(finals, expected_finals, strict=True)):
-        np.testing.assert_allclose(ours, theirs, rtol=1e-13, atol=1e-13)
-    for i, n in enumerate(lengths):
-        assert np.all(out[i, n:] == 0)
-    calls.clear()
-    layer.dropout = 0.5
-    layer.forward(x, state, lengths, inference=True)
-    assert not calls
-    layer.eval()
-    layer.forward(x, state, lengths, inference=True)
-    assert len(calls) == (0 if cell == "lstm-peep" else 4)
-
-
-@pytest.mark.parametrize("cell", list(CELLS))
-def test_training_on_mkl_runs_batch_major_without_padding(cell, layer_engine, monkeypatch):
-    """On MKL a training step over a batch without padding runs on batch-major arrays
-    (RecurrentLayer._forward_batch_major): every direction's loops go through forward_bm and
-    backward_bm, and output, final state, ∂L/∂x, ∂L/∂state and every parameter gradient are
-    those of the time-major path to rounding (the two paths' products may take other
-    kernels, and the gradients sum their rows in another order). A padded batch keeps the
-    time-major path."""
-    if not layer_engine.startswith("numba-mkl"):
-        pytest.skip("the batch-major training loops are MKL's")
+@pytest.mark.parametrize("products", ["mkl", "loop"])
+def test_batch_major_paths_agree_with_time_major(cell, products):
+    """Training without padding and inference run on batch-major arrays (rnnkit.plan); output,
+    final state, ∂L/∂x, ∂L/∂state and every parameter gradient are those of the time-major path
+    to rounding (the two paths' products may take other kernels, and the gradients sum their
+    rows in another order). A padded batch trains time-major; inference stays batch-major."""
+    pytest.importorskip("numba")
     rng = np.random.default_rng(8)
     layer = CELLS[cell](num_layers=2, bidirectional=True, dtype="float64", seed=2,
                         init_state="learned")
     _randomise(layer, rng)
-    calls = []
-    for name in ("forward_bm", "backward_bm"):
-        real = getattr(layer.cell, name)
-        monkeypatch.setattr(layer.cell, name,
-                            lambda *a, real=real, name=name: calls.append(name) or real(*a))
     x = rng.standard_normal((7, T, D))
     gout = rng.standard_normal((7, T, 2 * H))
     shape = (4, 7, H)
-    state = rng.standard_normal(shape)
-    gstate = rng.standard_normal(shape)
+    state, gstate = rng.standard_normal(shape), rng.standard_normal(shape)
     if layer.cell.has_cell_state:
         state, gstate = (state, rng.standard_normal(shape)), (gstate, rng.standard_normal(shape))
+    pair = (lambda s: s) if layer.cell.has_cell_state else (lambda s: (s,))
 
     def step(lengths=None):
         layer.zero_grad()
         out, final, cache = layer.forward(x, state, lengths)
         dx, dstate = layer.backward(gout, gstate, cache)
-        pair = (lambda s: s) if layer.cell.has_cell_state else (lambda s: (s,))
-        return out, pair(final), dx, pair(dstate), {k: v.copy() for k, v in layer.grads.items()}
+        infer, final_i, _ = layer.forward(x, state, lengths, inference=True)
+        return ([out, *pair(final), dx, *pair(dstate), infer, *pair(final_i)],
+                {k: v.copy() for k, v in layer.grads.items()}, cache.plan)
 
-    ours = step(np.full(7, T))  # lengths all T: no padding either
-    assert calls == ["forward_bm"] * 4 + ["backward_bm"] * 4
-    calls.clear()
-    with monkeypatch.context() as m:
-        m.setattr(type(layer), "_trains_batch_major", lambda *a: False)
-        theirs = step()
-    assert not calls
-    np.testing.assert_allclose(ours[0], theirs[0], rtol=1e-13, atol=1e-13)
-    for a, b in zip(ours[1], theirs[1], strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
-    np.testing.assert_allclose(ours[2], theirs[2], rtol=1e-12, atol=1e-12)
-    for a, b in zip(ours[3], theirs[3], strict=True):
+    try:
+        with rnnkit.plan.forced(kernel="numba", products=products, layout="batch-major"):
+            ours, ours_grads, used = step(np.full(7, T))  # lengths all T: no padding either
+            assert used.layout == "batch-major"
+            assert layer.plan(7, padded=True, inference=False).layout == "time-major"
+            assert layer.plan(7, padded=True, inference=True).layout == "batch-major"
+        with rnnkit.plan.forced(kernel="numba", products=products, layout="time-major"):
+            theirs, theirs_grads, used = step()
+            assert used.layout == "time-major"
+    except ImportError:
+        pytest.skip("MKL is not installed")
+    for a, b in zip(ours, theirs, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
-    for k in theirs[4]:
-        np.testing.assert_allclose(ours[4][k], theirs[4][k], rtol=1e-12, atol=1e-12, err_msg=k)
-    layer.forward(x, state)  # the counting wrappers are still in place
-    assert calls == ["forward_bm"] * 4
-    calls.clear()
-    layer.forward(x, state, np.array([5, 2, 3, 5, 1, 4, 5]))
-    assert not calls
+    for k in theirs_grads:
+        np.testing.assert_allclose(ours_grads[k], theirs_grads[k], rtol=1e-12, atol=1e-12,
+                                   err_msg=k)
+    lengths = np.array([5, 2, 3, 5, 1, 4, 5])  # unsorted: rows are reordered and back
+    with rnnkit.plan.forced(kernel="numba", products=products, layout="batch-major"):
+        out, _, _ = layer.forward(x, state, lengths, inference=True)
+    expected, _, _ = layer.forward(x, state, lengths)
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+    for i, n in enumerate(lengths):
+        assert np.all(out[i, n:] == 0)

@@ -1,0 +1,129 @@
+"""The planner: one function decides how a recurrent layer's time loops run.
+
+A :class:`Plan` names the path; :func:`plan` chooses it from the layer's cell, the batch and the
+machine; :mod:`rnnkit.runner` runs it. Every path computes the same equations (rnnkit.cells) and
+gives the same numbers to rounding; they differ in speed only.
+
+    kernel    "numpy" (rnnkit.kernels) or "numba" (rnnkit._numba_kernels): who runs the
+              element-wise step functions.
+    products  how each step's recurrent product is made: "numpy" (np.matmul from a loop in
+              Python), "mkl" (MKL's packed GEMM inside a compiled loop), "loop" (row by row
+              inside a compiled loop: batches of a few rows, where calling a library per step
+              costs more than the arithmetic).
+    layout    "step" (the loop over steps is Python's; products "numpy"), "time-major"
+              (compiled loops on packed time-major arrays: any padding), "batch-major"
+              (compiled loops on the caller's (N, T, ·) arrays: training without padding, and
+              inference, which then makes each step's input product in the loop).
+    blocks    row blocks run on threads of their own (rnnkit.blas.run_blocks), forward and
+              backward (backward_blocks: the peephole LSTM's backward sums over rows, so one).
+
+The rules of :func:`plan`, in order: the NumPy engine, or a gradient probe (rnnkit.diagnostics
+reads the Python loop), take "step". A compiled engine takes "loop" products for at most
+:data:`SMALL_BATCH` rows, "mkl" when rnnkit.blas chose MKL for this machine (a measurement, not
+a vendor rule), and otherwise "step" with NumPy's BLAS. Compiled loops run "batch-major" for
+inference (unless dropout between layers is active) and for training without padding, and
+"time-major" otherwise; "loop" products always run time-major. MKL loops take one row block per
+MKL thread once each block has rnnkit.blas.MIN_BLOCK_ROWS rows.
+
+Choosing a path yourself (tests, benchmarks, a user comparing paths)::
+
+    with rnnkit.plan.forced(kernel="numba", products="mkl", layout="batch-major", blocks=3):
+        out, state, cache = layer.forward(x)
+
+Anything not given is planned as usual; a forced choice that cannot run here (numba or MKL
+missing) raises ImportError.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+
+from . import backend, blas
+
+KERNELS = ("numpy", "numba")
+PRODUCTS = ("numpy", "mkl", "loop")
+LAYOUTS = ("step", "time-major", "batch-major")
+
+#: Batches of at most this many rows run compiled loops with products made row by row.
+SMALL_BATCH = 4
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one forward (and its backward) runs; see the module docstring."""
+
+    kernel: str  # "numpy" | "numba"
+    products: str  # "numpy" | "mkl" | "loop"
+    layout: str  # "step" | "time-major" | "batch-major"
+    blocks: int = 1  # row blocks of the forward loops
+    backward_blocks: int = 1  # row blocks of the backward loops
+
+
+_forced = threading.local()
+
+
+@contextmanager
+def forced(kernel: str | None = None, products: str | None = None, layout: str | None = None,
+           blocks: int | None = None) -> Iterator[None]:
+    """Within this block (this thread), layers run the given path; see the module docstring."""
+    for value, allowed, what in ((kernel, KERNELS, "kernel"), (products, PRODUCTS, "products"),
+                                 (layout, LAYOUTS, "layout")):
+        if value is not None and value not in allowed:
+            raise ValueError(f"unknown {what} {value!r}; expected one of {allowed}")
+    if blocks is not None and (not isinstance(blocks, int) or blocks < 1):
+        raise ValueError(f"blocks must be a positive integer, got {blocks!r}")
+    if kernel == "numba":
+        backend.numba_kernels()  # ImportError when numba is missing
+    if products == "mkl":
+        blas.load_mkl()  # ImportError when MKL is missing
+    previous = getattr(_forced, "value", None)
+    _forced.value = dict(kernel=kernel, products=products, layout=layout, blocks=blocks)
+    try:
+        yield
+    finally:
+        _forced.value = previous
+
+
+def plan(cell, n: int, padded: bool, inference: bool, probe: bool = False,
+         dropout_between: bool = False) -> Plan:
+    """The path for a batch of ``n`` rows through a layer of ``cell`` (``padded``: some rows
+    shorter than T; ``probe``: gradient norms requested; ``dropout_between``: dropout between
+    stacked layers active). See the module docstring for the rules."""
+    f = getattr(_forced, "value", None) or {}
+    kernel = f.get("kernel") or backend.engine()
+    if kernel == "numpy" or probe:
+        chosen = Plan(kernel, "numpy", "step")
+    else:
+        products = f.get("products") or (
+            "loop" if n <= SMALL_BATCH else "mkl" if blas.blas() == "mkl" else "numpy")
+        if products == "numpy":
+            layout = "step"
+        elif products == "loop":
+            layout = "time-major"
+        elif inference:
+            layout = "time-major" if dropout_between else "batch-major"
+        else:
+            layout = "time-major" if padded else "batch-major"
+        blocks = blas.row_blocks(n) if products == "mkl" else 1
+        chosen = Plan(kernel, products, layout, blocks, blocks)
+    if f.get("layout"):
+        layout = f["layout"]
+        if kernel == "numpy" or probe:
+            layout = "step"
+        elif layout == "step":
+            chosen = replace(chosen, products="numpy")
+        elif chosen.products == "numpy":
+            chosen = replace(chosen, products="loop")
+        if layout == "batch-major" and padded and not inference:
+            layout = "time-major"  # batch-major training keeps no packing
+        chosen = replace(chosen, layout=layout)
+    if f.get("blocks") and chosen.layout != "step":
+        chosen = replace(chosen, blocks=f["blocks"], backward_blocks=f["blocks"])
+    if getattr(cell, "peepholes", False):
+        chosen = replace(chosen, backward_blocks=1)
+    if chosen.layout == "step":
+        chosen = replace(chosen, products="numpy", blocks=1, backward_blocks=1)
+    return chosen
