@@ -118,6 +118,7 @@ class Buffers:
         return self.Hx[1:] if self.reverse else self.Hx[:-1]
 
     def final(self, x: Array) -> Array:
+        """The last state of a (T+1, N, H) state buffer in this direction's order."""
         return x[0] if self.reverse else x[-1]
 
 

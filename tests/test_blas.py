@@ -92,16 +92,14 @@ def test_run_blocks_cuts_equal_work(mkl, monkeypatch):
     monkeypatch.setattr(blas, "MIN_BLOCK_ROWS", 8)
     lengths = np.array([40, 30, 20, 10, 8, 6, 5, 5, 4, 3, 2, 2, 1, 1, 1, 1, 1, 1])
     calls = []
-    blas.run_blocks(lambda r0, r1: calls.append((r0, r1)), lengths, 10)
+    assert blas.row_blocks(len(lengths)) == 2 and blas.row_blocks(15) == 1
+    blas.run_blocks(lambda r0, r1: calls.append((r0, r1)), lengths, 10, 2)
     calls.sort()
     assert calls[0][0] == 0 and calls[-1][1] == len(lengths)
     assert [a for a, _ in calls[1:]] == [b for _, b in calls[:-1]]  # contiguous, no overlap
     assert calls == [(0, 2), (2, 18)]  # 70 of 141 steps, then 71
     calls.clear()
-    blas.run_blocks(lambda r0, r1: calls.append((r0, r1)), lengths[:15], 10)
-    assert calls == [(0, 15)]  # 15 // MIN_BLOCK_ROWS = 1 block
-    calls.clear()
-    blas.run_blocks(lambda r0, r1: calls.append((r0, r1)), lengths, 10, split=False)
+    blas.run_blocks(lambda r0, r1: calls.append((r0, r1)), lengths, 10, 1)
     assert calls == [(0, 18)]
 
 
@@ -126,7 +124,7 @@ def test_row_blocks_leave_a_bound_thread_for_all_cores(mkl, monkeypatch):
     def bound_caller():  # a fresh thread, so the pool is created while it is bound
         os.sched_setaffinity(0, {min(blas._CPUS)})
         monkeypatch.setattr(blas, "_executor", None)
-        blas.run_blocks(block, np.array([3, 2]), 1)
+        blas.run_blocks(block, np.array([3, 2]), 1, 2)
         result["caller"] = threading.get_ident()
 
     t = threading.Thread(target=bound_caller)
@@ -146,7 +144,7 @@ def test_run_blocks_in_a_forked_child(mkl, monkeypatch):
     monkeypatch.setattr(blas, "max_threads", lambda: 2)
     monkeypatch.setattr(blas, "MIN_BLOCK_ROWS", 1)
     rows = []
-    blas.run_blocks(lambda r0, r1: rows.append((r0, r1)), np.array([3, 2]), 1)
+    blas.run_blocks(lambda r0, r1: rows.append((r0, r1)), np.array([3, 2]), 1, 2)
     assert sorted(rows) == [(0, 1), (1, 2)]
     ctx = mp.get_context("fork")
     with ctx.Pool(1) as pool:
@@ -155,5 +153,5 @@ def test_run_blocks_in_a_forked_child(mkl, monkeypatch):
 
 def _blocks_in_child():
     rows = []
-    blas.run_blocks(lambda r0, r1: rows.append((r0, r1)), np.array([3, 2]), 1)
+    blas.run_blocks(lambda r0, r1: rows.append((r0, r1)), np.array([3, 2]), 1, 2)
     return sorted(rows)

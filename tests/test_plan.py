@@ -1,0 +1,91 @@
+"""The planner's rules (rnnkit.plan): one function decides the path, forced() overrides it."""
+
+from __future__ import annotations
+
+import pytest
+
+import rnnkit
+from rnnkit import backend, blas, plan
+from rnnkit.plan import Plan
+
+pytest.importorskip("numba")
+
+
+@pytest.fixture
+def numba_engine():
+    previous = backend.engine()
+    backend.set_engine("numba")
+    yield
+    backend.set_engine(previous)
+
+
+def test_rules(numba_engine, monkeypatch):
+    cell = rnnkit.LSTM(3, 4).cell
+    monkeypatch.setattr(blas, "blas", lambda: "numpy")
+    assert plan.plan(cell, 3, False, False) == Plan("numba", "loop", "time-major")
+    assert plan.plan(cell, 32, False, False) == Plan("numba", "numpy", "step")
+    assert plan.plan(cell, 32, False, False, probe=True).layout == "step"
+    monkeypatch.setattr(blas, "blas", lambda: "mkl")
+    monkeypatch.setattr(blas, "max_threads", lambda: 2)
+    assert plan.plan(cell, 32, False, False) == Plan("numba", "mkl", "batch-major")
+    assert plan.plan(cell, 32, True, False).layout == "time-major"
+    assert plan.plan(cell, 32, True, True).layout == "batch-major"
+    assert plan.plan(cell, 32, False, True, dropout_between=True).layout == "time-major"
+    assert plan.plan(cell, 256, False, False) == Plan("numba", "mkl", "batch-major", 2, 2)
+    peep = rnnkit.LSTM(3, 4, peepholes=True).cell
+    assert plan.plan(peep, 256, False, False) == Plan("numba", "mkl", "batch-major", 2, 1)
+
+
+def test_numpy_engine_always_steps():
+    previous = backend.engine()
+    backend.set_engine("numpy")
+    try:
+        assert plan.plan(rnnkit.GRU(3, 4).cell, 2, True, True) == Plan("numpy", "numpy", "step")
+    finally:
+        backend.set_engine(previous)
+
+
+def test_forced_paths_and_bad_choices(numba_engine):
+    layer = rnnkit.RNN(3, 4)
+    with plan.forced(products="loop", layout="batch-major", blocks=2):
+        assert layer.plan(40) == Plan("numba", "loop", "batch-major", 2, 2)
+        assert layer.plan(40, padded=True).layout == "time-major"  # training needs packing
+    with plan.forced(kernel="numpy", products="loop"):
+        assert layer.plan(40) == Plan("numpy", "numpy", "step")
+    with plan.forced(layout="step"):
+        assert layer.plan(2) == Plan("numba", "numpy", "step")
+    assert layer.plan(2) == Plan("numba", "loop", "time-major")  # back to the rules
+    with pytest.raises(ValueError, match="unknown layout 'diagonal'"):
+        with plan.forced(layout="diagonal"):
+            pass
+    with pytest.raises(ValueError, match="blocks must be a positive integer"):
+        with plan.forced(blocks=0):
+            pass
+
+
+def test_blas_choice_is_measured_and_cached(tmp_path, monkeypatch):
+    try:
+        blas.load_mkl()
+    except ImportError:
+        pytest.skip("MKL is not installed")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(blas, "measure_recurrent_product",
+                        lambda: calls.append(1) or (200.0, 100.0))
+    previous = blas.blas()
+    try:
+        assert blas.set_blas("auto") == "numpy"  # MKL measured slower: not taken
+        assert blas.set_blas("auto") == "numpy" and len(calls) == 1  # cached on disk
+        assert (tmp_path / "rnnkit" / "blas.json").is_file()
+        assert blas.set_blas("mkl") == "mkl"  # asked for by name: taken
+    finally:
+        blas.set_blas(previous)
+
+
+def test_measurement_returns_two_timings():
+    try:
+        blas.load_mkl()
+    except ImportError:
+        pytest.skip("MKL is not installed")
+    mkl_us, numpy_us = blas.measure_recurrent_product(rounds=1, calls=2)
+    assert mkl_us > 0 and numpy_us > 0
