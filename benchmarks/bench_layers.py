@@ -42,7 +42,7 @@ import time
 import numpy as np
 
 import rnnkit
-from rnnkit import backend, blas
+from rnnkit import backend, blas, plan
 
 CONFIGS = [(1, 100, 64, 128), (32, 100, 128, 256), (64, 50, 512, 512), (128, 200, 256, 256)]
 CELLS = {
@@ -306,6 +306,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=5, help="timed runs per measurement")
     ap.add_argument("--engine", default="auto", choices=backend.ENGINES,
                     help="rnnkit kernel engine (default: auto = numba when installed)")
+    ap.add_argument("--products", default=None, choices=plan.PRODUCTS,
+                    help="force how the recurrent products are made (rnnkit.plan.forced); "
+                         "default: the planner's choice for this machine")
     ap.add_argument("--no-lengths", action="store_true", help="skip the variable-length case")
     ap.add_argument("--no-memory", action="store_true",
                     help="skip the memory measurement (a fresh process per library and size)")
@@ -332,11 +335,15 @@ def main(argv=None) -> int:
         tuple(int(v) for v in c.split(",")) for c in args.configs.split(";")]
     threads = [int(v) for v in args.threads.split(",")]
     engine = backend.set_engine(args.engine)
+    if args.products:
+        forced = plan.forced(products=args.products)
+        forced.__enter__()  # for the whole run
     first = first_call_ms(cells)
     meta = {"rnnkit": rnnkit.__version__, "engine": engine, "numpy": np.__version__,
             "torch": torch.__version__, "python": platform.python_version(),
             "machine": platform.machine(), "blas": blas_info(), "first_call_ms": first,
-            "bound_threads": args.bind}
+            "bound_threads": args.bind, "blas_choice": blas.choice(),
+            "forced_products": args.products}
     print(f"# rnnkit {meta['rnnkit']} (engine {engine}), numpy {meta['numpy']}, torch "
           f"{meta['torch']}, float32; BLAS: " + "; ".join(
               f"{b['internal_api']} {b['version']} ({b['architecture']})" for b in meta["blas"]))
@@ -348,7 +355,15 @@ def main(argv=None) -> int:
     peaks = {thr: g["peak"] for thr, g in gemm.items()}
     meta["gemm_gflops"] = {str(k): {lib: round(v, 1) for lib, v in g.items()}
                            for k, g in gemm.items()}
-    print(f"# rnnkit's BLAS: {blas.blas()}; float32 GEMM peak (2048², same run, the faster "
+    c = meta["blas_choice"]
+    print(f"# rnnkit's BLAS for its products: {blas.blas()}" + (
+        f" (measured on this machine: MKL packed {c['mkl_us']:.0f} µs, NumPy's BLAS "
+        f"{c['numpy_us']:.0f} µs for (32, 256) @ (256, 1024))" if c else "") + (
+        f"; products forced: {args.products}" if args.products else ""))
+    for n, t, _, _ in configs:
+        print(f"# plan at N={n}, T={t}: training {rnnkit.LSTM(1, 1).plan(n)}, "
+              f"inference {rnnkit.LSTM(1, 1).plan(n, inference=True)}")
+    print("# float32 GEMM peak (2048², same run, the faster "
           "library), GFLOP/s: " + ", ".join(
               f"{k} thread(s) {g['peak']:.0f} (" + ", ".join(
                   f"{lib} {v:.0f}" for lib, v in g.items() if lib != "peak") + ")"

@@ -40,7 +40,7 @@ from numba.extending import overload
 from . import cells
 from . import functional as F
 from .cells import GRU_AFTER, GRU_BEFORE, LSTM, RNN
-from .functional import HALF, ONE, ZERO
+from .functional import ONE, ZERO
 
 name = "numba"
 has_sequence_kernels = True
@@ -90,7 +90,8 @@ def _tanh_overload(x):
 
 
 # Scalar versions of rnnkit.functional's primitives, so that numba compiles the cells' step
-# functions (rnnkit.cells) for one element. Only scalars: NumPy runs the array versions.
+# functions (rnnkit.cells) for one element. Only scalars: NumPy runs the array versions. σ is
+# functional.sigmoid itself, compiled (it calls functional.tanh, whose scalar form is above).
 def _scalar(fn):
     def register(make):
         overload(fn)(lambda x: make(x) if isinstance(x, types.Float) else None)
@@ -105,7 +106,7 @@ def _tanh_scalar(x):
 
 @_scalar(F.sigmoid)
 def _sigmoid_scalar(x):
-    return lambda x: HALF + HALF * _tanh(HALF * x)
+    return F.sigmoid
 
 
 @_scalar(F.relu)

@@ -153,6 +153,19 @@ def _cache_file() -> str:
     return os.path.join(root, "rnnkit", "blas.json")
 
 
+def choice() -> dict | None:
+    """The measurement behind "auto"'s choice on this machine (``mkl_faster``, ``mkl_us``,
+    ``numpy_us``), or None when MKL is not loaded or nothing was measured yet."""
+    if _lib is None:
+        return None
+    try:
+        with open(_cache_file(), encoding="utf-8") as f:
+            entry = json.load(f).get(_machine_key())
+    except (OSError, ValueError, AttributeError):
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
 def _mkl_measured_faster() -> bool:
     """Whether MKL's packed product beat NumPy's BLAS on this machine, measured once and
     cached on disk (an unwritable cache only means measuring again next time)."""

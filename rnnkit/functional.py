@@ -32,14 +32,14 @@ FLUSH32 = np.float32(1e-30)
 FLUSH64 = 1e-300
 
 
-def sigmoid(x):
-    """σ(x) = ½ (1 + tanh(x/2)), element-wise, same shape and dtype as x."""
-    return HALF + HALF * np.tanh(HALF * x)
-
-
 def tanh(x):
     """tanh, element-wise (numba: a float32 rational approximation, see _numba_kernels)."""
     return np.tanh(x)
+
+
+def sigmoid(x):
+    """σ(x) = ½ (1 + tanh(x/2)), element-wise, same shape and dtype as x."""
+    return HALF + HALF * tanh(HALF * x)
 
 
 def relu(x):
