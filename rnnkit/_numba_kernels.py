@@ -405,17 +405,26 @@ def _product_overload(gemm, m, cols, k, a, Wp, W, beta, c):
 
 @njit(**_OPTS)
 def _row_bias(a, b):
-    """a += b (b may be empty): the input bias, added step by step while the row is hot."""
-    if b.shape[0] > 0:
-        for j in range(a.shape[0]):
-            a[j] += b[j]
+    """a += b: the input bias, added step by step while the row is hot."""
+    for j in range(a.shape[0]):
+        a[j] += b[j]
 
 
 @njit(**_OPTS)
 def _fwd_block(kind, relu, gemm, Wp1, Wp2, W1, W2, b, p, b_hn, m, hp, cp, a, e, hn, cn, G, S):
     """Forward: a (m, G·H) holds XW_t (without b) and becomes the cache; h_t into hn, c_t
-    into cn, the cell's extra into e; G, S scratch."""
+    into cn, the cell's extra into e; G, S scratch; b (G·H,) the input bias (zeros if none)."""
     H = hp.shape[1]
+    if kind == RNN or kind == LSTM:
+        # The whole recurrent product adds to the pre-activation: it goes into a itself, and
+        # b comes in as the row's g (x Wᵀ + h Uᵀ + b: no scratch, no pass for the bias).
+        _product(gemm, m, a.shape[1], H, hp, Wp1, W1, ONE, a)
+        for r in range(m):
+            if kind == RNN:
+                _rnn_fwd_row(b, a[r], hn[r], relu)
+            else:
+                _lstm_fwd_row(b, a[r], cp[r], cn[r], hn[r], p)
+        return
     for r in range(m):
         _row_bias(a[r], b)
     if kind == GRU_BEFORE:
@@ -428,12 +437,7 @@ def _fwd_block(kind, relu, gemm, Wp1, Wp2, W1, W2, b, p, b_hn, m, hp, cp, a, e, 
         return
     _product(gemm, m, a.shape[1], H, hp, Wp1, W1, ZERO, G)
     for r in range(m):
-        if kind == RNN:
-            _rnn_fwd_row(G[r], a[r], hn[r], relu)
-        elif kind == LSTM:
-            _lstm_fwd_row(G[r], a[r], cp[r], cn[r], hn[r], p)
-        else:
-            _gru_after_fwd_row(G[r], a[r], hp[r], e[r], hn[r], b_hn)
+        _gru_after_fwd_row(G[r], a[r], hp[r], e[r], hn[r], b_hn)
 
 
 @njit(**_OPTS)

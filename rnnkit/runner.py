@@ -44,8 +44,9 @@ class Weights:
     _w_hhT: Array | None = None
 
     @property
-    def b_or_empty(self) -> Array:
-        return np.empty(0, self.w_ih.dtype) if self.b is None else self.b
+    def b_or_zeros(self) -> Array:
+        """The input bias as the compiled loops take it (zeros when the layer has none)."""
+        return np.zeros(self.w_ih.shape[0], self.w_ih.dtype) if self.b is None else self.b
 
     @property
     def w_hhT(self) -> Array:
@@ -286,7 +287,7 @@ def _run_compiled(layer, K, plan, buf: Buffers, w: Weights, pk: Packing, *, y=No
     common = (cell.kind, cell.relu) + ops
     weights = w.w_hh.size
     if backward is None:
-        args = common + (w.b_or_empty, w.p, w.b_hn, buf.A, E, buf.Hx, Cx)
+        args = common + (w.b_or_zeros, w.p, w.b_hn, buf.A, E, buf.Hx, Cx)
         if bm:
             def run(r0, r1):
                 K.bm_forward(*args, y, d, g, s, buf.reverse, r0, r1)
@@ -466,7 +467,7 @@ def infer_batch_major(layer, plan, x: Array, h0: Array, c0: Array | None, pk: Pa
             else:
                 wx = (np.empty(0, np.uint8), np.ascontiguousarray(w.w_ih.T))
             args = (cell.kind, cell.relu, ops[0]) + wx + ops[1:] + (
-                w.b_or_empty, w.p, w.b_hn, inp, Hx, Cx, gx, E, y, direction * H, g, s,
+                w.b_or_zeros, w.p, w.b_hn, inp, Hx, Cx, gx, E, y, direction * H, g, s,
                 pk.steps, bool(direction))
             blas.run_blocks(lambda r0, r1, args=args: K.bm_infer(*args, r0, r1), pk.lengths,
                             w.w_hh.size + w.w_ih.size, plan.blocks)
