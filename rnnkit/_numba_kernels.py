@@ -355,10 +355,11 @@ def adam(p, g, m, v, b1, b2, step_size, root2, eps, tmp):
 
 # ------------------------------------------------------------------------------- products
 # A time loop's recurrent product c[:m, :cols] = a[:m, :k] @ W (+ c when beta is 1), in one of
-# two forms chosen by the type of ``gemm`` when the loop is compiled: MKL's packed GEMM
-# (``gemm`` is cblas_?gemm_compute's ctypes pointer, ``Wp`` W packed by rnnkit.blas.pack), or,
-# with ``gemm=None``, a row-by-row product in the loop itself (``W`` (k, cols) contiguous), for
-# batches of a few rows, where calling a library per step would cost more than the arithmetic.
+# three forms chosen by the type of ``gemm`` when the loop is compiled: MKL's packed GEMM
+# (``gemm`` is cblas_?gemm_compute's ctypes routine, ``Wp`` W packed by rnnkit.blas.pack), a
+# plain cblas_?gemm (NumPy's own BLAS, rnnkit.blas.numpy_gemm; ``W`` (k, cols) contiguous), or,
+# with ``gemm=None``, a row-by-row product in the loop itself (``W`` likewise), for batches of a
+# few rows, where calling a library per step would cost more than the arithmetic.
 # a and c are 2-D views whose rows may lie any whole number of elements apart (batch-major
 # arrays: T·G·H).
 
@@ -389,6 +390,13 @@ def _product_overload(gemm, m, cols, k, a, Wp, W, beta, c):
             for r in range(m):
                 _matvec(a[r, :k], W, c[r, :cols], beta != 0)
         return rows
+
+    if len(gemm.sig.args) == 14:  # cblas_?gemm
+        def plain(gemm, m, cols, k, a, Wp, W, beta, c):
+            it = a.itemsize
+            gemm(_RM, _NT, _NT, m, cols, k, ONE, a.ctypes.data, a.strides[0] // it,
+                 W.ctypes.data, W.shape[1], beta, c.ctypes.data, c.strides[0] // it)
+        return plain
 
     def packed(gemm, m, cols, k, a, Wp, W, beta, c):
         it = a.itemsize

@@ -102,6 +102,44 @@ def _load_mkl() -> SimpleNamespace:
     return lib
 
 
+_numpy_gemm: dict | None = None
+
+
+def _load_numpy_gemm() -> dict:
+    """cblas_?gemm of the BLAS NumPy's wheel bundles (OpenBLAS, ILP64 or not), as ctypes
+    routines a compiled loop can call: {"s": ..., "d": ...}, empty when it cannot be found
+    (NumPy built against a system BLAS, say: its products then run from Python)."""
+    root = os.path.dirname(np.__file__)
+    paths = (glob.glob(os.path.join(root, os.pardir, "numpy.libs", "*openblas*"))
+             + glob.glob(os.path.join(root, ".dylibs", "*openblas*")))
+    for path in sorted(paths):
+        try:
+            cdll = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix, ilp64 in (("scipy_cblas_{}gemm64_", True), ("cblas_{}gemm64_", True),
+                              ("scipy_cblas_{}gemm", False), ("cblas_{}gemm", False)):
+            if not hasattr(cdll, prefix.format("s")):
+                continue
+            i, p = ctypes.c_int, ctypes.c_void_p
+            n = ctypes.c_int64 if ilp64 else ctypes.c_int
+            out = {}
+            for t, real in (("s", ctypes.c_float), ("d", ctypes.c_double)):
+                proto = ctypes.CFUNCTYPE(None, i, i, i, n, n, n, real, p, n, p, n, real, p, n)
+                out[t] = proto((prefix.format(t), cdll))
+            return out
+    return {}
+
+
+def numpy_gemm(dtype: np.dtype):
+    """NumPy's BLAS's cblas_?gemm for ``dtype`` as a ctypes routine (row-major C = α op(A)
+    op(B) + β C), or None when it cannot be called directly (see _load_numpy_gemm)."""
+    global _numpy_gemm
+    if _numpy_gemm is None:
+        _numpy_gemm = _load_numpy_gemm()
+    return _numpy_gemm.get("s" if np.dtype(dtype) == np.float32 else "d")
+
+
 def set_blas(name: str = "auto") -> str:
     """Select the library for rnnkit's matrix products; returns the one now in use.
 

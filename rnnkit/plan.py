@@ -7,7 +7,8 @@ gives the same numbers to rounding; they differ in speed only.
     kernel    "numpy" (rnnkit.kernels) or "numba" (rnnkit._numba_kernels): who runs the
               element-wise step functions.
     products  how each step's recurrent product is made: "numpy" (np.matmul from a loop in
-              Python), "mkl" (MKL's packed GEMM inside a compiled loop), "loop" (row by row
+              Python), "cblas" (the cblas_?gemm of NumPy's own BLAS, called inside a compiled
+              loop), "mkl" (MKL's packed GEMM inside a compiled loop), "loop" (row by row
               inside a compiled loop: batches of a few rows, where calling a library per step
               costs more than the arithmetic).
     layout    "step" (the loop over steps is Python's; products "numpy"), "time-major"
@@ -20,10 +21,14 @@ gives the same numbers to rounding; they differ in speed only.
 The rules of :func:`plan`, in order: the NumPy engine, or a gradient probe (rnnkit.diagnostics
 reads the Python loop), take "step". A compiled engine takes "loop" products for at most
 :data:`SMALL_BATCH` rows, "mkl" when rnnkit.blas chose MKL for this machine (a measurement, not
-a vendor rule), and otherwise "step" with NumPy's BLAS. Compiled loops run "batch-major" for
-inference (unless dropout between layers is active) and for training without padding, and
-"time-major" otherwise; "loop" products always run time-major. MKL loops take one row block per
-MKL thread once each block has rnnkit.blas.MIN_BLOCK_ROWS rows.
+a vendor rule), "cblas" when NumPy's BLAS can be called from compiled code, and otherwise
+"step" with NumPy's BLAS from Python. MKL's loops run "batch-major" for inference (unless
+dropout between layers is active) and for training without padding, and "time-major"
+otherwise; "loop" and "cblas" products always run time-major (OpenBLAS's GEMM on batch-major
+rows, T·G·H elements apart, made training 10–30% slower on a Zen 5 EPYC, where MKL's packed
+operand does not mind). MKL loops take one row block per
+MKL thread once each block has rnnkit.blas.MIN_BLOCK_ROWS rows (other products: one block; the
+library threads each product itself).
 
 Choosing a path yourself (tests, benchmarks, a user comparing paths)::
 
@@ -44,7 +49,7 @@ from dataclasses import dataclass, replace
 from . import backend, blas
 
 KERNELS = ("numpy", "numba")
-PRODUCTS = ("numpy", "mkl", "loop")
+PRODUCTS = ("numpy", "cblas", "mkl", "loop")
 LAYOUTS = ("step", "time-major", "batch-major")
 
 #: Batches of at most this many rows run compiled loops with products made row by row.
@@ -79,6 +84,8 @@ def forced(kernel: str | None = None, products: str | None = None, layout: str |
         backend.numba_kernels()  # ImportError when numba is missing
     if products == "mkl":
         blas.load_mkl()  # ImportError when MKL is missing
+    if products == "cblas" and blas.numpy_gemm("float32") is None:
+        raise ImportError("NumPy's BLAS cannot be called from compiled code here")
     previous = getattr(_forced, "value", None)
     _forced.value = dict(kernel=kernel, products=products, layout=layout, blocks=blocks)
     try:
@@ -98,10 +105,11 @@ def plan(cell, n: int, padded: bool, inference: bool, probe: bool = False,
         chosen = Plan(kernel, "numpy", "step")
     else:
         products = f.get("products") or (
-            "loop" if n <= SMALL_BATCH else "mkl" if blas.blas() == "mkl" else "numpy")
+            "loop" if n <= SMALL_BATCH else "mkl" if blas.blas() == "mkl"
+            else "cblas" if blas.numpy_gemm("float32") is not None else "numpy")
         if products == "numpy":
             layout = "step"
-        elif products == "loop":
+        elif products in ("loop", "cblas"):
             layout = "time-major"
         elif inference:
             layout = "time-major" if dropout_between else "batch-major"

@@ -260,7 +260,8 @@ def _step_loops(layer, K, buf: Buffers, w: Weights, pk: Packing, backward=None):
 def _operands(cell, w: Weights, products: str, n: int, backward: bool):
     """(gemm, Wp1, Wp2, W1, W2): the recurrent products' right operands, one per
     ``cell.recurrent_blocks()`` — W_hhᵀ's blocks forward, W_hh's backward — packed for MKL
-    (gemm its ctypes routine) or plain and contiguous for products in the loop (gemm None)."""
+    (gemm its ctypes routine), or plain and contiguous for NumPy's cblas_?gemm or for
+    products in the loop (gemm None)."""
     mats = [w.w_hh[b] for b in cell.recurrent_blocks()]
     if not backward:
         mats = [m.T for m in mats]
@@ -269,7 +270,15 @@ def _operands(cell, w: Weights, products: str, n: int, backward: bool):
         packed = [blas.pack(m, n) for m in mats] + [none_u8]
         return blas.routines(w.w_hh.dtype).compute, packed[0], packed[1], none_w, none_w
     plain = [np.ascontiguousarray(m) for m in mats] + [none_w]
-    return None, none_u8, none_u8, plain[0], plain[1]
+    gemm = blas.numpy_gemm(w.w_hh.dtype) if products == "cblas" else None
+    return gemm, none_u8, none_u8, plain[0], plain[1]
+
+
+def _input_operand(w: Weights, products: str, n: int):
+    """(Wxp, Wx): W_ihᵀ for inference's per-step input product, as :func:`_operands`."""
+    if products == "mkl":
+        return blas.pack(w.w_ih.T, n), np.empty((0, 0), w.w_ih.dtype)
+    return np.empty(0, np.uint8), np.ascontiguousarray(w.w_ih.T)
 
 
 def _run_compiled(layer, K, plan, buf: Buffers, w: Weights, pk: Packing, *, y=None, d=0,
@@ -462,10 +471,7 @@ def infer_batch_major(layer, plan, x: Array, h0: Array, c0: Array | None, pk: Pa
                 Cx[0] = c0[idx]
             E = s2 if cell.needs_extra else np.empty((0, H), dt)
             ops = _operands(cell, w, plan.products, n, False)
-            if plan.products == "mkl":
-                wx = (blas.pack(w.w_ih.T, n), np.empty((0, 0), dt))
-            else:
-                wx = (np.empty(0, np.uint8), np.ascontiguousarray(w.w_ih.T))
+            wx = _input_operand(w, plan.products, n)
             args = (cell.kind, cell.relu, ops[0]) + wx + ops[1:] + (
                 w.b_or_zeros, w.p, w.b_hn, inp, Hx, Cx, gx, E, y, direction * H, g, s,
                 pk.steps, bool(direction))

@@ -2,11 +2,11 @@
 
 ``kernel_engine`` — the two kernel engines (NumPy, numba), for code that runs the element-wise
 kernels directly (a cell's step, the optimisers). ``layer_engine`` — every path a recurrent layer
-can take (rnnkit.plan): the NumPy engine; numba per step with NumPy's BLAS; numba's compiled
-loops with products in the loop (normally only for batches of a few rows); and with MKL's packed
-GEMM (when MKL is installed), as one loop and cut into three row blocks on three threads
-(normally only for ≥ 64 rows a block). Paths are chosen through rnnkit.plan.forced, the public
-way, not by patching."""
+can take (rnnkit.plan): the NumPy engine; numba per step with NumPy's BLAS from Python; numba's
+compiled loops with products in the loop (normally only for batches of a few rows), with NumPy's
+cblas_?gemm, and with MKL's packed GEMM (when MKL is installed), as one loop and cut into three
+row blocks on three threads (normally only for ≥ 64 rows a block). Paths are chosen through
+rnnkit.plan.forced, the public way, not by patching."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ ENGINES = {
     "numpy": ("numpy", dict(kernel="numpy")),
     "numba-step": ("numba", dict(kernel="numba", products="numpy")),
     "numba-loop": ("numba", dict(kernel="numba", products="loop")),
+    "numba-cblas": ("numba", dict(kernel="numba", products="cblas")),
     "numba-mkl": ("numba", dict(kernel="numba", products="mkl", blocks=1)),
     "numba-mkl-blocks": ("numba", dict(kernel="numba", products="mkl", blocks=3)),
 }
@@ -31,8 +32,8 @@ def _use(name):
     try:
         context = plan.forced(**path)
         context.__enter__()
-    except ImportError:
-        pytest.skip("MKL is not installed")
+    except ImportError as exc:
+        pytest.skip(str(exc))
     previous = backend.engine()
     backend.set_engine(kind)
     try:

@@ -23,8 +23,13 @@ def test_rules(numba_engine, monkeypatch):
     cell = rnnkit.LSTM(3, 4).cell
     monkeypatch.setattr(blas, "blas", lambda: "numpy")
     assert plan.plan(cell, 3, False, False) == Plan("numba", "loop", "time-major")
+    assert plan.plan(cell, 32, False, True).products in ("cblas", "numpy")
+    monkeypatch.setattr(blas, "numpy_gemm", lambda dtype: None)  # NumPy's BLAS not callable
     assert plan.plan(cell, 32, False, False) == Plan("numba", "numpy", "step")
     assert plan.plan(cell, 32, False, False, probe=True).layout == "step"
+    monkeypatch.setattr(blas, "numpy_gemm", lambda dtype: print)
+    assert plan.plan(cell, 32, False, False) == Plan("numba", "cblas", "time-major")
+    assert plan.plan(cell, 32, False, True) == Plan("numba", "cblas", "time-major")
     monkeypatch.setattr(blas, "blas", lambda: "mkl")
     monkeypatch.setattr(blas, "max_threads", lambda: 2)
     assert plan.plan(cell, 32, False, False) == Plan("numba", "mkl", "batch-major")
@@ -80,6 +85,18 @@ def test_blas_choice_is_measured_and_cached(tmp_path, monkeypatch):
         assert blas.set_blas("mkl") == "mkl"  # asked for by name: taken
     finally:
         blas.set_blas(previous)
+
+
+def test_numpy_gemm_is_callable():
+    import numpy as np
+
+    gemm = blas.numpy_gemm(np.float64)
+    if gemm is None:
+        pytest.skip("NumPy's BLAS is not callable from compiled code here")
+    a, b = np.arange(6.0).reshape(2, 3), np.arange(12.0).reshape(3, 4)
+    c = np.zeros((2, 4))
+    gemm(101, 111, 111, 2, 4, 3, 1.0, a.ctypes.data, 3, b.ctypes.data, 4, 0.0, c.ctypes.data, 4)
+    np.testing.assert_array_equal(c, a @ b)
 
 
 def test_measurement_returns_two_timings():
