@@ -433,18 +433,18 @@ def _fwd_block(kind, relu, gemm, Wp1, Wp2, W1, W2, b, p, b_hn, m, hp, cp, a, e, 
     """Forward: a (m, G·H) holds XW_t (without b) and becomes the cache; h_t into hn, c_t
     into cn, the cell's extra into e; G, S scratch; b (G·H,) the input bias (zeros if none)."""
     H = hp.shape[1]
-    if kind == RNN or kind == LSTM:
-        # The whole recurrent product adds to the pre-activation: it goes into a itself, and
-        # b comes in as the row's g (x Wᵀ + h Uᵀ + b: no scratch, no pass for the bias).
-        _product(gemm, m, a.shape[1], H, hp, Wp1, W1, ONE, a)
-        for r in range(m):
-            if kind == RNN:
-                _rnn_fwd_row(b, a[r], hn[r], relu)
-            else:
-                _lstm_fwd_row(b, a[r], cp[r], cn[r], hn[r], p)
-        return
     for r in range(m):
         _row_bias(a[r], b)
+    if kind == RNN or kind == LSTM:
+        # G, not a: a batch-major a's rows lie T·G·H apart, and a product written there
+        # touched a page a row (LSTM (32, 100, 128, 256) training forward 35 → 58 ms).
+        _product(gemm, m, a.shape[1], H, hp, Wp1, W1, ZERO, G)
+        for r in range(m):
+            if kind == RNN:
+                _rnn_fwd_row(G[r], a[r], hn[r], relu)
+            else:
+                _lstm_fwd_row(G[r], a[r], cp[r], cn[r], hn[r], p)
+        return
     if kind == GRU_BEFORE:
         _product(gemm, m, 2 * H, H, hp, Wp1, W1, ZERO, G)
         for r in range(m):

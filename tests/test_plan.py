@@ -32,13 +32,12 @@ def test_rules(numba_engine, monkeypatch):
     assert plan.plan(cell, 32, False, True) == Plan("numba", "cblas", "time-major")
     monkeypatch.setattr(blas, "blas", lambda: "mkl")
     monkeypatch.setattr(blas, "max_threads", lambda: 2)
-    assert plan.plan(cell, 32, False, False) == Plan("numba", "mkl", "batch-major")
-    assert plan.plan(cell, 32, True, False).layout == "time-major"
+    assert plan.plan(cell, 32, False, False) == Plan("numba", "mkl", "time-major")
     assert plan.plan(cell, 32, True, True).layout == "batch-major"
     assert plan.plan(cell, 32, False, True, dropout_between=True).layout == "time-major"
-    assert plan.plan(cell, 256, False, False) == Plan("numba", "mkl", "batch-major", 2, 2)
+    assert plan.plan(cell, 256, False, True) == Plan("numba", "mkl", "batch-major", 2, 2)
     peep = rnnkit.LSTM(3, 4, peepholes=True).cell
-    assert plan.plan(peep, 256, False, False) == Plan("numba", "mkl", "batch-major", 2, 1)
+    assert plan.plan(peep, 256, False, False) == Plan("numba", "mkl", "time-major", 2, 1)
 
 
 def test_numpy_engine_always_steps():
