@@ -176,24 +176,12 @@ def _lstm_fwd_row(g, a, cp, cn, hn, p):
         for j in range(H):
             ai[j], af[j], ag[j], ao[j], cn[j], hn[j] = _lstm_forward(
                 ai[j] + gi[j], af[j] + gf[j], ag[j] + gg[j], ao[j] + go[j], cp[j], pi[j],
-                pf[j], po[j])
+                pf[j], po[j], True)
     else:
         for j in range(H):
             ai[j], af[j], ag[j], ao[j], cn[j], hn[j] = _lstm_forward(
                 ai[j] + gi[j], af[j] + gf[j], ag[j] + gg[j], ao[j] + go[j], cp[j], ZERO, ZERO,
-                ZERO)
-
-
-@njit(**_OPTS)
-def _lstm_fused_row(g, b, cp, cn, hn):
-    """:func:`_lstm_fwd_row` without peepholes for inference: g holds both products,
-    x_t Wᵀ + h_{t−1} Uᵀ, the input bias b is added here, and nothing is kept for backward."""
-    H = cp.shape[0]
-    gi, gf, gg, go = g[:H], g[H:2 * H], g[2 * H:3 * H], g[3 * H:]
-    bi, bf, bg, bo = b[:H], b[H:2 * H], b[2 * H:3 * H], b[3 * H:]
-    for j in range(H):
-        _, _, _, _, cn[j], hn[j] = _lstm_forward(gi[j] + bi[j], gf[j] + bf[j], gg[j] + bg[j],
-                                                 go[j] + bo[j], cp[j], ZERO, ZERO, ZERO)
+                ZERO, False)
 
 
 @njit(**_OPTS)
@@ -205,14 +193,14 @@ def _lstm_bwd_row(a, cp, cn, dh, dout, dc, p, dp):
         for j in range(H):
             ai[j], af[j], ag[j], ao[j], dc[j], _, _, _ = _lstm_backward(
                 ai[j], af[j], ag[j], ao[j], cp[j], cn[j], dh[j] + dout[j], dc[j], ZERO, ZERO,
-                ZERO)
+                ZERO, False)
         return
     pi, pf, po = p[:H], p[H:2 * H], p[2 * H:]
     dpi, dpf, dpo = dp[:H], dp[H:2 * H], dp[2 * H:]
     for j in range(H):
         ai[j], af[j], ag[j], ao[j], dc[j], gi, gf, go = _lstm_backward(
             ai[j], af[j], ag[j], ao[j], cp[j], cn[j], dh[j] + dout[j], dc[j], pi[j], pf[j],
-            po[j])
+            po[j], True)
         dpi[j] += gi
         dpf[j] += gf
         dpo[j] += go

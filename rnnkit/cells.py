@@ -48,27 +48,35 @@ def rnn_backward(h, dh, use_relu):
     return flush(dh * positive(h)) if use_relu else flush(dh * (ONE - h * h))
 
 
-def lstm_forward(xi, xf, xg, xo, c0, pi, pf, po):
+def lstm_forward(xi, xf, xg, xo, c0, pi, pf, po, peepholes=True):
     """i, f, g, o, c_t, h_t from the gates' pre-activations (without peepholes) and c_{t−1};
-    pi, pf, po the peepholes (0 without)."""
-    i = sigmoid(xi + pi * c0)
-    f = sigmoid(xf + pf * c0)
+    pi, pf, po the peepholes, used when ``peepholes`` (a constant where compiled, so that a
+    cell without them computes no 0 · c)."""
+    if peepholes:
+        xi = xi + pi * c0
+        xf = xf + pf * c0
+    i = sigmoid(xi)
+    f = sigmoid(xf)
     g = tanh(xg)
     c = f * c0 + i * g
-    o = sigmoid(xo + po * c)
+    o = sigmoid(xo + po * c) if peepholes else sigmoid(xo)
     return i, f, g, o, c, o * tanh(c)
 
 
-def lstm_backward(i, f, g, o, c0, c, dh, dc, pi, pf, po):
+def lstm_backward(i, f, g, o, c0, c, dh, dc, pi, pf, po, peepholes=True):
     """→ ∂L/∂(a_i, a_f, a_g, a_o), ∂L/∂c_{t−1}, and the peepholes' terms da_i c_{t−1},
-    da_f c_{t−1}, da_o c_t (summed over rows by the caller)."""
+    da_f c_{t−1}, da_o c_t (summed over rows by the caller; meaningless without peepholes)."""
     tc = tanh(c)
     da_o = dh * tc * o * (ONE - o)
-    dct = dc + dh * o * (ONE - tc * tc) + da_o * po
+    dct = dc + dh * o * (ONE - tc * tc)
+    if peepholes:
+        dct = dct + da_o * po
     da_i = dct * g * i * (ONE - i)
     da_f = dct * c0 * f * (ONE - f)
     da_g = dct * i * (ONE - g * g)
-    dc0 = dct * f + da_i * pi + da_f * pf
+    dc0 = dct * f
+    if peepholes:
+        dc0 = dc0 + da_i * pi + da_f * pf
     return (flush(da_i), flush(da_f), flush(da_g), flush(da_o), flush(dc0),
             da_i * c0, da_f * c0, da_o * c)
 

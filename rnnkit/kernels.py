@@ -49,7 +49,7 @@ def lstm_fwd(g, a, cp, cn, hn, p, n):
     """Gates into ``a[:n]``, c_t into ``cn``, h_t into ``hn``."""
     x, gg = _blocks(a, n, 4), _blocks(g, n, 4)
     i, f, u, o, cn[:n], hn[:n] = cells.lstm_forward(
-        *(x[k] + gg[k] for k in range(4)), cp[:n], *_peepholes(p))
+        *(x[k] + gg[k] for k in range(4)), cp[:n], *_peepholes(p), bool(p.size))
     for k, v in enumerate((i, f, u, o)):
         x[k][...] = v
 
@@ -58,7 +58,8 @@ def lstm_bwd(a, cp, cn, dh, dout, dc, p, dp, n):
     """∂L/∂(gate pre-activations) into ``a[:n]``, ∂L/∂c_{t−1} into ``dc``, peephole gradients
     added into ``dp``."""
     x = _blocks(a, n, 4)
-    out = cells.lstm_backward(*x, cp[:n], cn[:n], dh[:n] + dout[:n], dc[:n], *_peepholes(p))
+    out = cells.lstm_backward(*x, cp[:n], cn[:n], dh[:n] + dout[:n], dc[:n], *_peepholes(p),
+                              bool(p.size))
     for k in range(4):
         x[k][...] = out[k]
     dc[:n] = out[4]
