@@ -5,7 +5,7 @@ element, after registering scalar versions of :mod:`rnnkit.functional`'s primiti
 functions apply them along a row's gate blocks. Three layers of code, none with maths of its own:
 
 - per-step kernels (``lstm_fwd`` …): the rows alive at one step, for the per-step loop in
-  Python (:func:`rnnkit.kernels.step_forward`); the same signatures as :mod:`rnnkit.kernels`.
+  Python (:func:`rnnkit.runner.step_forward`); the same signatures as :mod:`rnnkit.kernels`.
 - :func:`_fwd_block` / :func:`_bwd_block`: one step of a block of rows for any cell, recurrent
   products included (MKL's packed GEMM, or a row-by-row product for a few rows).
 - five time loops: time-major forward and backward, batch-major forward and backward, and
@@ -43,7 +43,6 @@ from .cells import GRU_AFTER, GRU_BEFORE, LSTM, RNN
 from .functional import ONE, ZERO
 
 name = "numba"
-has_sequence_kernels = True
 
 _OPTS = dict(cache=True, nogil=True, error_model="numpy",
              fastmath={"nsz", "arcp", "contract"})
@@ -271,7 +270,7 @@ def _gru_before_bwd2_row(a, hp, drh, dh):
 
 
 # ------------------------------------------------------------------------------- per step
-# The rows [:n] alive at one step, for the per-step loop in Python (rnnkit.kernels.step_forward
+# The rows [:n] alive at one step, for the per-step loop in Python (rnnkit.runner.step_forward
 # and step_backward); same signatures as rnnkit.kernels.
 
 @njit(**_OPTS)

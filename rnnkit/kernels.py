@@ -20,7 +20,6 @@ from . import cells
 from .functional import ZERO, adam_update
 
 name = "numpy"
-has_sequence_kernels = False
 
 
 def _blocks(a, n, k):

@@ -29,7 +29,7 @@ def code_blocks(path: Path, lang: str | None = None) -> list[str]:
 
 
 def resolve(dotted: str):
-    """``cells.RNNCell.forward_step`` → the object in rnnkit.cells."""
+    """``runner.step_forward`` → the object in rnnkit.runner."""
     module, *attrs = dotted.split(".")
     obj = importlib.import_module(f"rnnkit.{module}")
     for a in attrs:
