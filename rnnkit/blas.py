@@ -18,7 +18,9 @@ faster; the choice is cached per machine (``$XDG_CACHE_HOME/rnnkit/blas.json``, 
 and library versions), so that every run on a machine takes the same path (a resumed run ends
 bit-identical to an uninterrupted one only on the same path). Choose with :func:`set_blas` or
 the environment variable ``RNNKIT_BLAS`` (``auto``, ``mkl``, ``numpy``). Both give the same
-results up to rounding (the products sum in a different order).
+results up to rounding (the products sum in a different order). MKL runs in its conditional
+numerical reproducibility mode (``MKL_CBWR=AUTO`` unless ``MKL_CBWR`` is set): otherwise its
+kernels may depend on the operands' alignment, which differs between processes.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ BLAS = ("auto", "mkl", "numpy")
 # CBLAS enumerations (mkl_cblas.h).
 ROW_MAJOR, NO_TRANS, TRANS, PACKED = 101, 111, 112, 151
 B_MATRIX = 162
+# MKL's conditional numerical reproducibility (mkl_cbwr.h): the branch for this CPU, chosen once.
+CBWR_AUTO = 2
 
 #: Products of fewer multiply-adds than this run on one thread (see threads_for): after a
 #: pause, waking MKL's second thread for a (100, 64) @ (64, 384) product cost ~9 ms.
@@ -87,6 +91,11 @@ def _load_mkl() -> SimpleNamespace:
     else:
         detail = "; ".join(errors) or "no libmkl_rt found"
         raise ImportError(f"Intel MKL is not available ({detail}); pip install mkl")
+    if "MKL_CBWR" not in os.environ:
+        # Without CNR, MKL may pick its kernels by the operands' alignment, which differs from
+        # process to process: a run resumed in a new process would not end bit-identical to an
+        # uninterrupted one. Must precede MKL's first product.
+        cdll.MKL_CBWR_Set(CBWR_AUTO)
     i, p, z = ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t
     lib = SimpleNamespace(path=path, cdll=cdll)
     for prefix, real in (("s", ctypes.c_float), ("d", ctypes.c_double)):

@@ -7,8 +7,9 @@ checkpoints that resume bit-for-bit, a JSON-lines metrics log and a PNG of the c
 
 Exactness of resume: the checkpoint written at the end of an epoch holds the weights, the
 optimiser's slots and step count, the schedule, and the state of every random generator (the
-trainer's shuffling and each layer's dropout), so continuing from it replays exactly what an
-uninterrupted run would have done on the same machine.
+trainer's shuffling and each layer's dropout) and the library that made the matrix products
+(rnnkit.blas; taken again on resume unless RNNKIT_BLAS says otherwise), so continuing from it
+replays exactly what an uninterrupted run would have done on the same machine.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import io
+from . import blas, io
 from .optim import (
     CosineLR,
     LinearWarmup,
@@ -161,7 +162,7 @@ class Trainer:
                 "best_epoch": self.best_epoch, "skipped": self.skipped,
                 "rng": self.rng.bit_generator.state, "model_rng": self.model.rng_states(),
                 "schedule": None if self.schedule is None else self.schedule.state_dict(),
-                "history": self.history}  # the training config is in config.json ("train")
+                "blas": blas.blas(), "history": self.history}  # TrainConfig: config.json
 
     @classmethod
     def resume(cls, run_dir: str | Path, train_data: list, dev_data: list | None = None,
@@ -189,6 +190,11 @@ class Trainer:
         trainer.history = list(state.get("history", []))
         trainer.rng.bit_generator.state = state["rng"]
         model.set_rng_states(state["model_rng"])
+        if state.get("blas") and "RNNKIT_BLAS" not in os.environ:
+            try:  # "auto" measures per machine; the run keeps the products it started with
+                blas.set_blas(state["blas"])
+            except ImportError:  # MKL gone since: the run goes on, equal only to rounding
+                pass
         if trainer.schedule is not None and state["schedule"] is not None:
             trainer.schedule.load_state_dict(state["schedule"])
         return trainer

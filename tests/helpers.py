@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -17,3 +18,29 @@ def rel_error(a, b) -> float:
     if scale == 0.0:
         return 0.0
     return float(np.abs(a - b).max() / scale)
+
+
+def misalign(monkeypatch, shift: int):
+    """From here until ``monkeypatch.undo()``, np.empty and np.empty_like give float arrays
+    that start ``shift`` elements past a 64-byte boundary (NumPy's own are 16-byte aligned, at
+    an offset the heap's history decides); returns the patched np.empty."""
+    real_empty, real_like = np.empty, np.empty_like
+
+    def empty(shape, dtype=float, order="C", **kw):
+        dt = np.dtype(dtype)
+        if dt.kind != "f" or kw:
+            return real_empty(shape, dtype, order, **kw)
+        size = math.prod(shape) if isinstance(shape, tuple | list) else int(shape)
+        per_line = 64 // dt.itemsize
+        raw = real_empty(size + per_line + shift, dt)
+        start = (-(raw.ctypes.data % 64) // dt.itemsize) % per_line + shift
+        return raw[start:start + size].reshape(shape, order=order)
+
+    def empty_like(a, dtype=None, order="K", subok=True, shape=None, **kw):
+        if kw or order not in ("C", "K") or not a.flags.c_contiguous:
+            return real_like(a, dtype, order, subok, shape, **kw)
+        return empty(a.shape if shape is None else shape, dtype or a.dtype)
+
+    monkeypatch.setattr(np, "empty", empty)
+    monkeypatch.setattr(np, "empty_like", empty_like)
+    return empty

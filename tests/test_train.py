@@ -7,9 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from rnnkit import io
+from rnnkit import blas, io
 from rnnkit.models import ClassifierConfig, SequenceClassifier
 from rnnkit.train import TrainConfig, Trainer, TrainingDiverged, batches
+
+from .helpers import misalign
 
 
 def toy_data(n, seed):
@@ -65,6 +67,46 @@ def test_training_learns_and_resume_is_bit_exact(tmp_path):
     logs = [[json.loads(x) for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
             for d in ("full", "half")]
     assert [r["train_loss"] for r in logs[0]] == [r["train_loss"] for r in logs[1]]
+
+
+def test_resume_keeps_the_blas_the_run_started_with(tmp_path, monkeypatch):
+    """"auto" picks MKL or NumPy's BLAS by a measurement; a resumed run takes the library of
+    its checkpoint, so that it ends bit-identical to an uninterrupted one."""
+    monkeypatch.delenv("RNNKIT_BLAS", raising=False)
+    previous = blas.blas()
+    try:
+        blas.set_blas("numpy")
+        Trainer(make_model(), TRAIN[:32], None, config(epochs=1), tmp_path / "run").fit()
+        try:
+            blas.set_blas("mkl")
+        except ImportError:
+            pytest.skip("MKL is not installed: one library only")
+        Trainer.resume(tmp_path / "run", TRAIN[:32], None, epochs=2)
+        assert blas.blas() == "numpy"
+        monkeypatch.setenv("RNNKIT_BLAS", "mkl")  # asked for by name: the run follows
+        blas.set_blas("mkl")
+        Trainer.resume(tmp_path / "run", TRAIN[:32], None, epochs=2)
+        assert blas.blas() == "mkl"
+    finally:
+        blas.set_blas(previous)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_training_does_not_depend_on_memory_alignment(tmp_path, monkeypatch, cell):
+    """A resumed run lives in a new process, whose arrays lie at other addresses: two epochs
+    with every NumPy work array at another offset from a 64-byte boundary give the same bits
+    (test_crash.py checks the whole story across processes)."""
+    params = []
+    for shift in (0, 3, 7):
+        misalign(monkeypatch, shift)
+        trainer = Trainer(make_model(cell=cell), TRAIN[:96], None, config(epochs=2),
+                          tmp_path / f"shift{shift}")
+        trainer.fit()
+        monkeypatch.undo()
+        params.append(trainer.model.params)
+    for other in params[1:]:
+        for name, p in params[0].items():
+            np.testing.assert_array_equal(other[name], p, err_msg=name)
 
 
 def test_checkpoint_directory(tmp_path):
