@@ -1,10 +1,12 @@
-"""Time rnnkit's recurrent layers against torch.nn.* on the CPU, in one run.
+"""Time rnnkit's recurrent layers against torch.nn.* and onnxruntime on the CPU, in one run.
 
 For each cell, configuration (N, T, D, H) and thread count, a training step (forward + full BPTT
 backward to every parameter and the input) and inference (forward only, nothing kept; torch
-under ``inference_mode``) are timed for rnnkit and torch alternately: ``--repeat`` rounds, each
-running every contestant once. Printed: the median times, and the ratio rnnkit/torch (below 1
-means rnnkit is faster) as the median over rounds of the round's own ratio, with its quartiles —
+under ``inference_mode``; onnxruntime, when installed, runs rnnkit's ONNX export of the same
+weights, time-major, on the CPU provider with the same thread count) are timed alternately:
+``--repeat`` rounds, each running every contestant once. Printed: the median times, and the
+ratio rnnkit/torch (below 1 means rnnkit is faster) as the median over rounds of the round's own
+ratio, with its quartiles (for inference also against the faster peer of each round) —
 the two runs of a round meet the same state of the machine, which drifts by ~10% over minutes.
 float32, batch-first input. A pause separates the contestants: BLAS and OpenMP worker threads
 spin for a while after a call, and without it whichever library runs second loses up to a third
@@ -64,6 +66,18 @@ def blas_info() -> list[dict]:
 
     return [{k: i.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
             for i in threadpool_info() if i.get("user_api") == "blas"]
+
+
+def cpu_name() -> str:
+    """The CPU's model name (every speed figure names the machine it came from)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _timed(fn) -> float:
@@ -178,6 +192,41 @@ def gemm_peak_gflops(threads: int) -> dict:
     return out
 
 
+def ort_session(layer, threads: int):
+    """onnxruntime (CPU provider, ``threads`` intra-op threads) running the layer exported by
+    rnnkit in the operators' own layout (x (T, N, D), no lengths input); None without
+    onnxruntime."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    import tempfile
+    from pathlib import Path
+
+    from rnnkit.interop import export_layer_onnx
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    with tempfile.TemporaryDirectory() as d:
+        path = export_layer_onnx(layer, Path(d) / "layer.onnx", time_major=True, lengths=False)
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def ort_version() -> str | None:
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    return onnxruntime.__version__
+
+
+def _path(p) -> str:
+    """A plan in a few characters: products/layout, ×blocks."""
+    return f"{p.products}/{p.layout}" + (f"×{p.blocks}" if p.blocks > 1 else "")
+
+
 def bench_one(cell: str, cfg, threads: int, repeat: int, peak: float, memory: bool) -> dict:
     import torch
     from threadpoolctl import threadpool_limits
@@ -209,8 +258,13 @@ def bench_one(cell: str, cfg, threads: int, repeat: int, peak: float, memory: bo
             with torch.inference_mode():
                 ref(tx)
 
-        times = alternate({"ours_train": ours_train, "torch_train": torch_train,
-                           "ours_infer": ours_infer, "torch_infer": torch_infer}, repeat)
+        contestants = {"ours_train": ours_train, "torch_train": torch_train,
+                       "ours_infer": ours_infer, "torch_infer": torch_infer}
+        sess = ort_session(layer, threads)
+        if sess is not None:
+            x_tnd = np.ascontiguousarray(x.transpose(1, 0, 2))  # its layout, made untimed
+            contestants["ort_infer"] = lambda: sess.run(None, {"x": x_tnd})
+        times = alternate(contestants, repeat)
     med = medians(times)
     mem_ours = peak_mb("rnnkit", cell, cfg, threads) if memory else None
     mem_torch = peak_mb("torch", cell, cfg, threads) if memory else None
@@ -222,6 +276,15 @@ def bench_one(cell: str, cfg, threads: int, repeat: int, peak: float, memory: bo
         ratio, lo, hi = paired_ratio(times[f"ours_{mode}"], times[f"torch_{mode}"])
         out[f"{mode}_ratio"] = round(ratio, 3)
         out[f"{mode}_ratio_quartiles"] = [round(lo, 3), round(hi, 3)]
+    # Inference against the faster peer of each round (torch or onnxruntime).
+    best = times["torch_infer"]
+    if "ort_infer" in times:
+        best = [min(a, b) for a, b in zip(best, times["ort_infer"], strict=True)]
+    ratio, lo, hi = paired_ratio(times["ours_infer"], best)
+    out["infer_best_peer_ratio"] = round(ratio, 3)
+    out["infer_best_peer_ratio_quartiles"] = [round(lo, 3), round(hi, 3)]
+    out["plan_train"], out["plan_infer"] = _path(layer.plan(n)), _path(
+        layer.plan(n, inference=True))
     out.update({
         "ours_train_gflops": round(train_gf, 1),
         "torch_train_gflops": round(3 * flops / med["torch_train"] / 1e6, 1),
@@ -346,12 +409,16 @@ def main(argv=None) -> int:
         forced.__enter__()  # for the whole run
     first = first_call_ms(cells)
     meta = {"rnnkit": rnnkit.__version__, "engine": engine, "numpy": np.__version__,
-            "torch": torch.__version__, "python": platform.python_version(),
-            "machine": platform.machine(), "blas": blas_info(), "first_call_ms": first,
+            "torch": torch.__version__, "onnxruntime": ort_version(),
+            "python": platform.python_version(),
+            "machine": platform.machine(), "cpu": cpu_name(), "cpus": os.cpu_count(),
+            "blas": blas_info(), "first_call_ms": first,
             "bound_threads": args.bind, "blas_choice": blas.choice(),
             "forced_products": args.products}
+    print(f"# CPU: {meta['cpu']} ({meta['cpus']} logical CPUs); OPENBLAS_CORETYPE="
+          f"{os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
     print(f"# rnnkit {meta['rnnkit']} (engine {engine}), numpy {meta['numpy']}, torch "
-          f"{meta['torch']}, float32; BLAS: " + "; ".join(
+          f"{meta['torch']}, onnxruntime {meta['onnxruntime']}, float32; BLAS: " + "; ".join(
               f"{b['internal_api']} {b['version']} ({b['architecture']})" for b in meta["blas"]))
     if args.bind:
         print("# OpenMP threads bound to cores (OMP_PROC_BIND=true, OMP_PLACES=cores)")
@@ -375,10 +442,13 @@ def main(argv=None) -> int:
                   f"{lib} {v:.0f}" for lib, v in g.items() if lib != "peak") + ")"
               for k, g in gemm.items()))
     print("# ratio: median over rounds of rnnkit / torch within a round, q1-q3 its quartiles; "
-          "need: the % of peak that training at 0.8× torch's time would take")
+          "need: the % of peak that training at 0.8× torch's time would take; ort: "
+          "onnxruntime inference (rnnkit's export, time-major); /best: rnnkit / the faster of "
+          "torch and onnxruntime in each round; plan: the planner's path per row")
     head = (f"{'cell':<10}{'N,T,D,H':<17}{'thr':>3}{'train ms':>10}{'torch':>9}{'ratio':>7}"
             f"{'q1-q3':>11}{'GFLOP/s':>8}{'%peak':>6}{'need':>5}{'MB':>7}{'torchMB':>8}"
-            f"{'infer ms':>10}{'torch':>9}{'ratio':>7}{'q1-q3':>11}")
+            f"{'infer ms':>10}{'torch':>9}{'ratio':>7}{'q1-q3':>11}{'ort':>9}{'/best':>7}"
+            f"{'q1-q3':>11}  plan train | infer")
     print(head)
     rows = []
     for cell in cells:
@@ -394,8 +464,11 @@ def main(argv=None) -> int:
                       f"{r['train_target_pct_peak']:>5.0f}{r['ours_train_peak_mb']!s:>7}"
                       f"{r['torch_train_peak_mb']!s:>8}"
                       f"{r['ours_infer_ms']:>10.2f}{r['torch_infer_ms']:>9.2f}"
-                      f"{r['infer_ratio']:>7.2f}{_spread(*r['infer_ratio_quartiles']):>11}",
-                      flush=True)
+                      f"{r['infer_ratio']:>7.2f}{_spread(*r['infer_ratio_quartiles']):>11}"
+                      f"{r.get('ort_infer_ms', float('nan')):>9.2f}"
+                      f"{r['infer_best_peer_ratio']:>7.2f}"
+                      f"{_spread(*r['infer_best_peer_ratio_quartiles']):>11}"
+                      f"  {r['plan_train']} | {r['plan_infer']}", flush=True)
     lengths = []
     if not args.no_lengths:
         print("\n# variable lengths: BiLSTM, 2 layers, lengths ~ U[T/4, T], training step")

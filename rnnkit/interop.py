@@ -510,23 +510,35 @@ def _save(proto, path: Path) -> Path:
     return path
 
 
-def export_layer_onnx(layer: RecurrentLayer, path: str | Path) -> Path:
+def export_layer_onnx(layer: RecurrentLayer, path: str | Path, *, time_major: bool = False,
+                      lengths: bool = True) -> Path:
     """A lone layer as ONNX: x (N, T, D), lengths (N,) int64 → y (N, T, dirs·H), h_n [, c_n];
-    one node per stacked layer, named ``rnn_l0``, ``rnn_l1``…"""
+    one node per stacked layer, named ``rnn_l0``, ``rnn_l1``…
+
+    ``time_major``: x (T, N, D) and y (T, N, dirs·H), the operators' own layout (no Transpose
+    nodes); ``lengths=False``: no lengths input, every sequence runs T steps."""
     import onnx
     from onnx import TensorProto as TP
 
     g = _Graph()
     g.names.update(("x", "lengths"))
-    y, h_n, c_n = _recurrent(g, layer, "rnn", _time_major(g, "x", "x_tnd"),
-                             _int32(g, "lengths", "seq_lens"))
+    x = "x" if time_major else _time_major(g, "x", "x_tnd")
+    seq_lens = _int32(g, "lengths", "seq_lens") if lengths else None
+    y, h_n, c_n = _recurrent(g, layer, "rnn", x, seq_lens)
     dims = [layer.num_layers * layer.num_directions, "N", layer.hidden_size]
-    outs = [_io(g.op("Transpose", [y], perm=[1, 0, 2], base="y"), TP.FLOAT,
-                ["N", "T", layer.num_directions * layer.hidden_size]), _io(h_n, TP.FLOAT, dims)]
+    width = layer.num_directions * layer.hidden_size
+    if time_major:
+        y = g.op("Identity", [y], base="y")
+    else:
+        y = g.op("Transpose", [y], perm=[1, 0, 2], base="y")
+    outs = [_io(y, TP.FLOAT, ["T", "N", width] if time_major else ["N", "T", width]),
+            _io(h_n, TP.FLOAT, dims)]
     if c_n is not None:
         outs.append(_io(c_n, TP.FLOAT, dims))
-    proto = g.model([_io("x", TP.FLOAT, ["N", "T", layer.input_size]),
-                     _io("lengths", TP.INT64, ["N"])], outs, f"rnnkit {type(layer).__name__}")
+    ins = [_io("x", TP.FLOAT, (["T", "N"] if time_major else ["N", "T"]) + [layer.input_size])]
+    if lengths:
+        ins.append(_io("lengths", TP.INT64, ["N"]))
+    proto = g.model(ins, outs, f"rnnkit {type(layer).__name__}")
     onnx.checker.check_model(proto, full_check=True)
     return _save(proto, Path(path))
 

@@ -152,6 +152,19 @@ def test_layer_onnx_runs_in_onnxruntime_and_reads_back(make, tmp_path):
         np.testing.assert_array_equal(back.params[name], p, err_msg=name)
 
 
+@pytest.mark.parametrize("make", LAYERS)
+def test_layer_onnx_time_major_without_lengths(make, tmp_path):
+    """The operators' own layout, as a benchmark gives onnxruntime: x (T, N, D) → y (T, N, ·)."""
+    layer = make()
+    path = export_layer_onnx(layer, tmp_path / "layer.onnx", time_major=True, lengths=False)
+    x = np.random.default_rng(1).standard_normal((4, 7, 5)).astype(np.float32)
+    got = session(path).run(None, {"x": x.transpose(1, 0, 2).copy()})
+    out, state, _ = layer.forward(x, inference=True)
+    close(got[0], out.transpose(1, 0, 2), "y")
+    for g, s in zip(got[1:], state if isinstance(state, tuple) else (state,), strict=True):
+        close(g, s, "state")
+
+
 def test_from_onnx_reads_the_onnx_peephole_case():
     case = SHARED / "onnx-rnn-cases" / "test_lstm_with_peepholes"
     if not case.is_dir():
