@@ -37,7 +37,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from . import cells
+from . import _simd, cells
 from . import functional as F
 from .cells import GRU_AFTER, GRU_BEFORE, LSTM, RNN
 from .functional import ONE, ZERO
@@ -342,8 +342,9 @@ def adam(p, g, m, v, b1, b2, step_size, root2, eps, tmp):
 
 # ------------------------------------------------------------------------------- products
 # A time loop's recurrent product c[:m, :cols] = a[:m, :k] @ W (+ c when beta is 1), in one of
-# three forms chosen by the type of ``gemm`` when the loop is compiled: MKL's packed GEMM
-# (``gemm`` is cblas_?gemm_compute's ctypes routine, ``Wp`` W packed by rnnkit.blas.pack), a
+# four forms chosen by the type of ``gemm`` when the loop is compiled: MKL's packed GEMM
+# (``gemm`` is cblas_?gemm_compute's ctypes routine, ``Wp`` W packed by rnnkit.blas.pack),
+# rnnkit's own (``gemm`` an empty int8 array, ``Wp`` W packed by rnnkit._simd.pack), a
 # plain cblas_?gemm (NumPy's own BLAS, rnnkit.blas.numpy_gemm; ``W`` (k, cols) contiguous), or,
 # with ``gemm=None``, a row-by-row product in the loop itself (``W`` likewise), for batches of a
 # few rows, where calling a library per step would cost more than the arithmetic.
@@ -387,6 +388,11 @@ def _product_overload(gemm, m, cols, k, a, Wp, W, beta, c):
                     for j in range(cols):
                         out[j] = tmp[j]
         return rows
+
+    if isinstance(gemm, types.Array):  # rnnkit's own GEMM, Wp = rnnkit._simd.pack(W)
+        def own(gemm, m, cols, k, a, Wp, W, beta, c):
+            _simd.product(m, cols, k, a, Wp, beta, c)
+        return own
 
     if len(gemm.sig.args) == 14:  # cblas_?gemm
         def plain(gemm, m, cols, k, a, Wp, W, beta, c):

@@ -8,7 +8,9 @@ gives the same numbers to rounding; they differ in speed only.
               element-wise step functions.
     products  how each step's recurrent product is made: "numpy" (np.matmul from a loop in
               Python), "cblas" (the cblas_?gemm of NumPy's own BLAS, called inside a compiled
-              loop), "mkl" (MKL's packed GEMM inside a compiled loop), "loop" (row by row
+              loop), "mkl" (MKL's packed GEMM inside a compiled loop), "packed" (rnnkit's
+              own GEMM on W packed once per call, rnnkit._simd, inside a compiled loop),
+              "loop" (row by row
               inside a compiled loop: batches of a few rows, where calling a library per step
               costs more than the arithmetic).
     layout    "step" (the loop over steps is Python's; products "numpy"), "time-major"
@@ -51,7 +53,7 @@ from dataclasses import dataclass, replace
 from . import backend, blas
 
 KERNELS = ("numpy", "numba")
-PRODUCTS = ("numpy", "cblas", "mkl", "loop")
+PRODUCTS = ("numpy", "cblas", "mkl", "packed", "loop")
 LAYOUTS = ("step", "time-major", "batch-major")
 
 #: Batches of at most this many rows run compiled loops with products made row by row.
@@ -63,7 +65,7 @@ class Plan:
     """How one forward (and its backward) runs; see the module docstring."""
 
     kernel: str  # "numpy" | "numba"
-    products: str  # "numpy" | "mkl" | "loop"
+    products: str  # one of PRODUCTS
     layout: str  # "step" | "time-major" | "batch-major"
     blocks: int = 1  # row blocks of the forward loops
     backward_blocks: int = 1  # row blocks of the backward loops
@@ -82,7 +84,7 @@ def forced(kernel: str | None = None, products: str | None = None, layout: str |
             raise ValueError(f"unknown {what} {value!r}; expected one of {allowed}")
     if blocks is not None and (not isinstance(blocks, int) or blocks < 1):
         raise ValueError(f"blocks must be a positive integer, got {blocks!r}")
-    if kernel == "numba":
+    if kernel == "numba" or products == "packed":
         backend.numba_kernels()  # ImportError when numba is missing
     if products == "mkl":
         blas.load_mkl()  # ImportError when MKL is missing
@@ -111,7 +113,7 @@ def plan(cell, n: int, padded: bool, inference: bool, probe: bool = False,
             else "cblas" if blas.numpy_gemm("float32") is not None else "numpy")
         if products == "numpy":
             layout = "step"
-        elif products in ("loop", "cblas") or not inference:
+        elif products in ("loop", "cblas", "packed") or not inference:
             layout = "time-major"
         else:
             layout = "time-major" if dropout_between else "batch-major"

@@ -260,12 +260,18 @@ def _step_loops(layer, K, buf: Buffers, w: Weights, pk: Packing, backward=None):
 def _operands(cell, w: Weights, products: str, n: int, backward: bool):
     """(gemm, Wp1, Wp2, W1, W2): the recurrent products' right operands, one per
     ``cell.recurrent_blocks()`` — W_hhᵀ's blocks forward, W_hh's backward — packed for MKL
-    (gemm its ctypes routine), or plain and contiguous for NumPy's cblas_?gemm or for
-    products in the loop (gemm None)."""
+    (gemm its ctypes routine) or for rnnkit's own GEMM (gemm an empty int8 array;
+    rnnkit._simd), or plain and contiguous for NumPy's cblas_?gemm or for products in the loop
+    (gemm None)."""
     mats = [w.w_hh[b] for b in cell.recurrent_blocks()]
     if not backward:
         mats = [m.T for m in mats]
     none_u8, none_w = np.empty(0, np.uint8), np.empty((0, 0), w.w_hh.dtype)
+    if products == "packed":
+        from . import _simd
+
+        packed = [_simd.pack(m) for m in mats] + [np.empty(0, w.w_hh.dtype)]
+        return np.empty(0, np.int8), packed[0], packed[1], none_w, none_w
     if products == "mkl":
         packed = [blas.pack(m, n) for m in mats] + [none_u8]
         return blas.routines(w.w_hh.dtype).compute, packed[0], packed[1], none_w, none_w

@@ -59,6 +59,8 @@ def test_forced_paths_and_bad_choices(numba_engine):
     with plan.forced(layout="step"):
         assert layer.plan(2) == Plan("numba", "numpy", "step")
     assert layer.plan(2) == Plan("numba", "loop", "time-major")  # back to the rules
+    with plan.forced(products="packed"):  # rnnkit's own GEMM: time-major, inference too
+        assert layer.plan(40, inference=True) == Plan("numba", "packed", "time-major")
     with pytest.raises(ValueError, match="unknown layout 'diagonal'"):
         with plan.forced(layout="diagonal"):
             pass

@@ -1,0 +1,211 @@
+"""rnnkit's own GEMM for a time loop's recurrent product, with W packed once per call.
+
+    c[:m, :cols] (+)= a[:m, :k] @ W          a (m, k) rows, W (k, cols), c (m, cols) rows
+
+A time loop multiplies the same W by a small (m, k) block at every step. A BLAS's GEMM packs W
+into its kernel's layout at each call (OpenBLAS (32, 256) @ (256, 1024) float32, one Zen 5
+core: ~100 GFLOP/s, half of the core's peak), and MKL's packed GEMM, which packs once, is slower
+still on AMD. Here W is packed once per forward or backward call into panels of two 64-byte
+vectors of columns (:func:`pack`: (panels, k, 2·L), L = 16 float32 or 8 float64 lanes, the last
+panel zero-padded), and the product runs a 4-row × 2-vector register tile: for each k, two
+vector loads of W's panel, four broadcasts of a's entries, eight fused multiply-adds; the tile
+is stored once at the end. Rows are summed in the order k = 0, 1, …, so results do not depend
+on alignment or on the batch's size.
+
+The vectors are LLVM's (``<16 x float>``, ``<8 x double>``) through numba intrinsics, as numba
+has no vector type of its own; on a CPU with narrower vectors LLVM splits them.
+"""
+
+from __future__ import annotations
+
+import llvmlite.ir as ir
+import numpy as np
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic, models, register_model
+
+_OPTS = dict(cache=True, nogil=True, error_model="numpy", boundscheck=False,
+             fastmath={"nsz", "arcp", "contract"})
+VECTOR_BYTES = 64
+
+
+class _Vec(types.Type):
+    """A 64-byte vector of ``dtype`` (float32 or float64) in a register."""
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+        super().__init__(name=f"Vec64B({dtype})")
+
+
+@register_model(_Vec)
+class _VecModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, _ir_vector(fe_type.dtype))
+
+
+def _ir_vector(dtype) -> ir.VectorType:
+    scalar = ir.FloatType() if dtype == types.float32 else ir.DoubleType()
+    return ir.VectorType(scalar, VECTOR_BYTES // (4 if dtype == types.float32 else 8))
+
+
+def _address(context, builder, aryty, ary, row, col):
+    """&ary[row, col] for a 2-D array with unit column stride (or &ary[col] when 1-D)."""
+    a = context.make_array(aryty)(context, builder, ary)
+    if aryty.ndim == 1:
+        return builder.gep(a.data, [col])
+    stride = builder.extract_value(a.strides, 0)
+    byte = builder.bitcast(a.data, ir.IntType(8).as_pointer())
+    itemsize = context.get_constant(types.intp, aryty.dtype.bitwidth // 8)
+    offset = builder.add(builder.mul(row, stride), builder.mul(col, itemsize))
+    return builder.bitcast(builder.gep(byte, [offset]), a.data.type)
+
+
+@intrinsic
+def vzero(typingctx, like):
+    """A vector of zeros of ``like``'s dtype."""
+    vt = _Vec(like.dtype)
+
+    def codegen(context, builder, sig, args):
+        return ir.Constant(_ir_vector(like.dtype), None)
+    return vt(like), codegen
+
+
+@intrinsic
+def vload(typingctx, ary, row, col):
+    """The vector at ary[row, col:col + L] (1-D arrays: ary[col:col + L]; row ignored)."""
+    vt = _Vec(ary.dtype)
+
+    def codegen(context, builder, sig, args):
+        ptr = _address(context, builder, sig.args[0], args[0], args[1], args[2])
+        vty = _ir_vector(ary.dtype)
+        return builder.load(builder.bitcast(ptr, vty.as_pointer()), align=4)
+    return vt(ary, types.intp, types.intp), codegen
+
+
+@intrinsic
+def vstore(typingctx, ary, row, col, v):
+    """ary[row, col:col + L] = v."""
+    def codegen(context, builder, sig, args):
+        ptr = _address(context, builder, sig.args[0], args[0], args[1], args[2])
+        vty = _ir_vector(ary.dtype)
+        builder.store(args[3], builder.bitcast(ptr, vty.as_pointer()), align=4)
+        return context.get_dummy_value()
+    return types.none(ary, types.intp, types.intp, v), codegen
+
+
+@intrinsic
+def vfma(typingctx, x, b, acc):
+    """acc + x·b, x a scalar broadcast to every lane, one fused multiply-add."""
+    def codegen(context, builder, sig, args):
+        vty = _ir_vector(acc.dtype)
+        lanes = vty.count
+        scalar = builder.insert_element(ir.Constant(vty, None), args[0],
+                                        ir.Constant(ir.IntType(32), 0))
+        xs = builder.shuffle_vector(scalar, ir.Constant(vty, None),
+                                    ir.Constant(ir.VectorType(ir.IntType(32), lanes),
+                                                [0] * lanes))
+        name = f"llvm.fma.v{lanes}f{32 if acc.dtype == types.float32 else 64}"
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3),
+                                             name)
+        return builder.call(fma, [xs, args[1], args[2]])
+    return acc(acc.dtype, b, acc), codegen
+
+
+@intrinsic
+def vget(typingctx, v, i):
+    """Lane i of v."""
+    def codegen(context, builder, sig, args):
+        return builder.extract_element(args[0], args[1])
+    return v.dtype(v, types.intp), codegen
+
+
+@intrinsic
+def vset(typingctx, v, i, x):
+    """v with lane i set to x."""
+    def codegen(context, builder, sig, args):
+        return builder.insert_element(args[0], args[2], args[1])
+    return v(v, types.intp, v.dtype), codegen
+
+
+def lanes(dtype) -> int:
+    """Elements of ``dtype`` in one vector."""
+    return VECTOR_BYTES // np.dtype(dtype).itemsize
+
+
+def pack(w: np.ndarray) -> np.ndarray:
+    """W (k, cols) as panels (panels, k, 2·L), flat; the last panel's extra columns zeros."""
+    k, cols = w.shape
+    width = 2 * lanes(w.dtype)
+    panels = -(-cols // width)
+    padded = np.zeros((k, panels * width), w.dtype)
+    padded[:, :cols] = w
+    return np.ascontiguousarray(padded.reshape(k, panels, width).transpose(1, 0, 2)).ravel()
+
+
+@njit(inline="always", **_OPTS)
+def _start(c, r, col, cols, beta, P):
+    """The tile row's two vectors: zeros, or c[r, col:col + 2L] where it exists."""
+    v0, v1 = vzero(P), vzero(P)
+    if beta != 0:
+        L = 64 // P.itemsize
+        if col + 2 * L <= cols:
+            return vload(c, r, col), vload(c, r, col + L)
+        for j in range(min(L, cols - col)):
+            v0 = vset(v0, j, c[r, col + j])
+        for j in range(max(min(L, cols - col - L), 0)):
+            v1 = vset(v1, j, c[r, col + L + j])
+    return v0, v1
+
+
+@njit(inline="always", **_OPTS)
+def _finish(c, r, col, cols, v0, v1, P):
+    """c[r, col:col + 2L] = (v0, v1), the columns up to cols only."""
+    L = 64 // P.itemsize
+    if col + 2 * L <= cols:
+        vstore(c, r, col, v0)
+        vstore(c, r, col + L, v1)
+        return
+    for j in range(min(L, cols - col)):
+        c[r, col + j] = vget(v0, j)
+    for j in range(max(min(L, cols - col - L), 0)):
+        c[r, col + L + j] = vget(v1, j)
+
+
+@njit(**_OPTS)
+def product(m, cols, k, a, P, beta, c):
+    """c[:m, :cols] = a[:m, :k] @ W (+ c when beta is 1); P = pack(W) (see the docstring)."""
+    L = 64 // P.itemsize
+    width = 2 * L
+    for p in range((cols + width - 1) // width):
+        base, col = p * k * width, p * width
+        i = 0
+        while i + 4 <= m:
+            c00, c01 = _start(c, i, col, cols, beta, P)
+            c10, c11 = _start(c, i + 1, col, cols, beta, P)
+            c20, c21 = _start(c, i + 2, col, cols, beta, P)
+            c30, c31 = _start(c, i + 3, col, cols, beta, P)
+            for kk in range(k):
+                o = base + kk * width
+                b0, b1 = vload(P, 0, o), vload(P, 0, o + L)
+                x = a[i, kk]
+                c00, c01 = vfma(x, b0, c00), vfma(x, b1, c01)
+                x = a[i + 1, kk]
+                c10, c11 = vfma(x, b0, c10), vfma(x, b1, c11)
+                x = a[i + 2, kk]
+                c20, c21 = vfma(x, b0, c20), vfma(x, b1, c21)
+                x = a[i + 3, kk]
+                c30, c31 = vfma(x, b0, c30), vfma(x, b1, c31)
+            _finish(c, i, col, cols, c00, c01, P)
+            _finish(c, i + 1, col, cols, c10, c11, P)
+            _finish(c, i + 2, col, cols, c20, c21, P)
+            _finish(c, i + 3, col, cols, c30, c31, P)
+            i += 4
+        while i < m:
+            c00, c01 = _start(c, i, col, cols, beta, P)
+            for kk in range(k):
+                o = base + kk * width
+                x = a[i, kk]
+                c00 = vfma(x, vload(P, 0, o), c00)
+                c01 = vfma(x, vload(P, 0, o + L), c01)
+            _finish(c, i, col, cols, c00, c01, P)
+            i += 1
