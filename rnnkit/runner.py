@@ -284,6 +284,10 @@ def _input_operand(w: Weights, products: str, n: int):
     """(Wxp, Wx): W_ihᵀ for inference's per-step input product, as :func:`_operands`."""
     if products == "mkl":
         return blas.pack(w.w_ih.T, n), np.empty((0, 0), w.w_ih.dtype)
+    if products == "packed":
+        from . import _simd
+
+        return _simd.pack(w.w_ih.T), np.empty((0, 0), w.w_ih.dtype)
     return np.empty(0, np.uint8), np.ascontiguousarray(w.w_ih.T)
 
 

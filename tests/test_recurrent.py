@@ -339,7 +339,7 @@ def test_work_arrays_are_never_shared_by_live_results(cell, layer_engine):
 
 
 @pytest.mark.parametrize("cell", list(CELLS))
-@pytest.mark.parametrize("products", ["mkl", "cblas", "loop"])
+@pytest.mark.parametrize("products", ["mkl", "cblas", "packed", "loop"])
 def test_batch_major_paths_agree_with_time_major(cell, products):
     """Training without padding and inference run on batch-major arrays (rnnkit.plan); output,
     final state, ∂L/∂x, ∂L/∂state and every parameter gradient are those of the time-major path
