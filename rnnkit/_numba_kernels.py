@@ -13,9 +13,9 @@ functions apply them along a row's gate blocks. Three layers of code, none with 
 
 Compilation: ``cache=True`` (compiled once per machine and dtype, then loaded from disk),
 single-threaded (BLAS keeps the threads; numba's ``parallel=True`` beside threaded OpenBLAS was
-measured 5–70× slower), ``error_model="numpy"`` and the fast-math flags that allow contraction
-(FMA) and reciprocal/sign-of-zero shortcuts — but not ``nnan``/``ninf``, so a NaN still
-propagates and training can notice it.
+measured 5–70× slower), ``error_model="numpy"`` and the fast-math flags that allow
+reciprocal/sign-of-zero shortcuts (no automatic FMA contraction: see _OPTS) — but not
+``nnan``/``ninf``, so a NaN still propagates and training can notice it.
 
 tanh: in float64, libm's. In float32, a rational approximation (the one Eigen uses for
 ``ptanh_float``: odd degree-13 numerator over even degree-6 denominator, on |x| ≤ 7.99881) that
@@ -24,18 +24,20 @@ over 2·10⁷ float32 points in [−12, 12] and log-spaced small ones: at most 4
 error 2.9e-7) against float64 tanh. σ(x) = ½ + ½ tanh(x/2).
 
 Caching: numba's on-disk cache is keyed by the file of the function it compiles; the step
-functions live in cells.py and are inlined into the loops here, so a change to cells.py or
-functional.py alone leaves stale loops in ``__pycache__`` (delete it; an installed package is
-not affected, as an upgrade rewrites this file too).
+functions live in cells.py and are inlined into the loops here, so a change to cells.py,
+functional.py or _simd.py alone leaves stale loops in ``__pycache__`` (delete it; an installed
+package is not affected, as an upgrade rewrites this file too).
 """
 
 from __future__ import annotations
 
 import math
 
+import llvmlite.ir as ir
 import numpy as np
 from numba import njit, types
-from numba.extending import overload
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
 
 from . import _simd, cells
 from . import functional as F
@@ -44,8 +46,12 @@ from .functional import ONE, ZERO
 
 name = "numba"
 
-_OPTS = dict(cache=True, nogil=True, error_model="numpy",
-             fastmath={"nsz", "arcp", "contract"})
+# No "contract": LLVM then fuses a·b + c into an FMA where it likes, and the code numba runs
+# right after compiling and the object code it caches for the next process fused differently
+# (c_t = f⊙c_{t−1} + i⊙g: fma(f, c, i·g) in one, other choices in the other), so a training
+# run resumed in a new process drifted from the uninterrupted one. FMAs that matter are written
+# out (_fma), and fuse the same everywhere.
+_OPTS = dict(cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "arcp"})
 
 # float32 constants: they keep float32 arithmetic in float32 and are exact in float64.
 _CLAMP = np.float32(7.99881172180175781)
@@ -63,6 +69,20 @@ _B6 = np.float32(1.19825839466702e-06)
 _TINY = np.float32(0.0004)
 
 
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """a·b + c rounded once (llvm.fma), for float32 or float64 scalars of one type."""
+    if not (isinstance(a, types.Float) and a == b == c):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ty = context.get_value_type(a)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ty, [ty] * 3),
+                                            f"llvm.fma.f{a.bitwidth}")
+        return builder.call(fn, args)
+    return a(a, b, c), codegen
+
+
 def _tanh(x):  # pure-Python stand-in; compiled code uses the overload below
     return math.tanh(x)
 
@@ -77,9 +97,9 @@ def _tanh_overload(x):
             elif y < -_CLAMP:
                 y = -_CLAMP
             x2 = y * y
-            p = ((((((_A13 * x2 + _A11) * x2 + _A9) * x2 + _A7) * x2 + _A5) * x2 + _A3) * x2
-                 + _A1) * y
-            q = ((_B6 * x2 + _B4) * x2 + _B2) * x2 + _B0
+            p = _fma(_fma(_fma(_fma(_fma(_fma(_A13, x2, _A11), x2, _A9), x2, _A7), x2, _A5),
+                          x2, _A3), x2, _A1) * y
+            q = _fma(_fma(_fma(_B6, x2, _B4), x2, _B2), x2, _B0)
             r = p / q
             if abs(x) < _TINY:  # tanh(x) = x to float32 precision; avoids 0/0-like noise
                 r = x

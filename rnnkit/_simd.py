@@ -25,7 +25,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
 _OPTS = dict(cache=True, nogil=True, error_model="numpy", boundscheck=False,
-             fastmath={"nsz", "arcp", "contract"})
+             fastmath={"nsz", "arcp"})  # the FMAs are explicit (see _numba_kernels._OPTS)
 VECTOR_BYTES = 64
 
 
