@@ -1,6 +1,6 @@
 """Every compiled row function against the NumPy block function it mirrors, row by row: both run
-the same step functions of rnnkit.cells, so in float64 they agree to rounding (numba contracts
-a·b + c into FMAs); in float32 numba's tanh is a rational approximation (≤ 5 ulp)."""
+the same step functions of rnnkit.cells, so in float64 they agree to rounding (LLVM may reorder
+what fast-math allows); in float32 numba's tanh is a rational approximation (≤ 5 ulp)."""
 
 from __future__ import annotations
 
