@@ -147,7 +147,7 @@ def _start(c, r, col, cols, beta, P):
     """The tile row's two vectors: zeros, or c[r, col:col + 2L] where it exists."""
     v0, v1 = vzero(P), vzero(P)
     if beta != 0:
-        L = 64 // P.itemsize
+        L = VECTOR_BYTES // P.itemsize
         if col + 2 * L <= cols:
             return vload(c, r, col), vload(c, r, col + L)
         for j in range(min(L, cols - col)):
@@ -160,7 +160,7 @@ def _start(c, r, col, cols, beta, P):
 @njit(inline="always", **_OPTS)
 def _finish(c, r, col, cols, v0, v1, P):
     """c[r, col:col + 2L] = (v0, v1), the columns up to cols only."""
-    L = 64 // P.itemsize
+    L = VECTOR_BYTES // P.itemsize
     if col + 2 * L <= cols:
         vstore(c, r, col, v0)
         vstore(c, r, col + L, v1)
@@ -174,7 +174,7 @@ def _finish(c, r, col, cols, v0, v1, P):
 @njit(**_OPTS)
 def product(m, cols, k, a, P, beta, c):
     """c[:m, :cols] = a[:m, :k] @ W (+ c when beta is 1); P = pack(W) (see the docstring)."""
-    L = 64 // P.itemsize
+    L = VECTOR_BYTES // P.itemsize
     width = 2 * L
     for p in range((cols + width - 1) // width):
         base, col = p * k * width, p * width

@@ -30,9 +30,9 @@ dropout between layers is active); everything else runs "time-major". Batch-majo
 views of (N, T, ·) arrays have a runtime stride, which keeps LLVM from vectorising the row
 functions as it does on time-major rows (LSTM (32, 100, 128, 256) training on MKL, Zen 5 EPYC:
 125 ms batch-major, 112 time-major); with OpenBLAS, whose GEMM also dislikes rows T·G·H apart,
-10–30% slower. MKL loops take one row block per
-MKL thread once each block has rnnkit.blas.MIN_BLOCK_ROWS rows (other products: one block; the
-library threads each product itself).
+10–30% slower. MKL loops take one row block per MKL thread once each block has
+rnnkit.blas.MIN_BLOCK_ROWS rows (other products: one block; the library threads each product
+itself).
 
 Choosing a path yourself (tests, benchmarks, a user comparing paths)::
 

@@ -257,38 +257,39 @@ def _step_loops(layer, K, buf: Buffers, w: Weights, pk: Packing, backward=None):
 
 
 # ------------------------------------------------------------------------------ compiled loops
+def _right_operand(m: Array, products: str, n: int) -> tuple[Array, Array]:
+    """(packed, plain): one right operand (k, cols) of a loop's products, packed for MKL (for
+    products of at most n rows) or for rnnkit's own GEMM (rnnkit._simd), or plain and
+    contiguous for NumPy's cblas_?gemm and for products in the loop; the other one empty."""
+    if products == "mkl":
+        return blas.pack(m, n), np.empty((0, 0), m.dtype)
+    if products == "packed":
+        from . import _simd
+
+        return _simd.pack(m), np.empty((0, 0), m.dtype)
+    return np.empty(0, np.uint8), np.ascontiguousarray(m)
+
+
 def _operands(cell, w: Weights, products: str, n: int, backward: bool):
     """(gemm, Wp1, Wp2, W1, W2): the recurrent products' right operands, one per
-    ``cell.recurrent_blocks()`` — W_hhᵀ's blocks forward, W_hh's backward — packed for MKL
-    (gemm its ctypes routine) or for rnnkit's own GEMM (gemm an empty int8 array;
-    rnnkit._simd), or plain and contiguous for NumPy's cblas_?gemm or for products in the loop
-    (gemm None)."""
+    ``cell.recurrent_blocks()`` — W_hhᵀ's blocks forward, W_hh's backward — as
+    :func:`_right_operand` makes them, and ``gemm`` the routine that takes them: MKL's ctypes
+    routine, an empty int8 array for rnnkit's own GEMM, NumPy's cblas_?gemm, or None for
+    products in the loop."""
     mats = [w.w_hh[b] for b in cell.recurrent_blocks()]
-    if not backward:
-        mats = [m.T for m in mats]
-    none_u8, none_w = np.empty(0, np.uint8), np.empty((0, 0), w.w_hh.dtype)
-    if products == "packed":
-        from . import _simd
-
-        packed = [_simd.pack(m) for m in mats] + [np.empty(0, w.w_hh.dtype)]
-        return np.empty(0, np.int8), packed[0], packed[1], none_w, none_w
+    ops = [_right_operand(m if backward else m.T, products, n) for m in mats]
+    # No second block: empty operands of the types the path's loops compile its product for
+    # (they compile the reset-before GRU's second product for every cell).
+    dt = w.w_hh.dtype
+    ops.append((np.empty(0, dt if products == "packed" else np.uint8), np.empty((0, 0), dt)))
+    gemm = None
     if products == "mkl":
-        packed = [blas.pack(m, n) for m in mats] + [none_u8]
-        return blas.routines(w.w_hh.dtype).compute, packed[0], packed[1], none_w, none_w
-    plain = [np.ascontiguousarray(m) for m in mats] + [none_w]
-    gemm = blas.numpy_gemm(w.w_hh.dtype) if products == "cblas" else None
-    return gemm, none_u8, none_u8, plain[0], plain[1]
-
-
-def _input_operand(w: Weights, products: str, n: int):
-    """(Wxp, Wx): W_ihᵀ for inference's per-step input product, as :func:`_operands`."""
-    if products == "mkl":
-        return blas.pack(w.w_ih.T, n), np.empty((0, 0), w.w_ih.dtype)
-    if products == "packed":
-        from . import _simd
-
-        return _simd.pack(w.w_ih.T), np.empty((0, 0), w.w_ih.dtype)
-    return np.empty(0, np.uint8), np.ascontiguousarray(w.w_ih.T)
+        gemm = blas.routines(w.w_hh.dtype).compute
+    elif products == "packed":
+        gemm = np.empty(0, np.int8)
+    elif products == "cblas":
+        gemm = blas.numpy_gemm(w.w_hh.dtype)
+    return gemm, ops[0][0], ops[1][0], ops[0][1], ops[1][1]
 
 
 def _run_compiled(layer, K, plan, buf: Buffers, w: Weights, pk: Packing, *, y=None, d=0,
@@ -481,7 +482,7 @@ def infer_batch_major(layer, plan, x: Array, h0: Array, c0: Array | None, pk: Pa
                 Cx[0] = c0[idx]
             E = s2 if cell.needs_extra else np.empty((0, H), dt)
             ops = _operands(cell, w, plan.products, n, False)
-            wx = _input_operand(w, plan.products, n)
+            wx = _right_operand(w.w_ih.T, plan.products, n)  # W_ihᵀ, in the loop
             args = (cell.kind, cell.relu, ops[0]) + wx + ops[1:] + (
                 w.b_or_zeros, w.p, w.b_hn, inp, Hx, Cx, gx, E, y, direction * H, g, s,
                 pk.steps, bool(direction))

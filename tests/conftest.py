@@ -5,9 +5,9 @@ kernels directly (a cell's step, the optimisers). ``layer_engine`` — every pat
 can take (rnnkit.plan): the NumPy engine; numba per step with NumPy's BLAS from Python; numba's
 compiled loops with products in the loop (normally only for batches of a few rows), with NumPy's
 cblas_?gemm, with rnnkit's own GEMM on W packed once per call (rnnkit._simd), and with MKL's
-packed GEMM (when MKL is installed), as one loop and cut into three
-row blocks on three threads (normally only for ≥ 64 rows a block). Paths are chosen through
-rnnkit.plan.forced, the public way, not by patching."""
+packed GEMM (when MKL is installed), as one loop and cut into three row blocks on three threads
+(normally only for ≥ 64 rows a block). Paths are chosen through rnnkit.plan.forced, the public
+way, not by patching."""
 
 from __future__ import annotations
 
