@@ -414,7 +414,8 @@ def main(argv=None) -> int:
             "machine": platform.machine(), "cpu": cpu_name(), "cpus": os.cpu_count(),
             "blas": blas_info(), "first_call_ms": first,
             "bound_threads": args.bind, "blas_choice": blas.choice(),
-            "forced_products": args.products}
+            "recurrent_products": plan.recurrent_products(),
+            "products_choice": plan.products_choice(), "forced_products": args.products}
     print(f"# CPU: {meta['cpu']} ({meta['cpus']} logical CPUs); OPENBLAS_CORETYPE="
           f"{os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
     print(f"# rnnkit {meta['rnnkit']} (engine {engine}), numpy {meta['numpy']}, torch "
@@ -433,6 +434,11 @@ def main(argv=None) -> int:
         f" (measured on this machine: MKL packed {c['mkl_us']:.0f} µs, NumPy's BLAS "
         f"{c['numpy_us']:.0f} µs for (32, 256) @ (256, 1024))" if c else "") + (
         f"; products forced: {args.products}" if args.products else ""))
+    pc = meta["products_choice"]
+    print(f"# recurrent products: {meta['recurrent_products']}" + (
+        f" (measured on this machine: rnnkit's own {pc['packed_us']:.0f} µs, the library's "
+        f"({pc['library']}) {pc['library_us']:.0f} µs for (32, 256) @ (256, 1024))"
+        if pc else ""))
     for n, t, _, _ in configs:
         print(f"# plan at N={n}, T={t}: training {rnnkit.LSTM(1, 1).plan(n)}, "
               f"inference {rnnkit.LSTM(1, 1).plan(n, inference=True)}")

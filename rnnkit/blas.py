@@ -136,6 +136,11 @@ def _load_numpy_gemm() -> dict:
             for t, real in (("s", ctypes.c_float), ("d", ctypes.c_double)):
                 proto = ctypes.CFUNCTYPE(None, i, i, i, n, n, n, real, p, n, p, n, real, p, n)
                 out[t] = proto((prefix.format(t), cdll))
+            for name in ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads",
+                         "openblas_get_num_threads64_", "openblas_get_num_threads"):
+                if hasattr(cdll, name):
+                    out["threads"] = ctypes.CFUNCTYPE(ctypes.c_int)((name, cdll))
+                    break
             return out
     return {}
 
@@ -147,6 +152,14 @@ def numpy_gemm(dtype: np.dtype):
     if _numpy_gemm is None:
         _numpy_gemm = _load_numpy_gemm()
     return _numpy_gemm.get("s" if np.dtype(dtype) == np.float32 else "d")
+
+
+def numpy_threads() -> int:
+    """The threads NumPy's BLAS (OpenBLAS) runs a product on now (threadpoolctl and
+    OPENBLAS_NUM_THREADS set it); 1 when that cannot be asked."""
+    numpy_gemm("float32")
+    get = _numpy_gemm.get("threads")
+    return max(1, int(get())) if get is not None else 1
 
 
 def set_blas(name: str = "auto") -> str:
@@ -200,22 +213,26 @@ def _cache_file() -> str:
     return os.path.join(root, "rnnkit", "blas.json")
 
 
-def choice() -> dict | None:
-    """The measurement behind "auto"'s choice on this machine (``mkl_faster``, ``mkl_us``,
-    ``numpy_us``), or None when MKL is not loaded or nothing was measured yet."""
-    if _lib is None:
+def choice(field: str = "mkl") -> dict | None:
+    """The measurement behind an "auto" choice on this machine — ``"mkl"``: MKL or NumPy's BLAS
+    (``mkl_faster``, ``mkl_us``, ``numpy_us``; None when MKL is not loaded); other fields:
+    what :func:`remembered` stored under them (rnnkit.plan's products) — or None when nothing
+    was measured yet."""
+    if field == "mkl" and _lib is None:
         return None
     try:
         with open(_cache_file(), encoding="utf-8") as f:
             entry = json.load(f).get(_machine_key())
     except (OSError, ValueError, AttributeError):
         return None
-    return entry if isinstance(entry, dict) else None
+    found = entry.get(field) if isinstance(entry, dict) else None
+    return found if isinstance(found, dict) else None
 
 
-def _mkl_measured_faster() -> bool:
-    """Whether MKL's packed product beat NumPy's BLAS on this machine, measured once and
-    cached on disk (an unwritable cache only means measuring again next time)."""
+def remembered(field: str, measure: Callable[[], dict]) -> dict:
+    """``measure()``'s result for this machine under ``field``: read from the on-disk cache
+    (``$XDG_CACHE_HOME/rnnkit/blas.json``, keyed by CPU and library versions), or measured now
+    and stored (an unwritable cache only means measuring again next time)."""
     key, path = _machine_key(), _cache_file()
     try:
         with open(path, encoding="utf-8") as f:
@@ -224,10 +241,11 @@ def _mkl_measured_faster() -> bool:
         known = {}
     if not isinstance(known, dict):
         known = {}
-    if key in known and isinstance(known[key], dict) and "mkl_faster" in known[key]:
-        return bool(known[key]["mkl_faster"])
-    mkl_us, numpy_us = measure_recurrent_product()
-    known[key] = {"mkl_faster": mkl_us < numpy_us, "mkl_us": mkl_us, "numpy_us": numpy_us}
+    entry = known.get(key) if isinstance(known.get(key), dict) else {}
+    if isinstance(entry.get(field), dict):
+        return entry[field]
+    entry[field] = result = measure()
+    known[key] = entry
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = f"{path}.{os.getpid()}.tmp"
@@ -236,37 +254,59 @@ def _mkl_measured_faster() -> bool:
         os.replace(tmp, path)
     except OSError:
         pass
-    return mkl_us < numpy_us
+    return result
 
 
-def measure_recurrent_product(n: int = 32, h: int = 256, gates: int = 4,
-                              rounds: int = 5, calls: int = 20) -> tuple[float, float]:
-    """(MKL packed, NumPy's BLAS) time in µs of one (n, h) @ (h, gates·h) float32 product, the
-    best of ``rounds`` means of ``calls`` calls each, as a time loop makes them (MKL needs to be
-    loaded)."""
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((n, h)).astype(np.float32)
-    w = rng.standard_normal((h, gates * h)).astype(np.float32)
-    c = np.empty((n, gates * h), np.float32)
-    wp = pack(w, n)
-    r = _lib.s
+def _mkl_measured_faster() -> bool:
+    """Whether MKL's packed product beat NumPy's BLAS on this machine, measured once."""
+    def measure() -> dict:
+        mkl_us, numpy_us = measure_recurrent_product()
+        return {"mkl_faster": mkl_us < numpy_us, "mkl_us": mkl_us, "numpy_us": numpy_us}
+    return bool(remembered("mkl", measure)["mkl_faster"])
 
-    def mkl():
-        r.compute(ROW_MAJOR, NO_TRANS, PACKED, n, gates * h, h, _ptr(a), h, _ptr(wp),
-                  gates * h, 0.0, _ptr(c), gates * h)
 
-    def numpy():
-        np.matmul(a, w, out=c)
-
-    best = {}
-    for fn in (mkl, numpy, mkl, numpy):  # warmed up, then interleaved
+def time_calls(fns: dict[str, Callable[[], None]], rounds: int = 5,
+               calls: int = 20) -> dict[str, float]:
+    """µs per call of each function: the best of ``rounds`` means of ``calls`` calls, all
+    warmed up first and measured interleaved (twice each), so that a machine's drift in
+    clock speed favours none."""
+    best: dict[str, float] = {}
+    for name in list(fns) * 2:
+        fn = fns[name]
+        fn()
         times = []
         for _ in range(rounds):
             t0 = time.perf_counter()
             for _ in range(calls):
                 fn()
             times.append((time.perf_counter() - t0) / calls * 1e6)
-        best[fn.__name__] = min(min(times), best.get(fn.__name__, float("inf")))
+        best[name] = min(min(times), best.get(name, float("inf")))
+    return best
+
+
+def recurrent_product_calls(n: int = 32, h: int = 256, gates: int = 4
+                            ) -> tuple[dict[str, Callable[[], None]], tuple]:
+    """Calls that each make one (n, h) @ (h, gates·h) float32 product as a time loop makes
+    them: ``"numpy"`` (NumPy's BLAS) and, when MKL is loaded, ``"mkl"`` (its packed GEMM);
+    with the operands (a, w, c) for other contenders."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, h)).astype(np.float32)
+    w = rng.standard_normal((h, gates * h)).astype(np.float32)
+    c = np.empty((n, gates * h), np.float32)
+    calls = {"numpy": lambda: np.matmul(a, w, out=c)}
+    if _lib is not None:
+        wp = pack(w, n)
+        r = _lib.s
+        calls["mkl"] = lambda: r.compute(ROW_MAJOR, NO_TRANS, PACKED, n, gates * h, h, _ptr(a),
+                                         h, _ptr(wp), gates * h, 0.0, _ptr(c), gates * h)
+    return calls, (a, w, c)
+
+
+def measure_recurrent_product(n: int = 32, h: int = 256, gates: int = 4,
+                              rounds: int = 5, calls: int = 20) -> tuple[float, float]:
+    """(MKL packed, NumPy's BLAS) time in µs of one (n, h) @ (h, gates·h) float32 product, as
+    a time loop makes them (MKL needs to be loaded); see :func:`time_calls`."""
+    best = time_calls(recurrent_product_calls(n, h, gates)[0], rounds, calls)
     return best["mkl"], best["numpy"]
 
 
@@ -351,8 +391,8 @@ def threads_for(macs: int) -> Iterator[None]:
 
 
 def max_threads() -> int:
-    """The threads MKL would give this thread's next product (1 without MKL)."""
-    return int(_lib.cdll.MKL_Get_Max_Threads()) if blas() == "mkl" else 1
+    """The threads the library in use would give this thread's next product."""
+    return int(_lib.cdll.MKL_Get_Max_Threads()) if blas() == "mkl" else numpy_threads()
 
 
 def _pooled(fn: Callable[[int, int], None], r0: int, r1: int) -> None:
@@ -369,6 +409,9 @@ def _pooled(fn: Callable[[int, int], None], r0: int, r1: int) -> None:
 
 
 def _one_thread(fn: Callable[[int, int], None], r0: int, r1: int) -> None:
+    if _lib is None:  # products of rnnkit's own (rnnkit._simd): no library to hold back
+        fn(r0, r1)
+        return
     previous = _lib.cdll.MKL_Set_Num_Threads_Local(1)
     try:
         fn(r0, r1)
@@ -376,10 +419,10 @@ def _one_thread(fn: Callable[[int, int], None], r0: int, r1: int) -> None:
         _lib.cdll.MKL_Set_Num_Threads_Local(previous)
 
 
-def row_blocks(n: int) -> int:
+def row_blocks(n: int, min_rows: int | None = None) -> int:
     """How many row blocks a time loop over n rows runs on (see :func:`run_blocks`): one per
-    MKL thread, each of at least :data:`MIN_BLOCK_ROWS` rows."""
-    return max(1, min(max_threads(), n // MIN_BLOCK_ROWS))
+    thread of the library in use, each of at least ``min_rows`` rows (MIN_BLOCK_ROWS)."""
+    return max(1, min(max_threads(), n // (min_rows or MIN_BLOCK_ROWS)))
 
 
 def run_blocks(fn: Callable[[int, int], None], lengths: np.ndarray, weights: int,

@@ -9,8 +9,8 @@ gives the same numbers to rounding; they differ in speed only.
     products  how each step's recurrent product is made: "numpy" (np.matmul from a loop in
               Python), "cblas" (the cblas_?gemm of NumPy's own BLAS, called inside a compiled
               loop), "mkl" (MKL's packed GEMM inside a compiled loop), "packed" (rnnkit's
-              own GEMM on W packed once per call, rnnkit._simd, inside a compiled loop; only
-              when forced for now, docs/speed.md says why), "loop" (row by row inside a
+              own GEMM on W packed once per call, rnnkit._simd, inside a compiled loop; the
+              layer's input projection is then made by it too), "loop" (row by row inside a
               compiled loop: batches of a few rows, where calling a library per step costs
               more than the arithmetic).
     layout    "step" (the loop over steps is Python's; products "numpy"), "time-major"
@@ -22,17 +22,20 @@ gives the same numbers to rounding; they differ in speed only.
 
 The rules of :func:`plan`, in order: the NumPy engine, or a gradient probe (rnnkit.diagnostics
 reads the Python loop), take "step". A compiled engine takes "loop" products for at most
-:data:`SMALL_BATCH` rows, "mkl" when rnnkit.blas chose MKL for this machine (a measurement, not
-a vendor rule), "cblas" when NumPy's BLAS can be called from compiled code, and otherwise
-"step" with NumPy's BLAS from Python. MKL's loops run "batch-major" for inference (unless
+:data:`SMALL_BATCH` rows; above, "packed" where rnnkit's own GEMM measured faster than the
+library's on this machine (:func:`recurrent_products`: timed once, remembered on disk), else
+the library's: "mkl" when rnnkit.blas chose MKL for this machine (a measurement too, not a
+vendor rule), "cblas" when NumPy's BLAS can be called from compiled code, and otherwise "step"
+with NumPy's BLAS from Python. MKL's loops run "batch-major" for inference (unless
 dropout between layers is active); everything else runs "time-major". Batch-major training
 (forced with ``layout="batch-major"``) is exact but, in its generic form, slower: its per-row
 views of (N, T, ·) arrays have a runtime stride, which keeps LLVM from vectorising the row
 functions as it does on time-major rows (LSTM (32, 100, 128, 256) training on MKL, Zen 5 EPYC:
 125 ms batch-major, 112 time-major); with OpenBLAS, whose GEMM also dislikes rows T·G·H apart,
 10–30% slower. MKL loops take one row block per MKL thread once each block has
-rnnkit.blas.MIN_BLOCK_ROWS rows (other products: one block; the library threads each product
-itself).
+rnnkit.blas.MIN_BLOCK_ROWS rows, "packed" loops one per thread NumPy's BLAS may use once each
+has :data:`PACKED_BLOCK_ROWS` (each core keeps its own packed W in its own cache), "cblas" one
+block (the library threads each product itself).
 
 Choosing a path yourself (tests, benchmarks, a user comparing paths)::
 
@@ -45,6 +48,7 @@ missing) raises ImportError.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -59,6 +63,11 @@ LAYOUTS = ("step", "time-major", "batch-major")
 #: Batches of at most this many rows run compiled loops with products made row by row.
 SMALL_BATCH = 4
 
+#: rnnkit's own products (rnnkit._simd) run one row block per thread of at least this many
+#: rows: each block's core keeps its own copy of the packed W in its own cache, and two of the
+#: kernel's 8-row tiles keep it busy.
+PACKED_BLOCK_ROWS = 16
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -72,6 +81,85 @@ class Plan:
 
 
 _forced = threading.local()
+
+#: Who makes a compiled loop's recurrent products (batches over SMALL_BATCH rows): "packed"
+#: (rnnkit._simd) or "library" (MKL's packed GEMM where rnnkit.blas chose MKL, else NumPy's
+#: cblas_?gemm); "auto" measures both on this machine.
+RECURRENT = ("auto", "packed", "library")
+_recurrent: str | None = None
+
+
+def library_products() -> str:
+    """The products the BLAS in use makes inside compiled loops: "mkl", "cblas", or "numpy"
+    (NumPy's BLAS cannot be called from compiled code: products from Python)."""
+    if blas.blas() == "mkl":
+        return "mkl"
+    return "cblas" if blas.numpy_gemm("float32") is not None else "numpy"
+
+
+def _products_field() -> str:
+    """Where the products' measurement is remembered: the library, rnnkit's and numba's
+    versions, as any of them changes the answer (the machine is rnnkit.blas's key)."""
+    import numba
+
+    from . import __version__
+
+    return f"products | {library_products()} | rnnkit {__version__} | numba {numba.__version__}"
+
+
+def products_choice() -> dict | None:
+    """The measurement behind "auto"'s recurrent products on this machine (``packed_us``,
+    ``library_us``, ``library``, ``packed_faster``), or None when none was made."""
+    try:
+        return blas.choice(_products_field())
+    except ImportError:
+        return None
+
+
+def _packed_measured_faster() -> bool:
+    """Whether rnnkit's own GEMM beat the library's on this machine, timed once on the
+    (32, 256) @ (256, 1024) float32 product of an LSTM step and remembered on disk."""
+    from . import _simd
+
+    library = library_products()
+
+    def measure() -> dict:
+        calls, (a, w, c) = blas.recurrent_product_calls()
+        packed = _simd.pack(w)
+        m, k = a.shape
+        contenders = {"packed": lambda: _simd.product(m, w.shape[1], k, a, packed, 0.0, c),
+                      "library": calls["mkl" if library == "mkl" else "numpy"]}
+        us = blas.time_calls(contenders)
+        return {"packed_faster": us["packed"] < us["library"], "packed_us": us["packed"],
+                "library_us": us["library"], "library": library}
+
+    return bool(blas.remembered(_products_field(), measure)["packed_faster"])
+
+
+def set_recurrent_products(name: str = "auto") -> str:
+    """Choose who makes the compiled loops' recurrent products (see :data:`RECURRENT`); returns
+    the choice now in effect, "packed" or "library". "auto" takes rnnkit's own GEMM where it
+    measured faster than the library's (numba required: without it, "library")."""
+    global _recurrent
+    if name not in RECURRENT:
+        raise ValueError(f"unknown recurrent products {name!r}; expected one of {RECURRENT}")
+    if name == "packed":
+        backend.numba_kernels()  # ImportError when numba is missing
+    elif name == "auto":
+        try:
+            backend.numba_kernels()
+            name = "packed" if _packed_measured_faster() else "library"
+        except ImportError:
+            name = "library"
+    _recurrent = name
+    return name
+
+
+def recurrent_products() -> str:
+    """"packed" or "library" (chosen on first use from RNNKIT_PRODUCTS, default "auto")."""
+    if _recurrent is None:
+        set_recurrent_products(os.environ.get("RNNKIT_PRODUCTS", "auto"))
+    return _recurrent
 
 
 @contextmanager
@@ -109,15 +197,16 @@ def plan(cell, n: int, padded: bool, inference: bool, probe: bool = False,
         chosen = Plan(kernel, "numpy", "step")
     else:
         products = f.get("products") or (
-            "loop" if n <= SMALL_BATCH else "mkl" if blas.blas() == "mkl"
-            else "cblas" if blas.numpy_gemm("float32") is not None else "numpy")
+            "loop" if n <= SMALL_BATCH else "packed" if recurrent_products() == "packed"
+            else library_products())
         if products == "numpy":
             layout = "step"
         elif products in ("loop", "cblas", "packed") or not inference:
             layout = "time-major"
         else:
             layout = "time-major" if dropout_between else "batch-major"
-        blocks = blas.row_blocks(n) if products == "mkl" else 1
+        blocks = (blas.row_blocks(n) if products == "mkl"
+                  else blas.row_blocks(n, PACKED_BLOCK_ROWS) if products == "packed" else 1)
         chosen = Plan(kernel, products, layout, blocks, blocks)
     if f.get("layout"):
         layout = f["layout"]

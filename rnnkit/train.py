@@ -8,7 +8,8 @@ checkpoints that resume bit-for-bit, a JSON-lines metrics log and a PNG of the c
 Exactness of resume: the checkpoint written at the end of an epoch holds the weights, the
 optimiser's slots and step count, the schedule, and the state of every random generator (the
 trainer's shuffling and each layer's dropout) and the library that made the matrix products
-(rnnkit.blas; taken again on resume unless RNNKIT_BLAS says otherwise), so continuing from it
+(rnnkit.blas, and rnnkit.plan's choice of recurrent products; taken again on resume unless
+RNNKIT_BLAS or RNNKIT_PRODUCTS say otherwise), so continuing from it
 replays exactly what an uninterrupted run would have done on the same machine.
 """
 
@@ -35,6 +36,7 @@ from .optim import (
     global_norm,
     make_optimizer,
 )
+from .plan import RECURRENT, recurrent_products, set_recurrent_products
 
 SCHEDULES = ("none", "step", "cosine", "warmup", "plateau")
 
@@ -162,7 +164,8 @@ class Trainer:
                 "best_epoch": self.best_epoch, "skipped": self.skipped,
                 "rng": self.rng.bit_generator.state, "model_rng": self.model.rng_states(),
                 "schedule": None if self.schedule is None else self.schedule.state_dict(),
-                "blas": blas.blas(), "history": self.history}  # TrainConfig: config.json
+                "blas": blas.blas(), "products": recurrent_products(),
+                "history": self.history}  # TrainConfig: config.json
 
     @classmethod
     def resume(cls, run_dir: str | Path, train_data: list, dev_data: list | None = None,
@@ -194,6 +197,11 @@ class Trainer:
             try:  # "auto" measures per machine; the run keeps the products it started with
                 blas.set_blas(state["blas"])
             except ImportError:  # MKL gone since: the run goes on, equal only to rounding
+                pass
+        if state.get("products") in RECURRENT and "RNNKIT_PRODUCTS" not in os.environ:
+            try:
+                set_recurrent_products(state["products"])
+            except ImportError:  # numba gone since: likewise
                 pass
         if trainer.schedule is not None and state["schedule"] is not None:
             trainer.schedule.load_state_dict(state["schedule"])

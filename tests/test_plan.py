@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import rnnkit
@@ -19,7 +21,13 @@ def numba_engine():
     backend.set_engine(previous)
 
 
-def test_rules(numba_engine, monkeypatch):
+@pytest.fixture
+def library_products(monkeypatch):
+    """The rules as where rnnkit's own GEMM measured slower than the library's."""
+    monkeypatch.setattr(plan, "recurrent_products", lambda: "library")
+
+
+def test_rules(numba_engine, library_products, monkeypatch):
     cell = rnnkit.LSTM(3, 4).cell
     monkeypatch.setattr(blas, "blas", lambda: "numpy")
     assert plan.plan(cell, 3, False, False) == Plan("numba", "loop", "time-major")
@@ -38,6 +46,42 @@ def test_rules(numba_engine, monkeypatch):
     assert plan.plan(cell, 256, False, True) == Plan("numba", "mkl", "batch-major", 2, 2)
     peep = rnnkit.LSTM(3, 4, peepholes=True).cell
     assert plan.plan(peep, 256, False, False) == Plan("numba", "mkl", "time-major", 2, 1)
+
+
+def test_packed_products_where_they_measured_faster(numba_engine, monkeypatch):
+    """rnnkit's own GEMM replaces the library's for batches over SMALL_BATCH rows, with one
+    row block per thread of at least PACKED_BLOCK_ROWS rows; few rows stay in the loop."""
+    cell = rnnkit.GRU(3, 4).cell
+    monkeypatch.setattr(plan, "recurrent_products", lambda: "packed")
+    monkeypatch.setattr(blas, "max_threads", lambda: 3)
+    assert plan.plan(cell, 3, False, False) == Plan("numba", "loop", "time-major")
+    assert plan.plan(cell, 8, False, True) == Plan("numba", "packed", "time-major")
+    assert plan.plan(cell, 40, False, False) == Plan("numba", "packed", "time-major", 2, 2)
+    assert plan.plan(cell, 64, True, True) == Plan("numba", "packed", "time-major", 3, 3)
+
+
+def test_products_choice_is_measured_once_and_remembered(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    calls = []
+
+    def timed(fns):
+        calls.append(sorted(fns))
+        return {"packed": 50.0, "library": 100.0}
+
+    monkeypatch.setattr(blas, "time_calls", timed)
+    previous = plan.recurrent_products()
+    try:
+        assert plan.set_recurrent_products("auto") == "packed"
+        assert plan.set_recurrent_products("auto") == "packed"  # from the disk, not timed
+        assert calls == [["library", "packed"]]
+        field = next(f for f in json.loads((tmp_path / "rnnkit" / "blas.json").read_text())
+                     [blas._machine_key()] if f.startswith("products"))
+        assert blas.choice(field)["packed_us"] == 50.0
+        assert plan.set_recurrent_products("library") == "library"
+        with pytest.raises(ValueError, match="unknown recurrent products 'fast'"):
+            plan.set_recurrent_products("fast")
+    finally:
+        plan.set_recurrent_products(previous)
 
 
 def test_numpy_engine_always_steps():
@@ -59,7 +103,7 @@ def test_forced_paths_and_bad_choices(numba_engine):
     with plan.forced(layout="step"):
         assert layer.plan(2) == Plan("numba", "numpy", "step")
     assert layer.plan(2) == Plan("numba", "loop", "time-major")  # back to the rules
-    with plan.forced(products="packed"):  # rnnkit's own GEMM: time-major, inference too
+    with plan.forced(products="packed", blocks=1):  # own GEMM: time-major, inference too
         assert layer.plan(40, inference=True) == Plan("numba", "packed", "time-major")
     with pytest.raises(ValueError, match="unknown layout 'diagonal'"):
         with plan.forced(layout="diagonal"):
