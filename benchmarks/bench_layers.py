@@ -265,6 +265,7 @@ def bench_one(cell: str, cfg, threads: int, repeat: int, peak: float, memory: bo
             x_tnd = np.ascontiguousarray(x.transpose(1, 0, 2))  # its layout, made untimed
             contestants["ort_infer"] = lambda: sess.run(None, {"x": x_tnd})
         times = alternate(contestants, repeat)
+        plans = _path(layer.plan(n)), _path(layer.plan(n, inference=True))  # at these threads
     med = medians(times)
     mem_ours = peak_mb("rnnkit", cell, cfg, threads) if memory else None
     mem_torch = peak_mb("torch", cell, cfg, threads) if memory else None
@@ -283,8 +284,7 @@ def bench_one(cell: str, cfg, threads: int, repeat: int, peak: float, memory: bo
     ratio, lo, hi = paired_ratio(times["ours_infer"], best)
     out["infer_best_peer_ratio"] = round(ratio, 3)
     out["infer_best_peer_ratio_quartiles"] = [round(lo, 3), round(hi, 3)]
-    out["plan_train"], out["plan_infer"] = _path(layer.plan(n)), _path(
-        layer.plan(n, inference=True))
+    out["plan_train"], out["plan_infer"] = plans
     out.update({
         "ours_train_gflops": round(train_gf, 1),
         "torch_train_gflops": round(3 * flops / med["torch_train"] / 1e6, 1),

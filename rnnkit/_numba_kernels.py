@@ -41,6 +41,7 @@ from numba.extending import intrinsic, overload
 
 from . import _simd, cells
 from . import functional as F
+from ._barrier import barrier, share
 from .cells import GRU_AFTER, GRU_BEFORE, LSTM, RNN
 from .functional import ONE, ZERO
 
@@ -387,14 +388,16 @@ def _matvec(x, w, out, accumulate):
             out[j] += xk * w[k, j]
 
 
-def _product(gemm, m, cols, k, a, Wp, W, beta, c):  # compiled code uses the overload below
+def _product(gemm, m, cols, k, a, Wp, W, beta, c, tid, nt):  # compiled: the overload below
     raise NotImplementedError
 
 
 @overload(_product)
-def _product_overload(gemm, m, cols, k, a, Wp, W, beta, c):
+def _product_overload(gemm, m, cols, k, a, Wp, W, beta, c, tid, nt):
     if isinstance(gemm, types.NoneType):
-        def rows(gemm, m, cols, k, a, Wp, W, beta, c):
+        def rows(gemm, m, cols, k, a, Wp, W, beta, c, tid, nt):
+            if tid != 0:  # made whole by the first of a loop's threads
+                return
             # Summed in an array of the loop's own: LLVM then knows it overlaps no operand
             # and keeps the inner loop vectorised without alias checks (1.4x at N = 1,
             # Zen 5 EPYC).
@@ -411,18 +414,22 @@ def _product_overload(gemm, m, cols, k, a, Wp, W, beta, c):
         return rows
 
     if isinstance(gemm, types.Array):  # rnnkit's own GEMM, Wp = rnnkit._simd.pack(W)
-        def own(gemm, m, cols, k, a, Wp, W, beta, c):
-            _simd.product(m, cols, k, a, Wp, beta, c)
+        def own(gemm, m, cols, k, a, Wp, W, beta, c, tid, nt):
+            _simd.product(m, cols, k, a, Wp, beta, c, tid, nt)  # each thread its panels
         return own
 
     if len(gemm.sig.args) == 14:  # cblas_?gemm
-        def plain(gemm, m, cols, k, a, Wp, W, beta, c):
+        def plain(gemm, m, cols, k, a, Wp, W, beta, c, tid, nt):
+            if tid != 0:
+                return
             it = a.itemsize
             gemm(_RM, _NT, _NT, m, cols, k, ONE, a.ctypes.data, a.strides[0] // it,
                  W.ctypes.data, W.shape[1], beta, c.ctypes.data, c.strides[0] // it)
         return plain
 
-    def packed(gemm, m, cols, k, a, Wp, W, beta, c):
+    def packed(gemm, m, cols, k, a, Wp, W, beta, c, tid, nt):
+        if tid != 0:
+            return
         it = a.itemsize
         gemm(_RM, _NT, _PK, m, cols, k, a.ctypes.data, a.strides[0] // it, Wp.ctypes.data,
              cols, beta, c.ctypes.data, c.strides[0] // it)
@@ -443,67 +450,90 @@ def _row_bias(a, b):
 
 
 @njit(inline="always", **_OPTS)
-def _fwd_block(kind, relu, gemm, Wp1, Wp2, W1, W2, b, p, b_hn, m, hp, cp, a, e, hn, cn, G, S):
+def _fwd_block(kind, relu, gemm, Wp1, Wp2, W1, W2, b, p, b_hn, m, hp, cp, a, e, hn, cn, G, S,
+               tid, nt, sync):
     """Forward: a (m, G·H) holds XW_t (without b) and becomes the cache; h_t into hn, c_t
-    into cn, the cell's extra into e; G, S scratch; b (G·H,) the input bias (zeros if none)."""
+    into cn, the cell's extra into e; G, S scratch; b (G·H,) the input bias (zeros if none).
+    Thread tid of nt makes its share of each product's panels and of the rows (a barrier
+    between); the caller meets the others before the next step reads h_t."""
     H = hp.shape[1]
-    for r in range(m):
+    lo, hi = share(m, tid, nt)
+    for r in range(lo, hi):
         _row_bias(a[r], b)
     if kind == RNN or kind == LSTM:
         # G, not a: a batch-major a's rows lie T·G·H apart, and a product written there
         # touched a page a row (LSTM (32, 100, 128, 256) training forward on a Zen 5 EPYC:
         # 35 → 58 ms).
-        _product(gemm, m, a.shape[1], H, hp, Wp1, W1, ZERO, G)
-        for r in range(m):
+        _product(gemm, m, a.shape[1], H, hp, Wp1, W1, ZERO, G, tid, nt)
+        barrier(sync, tid, nt)
+        for r in range(lo, hi):
             if kind == RNN:
                 _rnn_fwd_row(G[r], a[r], hn[r], relu)
             else:
                 _lstm_fwd_row(G[r], a[r], cp[r], cn[r], hn[r], p)
         return
     if kind == GRU_BEFORE:
-        _product(gemm, m, 2 * H, H, hp, Wp1, W1, ZERO, G)
-        for r in range(m):
+        _product(gemm, m, 2 * H, H, hp, Wp1, W1, ZERO, G, tid, nt)
+        barrier(sync, tid, nt)
+        for r in range(lo, hi):
             _gru_before_fwd1_row(G[r], a[r], hp[r], e[r])
-        _product(gemm, m, H, H, e, Wp2, W2, ZERO, S)
-        for r in range(m):
+        barrier(sync, tid, nt)
+        _product(gemm, m, H, H, e, Wp2, W2, ZERO, S, tid, nt)
+        barrier(sync, tid, nt)
+        for r in range(lo, hi):
             _gru_before_fwd2_row(S[r], a[r], hp[r], hn[r])
         return
-    _product(gemm, m, a.shape[1], H, hp, Wp1, W1, ZERO, G)
-    for r in range(m):
+    _product(gemm, m, a.shape[1], H, hp, Wp1, W1, ZERO, G, tid, nt)
+    barrier(sync, tid, nt)
+    for r in range(lo, hi):
         _gru_after_fwd_row(G[r], a[r], hp[r], e[r], hn[r], b_hn)
 
 
 @njit(inline="always", **_OPTS)
 def _bwd_block(kind, relu, gemm, Wp1, Wp2, W1, W2, p, dp, m, hp, cp, cn, a, e, dout, dh, dc,
-               G, S):
-    """Backward: a becomes ∂L/∂XW_t, dh (dc) go from ∂L/∂h_t to ∂L/∂h_{t−1} (c likewise)."""
+               G, S, tid, nt, sync):
+    """Backward: a becomes ∂L/∂XW_t, dh (dc) go from ∂L/∂h_t to ∂L/∂h_{t−1} (c likewise);
+    threads as in :func:`_fwd_block` (the peephole LSTM's, which sums dp over rows: one)."""
     H = dh.shape[1]
     GH = a.shape[1]
+    lo, hi = share(m, tid, nt)
     if kind == RNN:
-        for r in range(m):
+        for r in range(lo, hi):
             _rnn_bwd_row(a[r], dh[r], dout[r], relu)
-        _product(gemm, m, H, GH, a, Wp1, W1, ZERO, dh)
+        barrier(sync, tid, nt)
+        _product(gemm, m, H, GH, a, Wp1, W1, ZERO, dh, tid, nt)
     elif kind == LSTM:
-        for r in range(m):
+        for r in range(lo, hi):
             _lstm_bwd_row(a[r], cp[r], cn[r], dh[r], dout[r], dc[r], p, dp)
-        _product(gemm, m, H, GH, a, Wp1, W1, ZERO, dh)
+        barrier(sync, tid, nt)
+        _product(gemm, m, H, GH, a, Wp1, W1, ZERO, dh, tid, nt)
     elif kind == GRU_AFTER:
-        for r in range(m):
+        for r in range(lo, hi):
             _gru_after_bwd_row(a[r], hp[r], e[r], dh[r], dout[r], G[r])
-        _product(gemm, m, H, GH, G, Wp1, W1, ONE, dh)
+        barrier(sync, tid, nt)
+        _product(gemm, m, H, GH, G, Wp1, W1, ONE, dh, tid, nt)
     else:
-        for r in range(m):
+        for r in range(lo, hi):
             _gru_before_bwd1_row(a[r], hp[r], dh[r], dout[r])
-        _product(gemm, m, H, H, a[:, 2 * H:], Wp2, W2, ZERO, S)
-        for r in range(m):
+        barrier(sync, tid, nt)
+        _product(gemm, m, H, H, a[:, 2 * H:], Wp2, W2, ZERO, S, tid, nt)
+        barrier(sync, tid, nt)
+        for r in range(lo, hi):
             _gru_before_bwd2_row(a[r], hp[r], S[r], dh[r])
-        _product(gemm, m, H, 2 * H, a, Wp1, W1, ONE, dh)
+        barrier(sync, tid, nt)
+        _product(gemm, m, H, 2 * H, a, Wp1, W1, ONE, dh, tid, nt)
 
 
 # ------------------------------------------------------------------------------- time loops
 # Five loops run every cell. Each covers the batch rows [r0, r1) only: rows are independent
 # through time, so threads can each run one block with single-threaded BLAS (rnnkit.blas.
-# run_blocks), the element-wise work parallel too.
+# run_blocks), the element-wise work parallel too. And nt threads (tid = 0 … nt−1, one shared
+# ``sync``, rnnkit._barrier) can run one block together: each makes its share of every
+# product's column panels (rnnkit's own GEMM; other products are made whole by thread 0) and
+# of the rows' element-wise work, meeting at a barrier between the two and at the end of each
+# step. Every number is made by the same arithmetic whatever the thread count, so results are
+# identical to one thread's; and each core reads only its share of W_hh at every step, where a
+# row block reads all of it.
 #
 # Time-major (packed, any padding): A (P, G·H) packed XW, then the cache; step t's rows at
 # A[off[t]:]; Hx, Cx (T+1, N, H) the states, h_0 at slot 0 (T reversed); rows that have ended
@@ -526,9 +556,10 @@ def _slots(t, reverse):
 
 
 @njit(**_OPTS)
-def _carry(Hx, Cx, has_c, src, dst, lo, hi):
-    """Rows [lo, hi) have ended (or not begun): they keep their state."""
-    for r in range(lo, hi):
+def _carry(Hx, Cx, has_c, src, dst, lo, hi, tid, nt):
+    """Rows [lo, hi) have ended (or not begun): they keep their state (thread tid's share)."""
+    first, last = share(max(hi - lo, 0), tid, nt)
+    for r in range(lo + first, lo + last):
         Hx[dst, r] = Hx[src, r]
         if has_c:
             Cx[dst, r] = Cx[src, r]
@@ -543,7 +574,7 @@ def _alive(t, steps, r0, r1):
 
 @njit(**_OPTS)
 def tm_forward(kind, relu, gemm, Wp1, Wp2, W1, W2, b, p, b_hn, A, E, Hx, Cx, G, S, steps, off,
-               reverse, r0, r1):
+               reverse, r0, r1, tid, nt, sync):
     T = steps.shape[0]
     for s in range(T):
         t = T - 1 - s if reverse else s
@@ -552,13 +583,15 @@ def tm_forward(kind, relu, gemm, Wp1, Wp2, W1, W2, b, p, b_hn, A, E, Hx, Cx, G, 
         if m:
             k = off[t] + r0
             _fwd_block(kind, relu, gemm, Wp1, Wp2, W1, W2, b, p, b_hn, m, Hx[src, r0:],
-                       Cx[src, r0:], A[k:], E[k:], Hx[dst, r0:], Cx[dst, r0:], G[r0:], S[r0:])
-        _carry(Hx, Cx, kind == LSTM, src, dst, max(n, r0), r1)
+                       Cx[src, r0:], A[k:], E[k:], Hx[dst, r0:], Cx[dst, r0:], G[r0:], S[r0:],
+                       tid, nt, sync)
+        _carry(Hx, Cx, kind == LSTM, src, dst, max(n, r0), r1, tid, nt)
+        barrier(sync, tid, nt)
 
 
 @njit(**_OPTS)
 def tm_backward(kind, relu, gemm, Wp1, Wp2, W1, W2, p, dp, A, E, Hx, Cx, G, S, steps, off,
-                reverse, dout, dh, dc, r0, r1):
+                reverse, dout, dh, dc, r0, r1, tid, nt, sync):
     T = steps.shape[0]
     for s in range(T):
         t = s if reverse else T - 1 - s
@@ -568,50 +601,58 @@ def tm_backward(kind, relu, gemm, Wp1, Wp2, W1, W2, p, dp, A, E, Hx, Cx, G, S, s
             k = off[t] + r0
             _bwd_block(kind, relu, gemm, Wp1, Wp2, W1, W2, p, dp, m, Hx[src, r0:],
                        Cx[src, r0:], Cx[dst, r0:], A[k:], E[k:], dout[k:], dh[r0:], dc[r0:],
-                       G[r0:], S[r0:])
+                       G[r0:], S[r0:], tid, nt, sync)
+            barrier(sync, tid, nt)
 
 
 @njit(**_OPTS)
 def bm_forward(kind, relu, gemm, Wp1, Wp2, W1, W2, b, p, b_hn, A, E, Hp, Cx, Y, d, G, S,
-               reverse, r0, r1):
+               reverse, r0, r1, tid, nt, sync):
     T = A.shape[1]
+    lo, hi = share(r1 - r0, tid, nt)
     for s in range(T):
         t = T - 1 - s if reverse else s
         src, dst = _slots(t, reverse)
         _fwd_block(kind, relu, gemm, Wp1, Wp2, W1, W2, b, p, b_hn, r1 - r0, Hp[r0:r1, t],
                    Cx[src, r0:], A[r0:r1, t], E[r0:r1, t], Y[r0:r1, t, d], Cx[dst, r0:],
-                   G[r0:], S[r0:])
+                   G[r0:], S[r0:], tid, nt, sync)
         nxt = t - 1 if reverse else t + 1
         if 0 <= nxt < T:
-            for r in range(r0, r1):
+            for r in range(r0 + lo, r0 + hi):
                 Hp[r, nxt] = Y[r, t, d]
+        barrier(sync, tid, nt)
 
 
 @njit(**_OPTS)
 def bm_backward(kind, relu, gemm, Wp1, Wp2, W1, W2, p, dp, A, E, Hp, Cx, dY, d, dh, dc, G, S,
-                reverse, r0, r1):
+                reverse, r0, r1, tid, nt, sync):
     T = A.shape[1]
     for s in range(T):
         t = s if reverse else T - 1 - s
         src, dst = _slots(t, reverse)
         _bwd_block(kind, relu, gemm, Wp1, Wp2, W1, W2, p, dp, r1 - r0, Hp[r0:r1, t],
                    Cx[src, r0:], Cx[dst, r0:], A[r0:r1, t], E[r0:r1, t], dY[r0:r1, t, d],
-                   dh[r0:r1], dc[r0:r1], G[r0:], S[r0:])
+                   dh[r0:r1], dc[r0:r1], G[r0:], S[r0:], tid, nt, sync)
+        barrier(sync, tid, nt)
 
 
 @njit(**_OPTS)
 def bm_infer(kind, relu, gemm, Wxp, Wx, Wp1, Wp2, W1, W2, b, p, b_hn, X, Hx, Cx, Gx, E, Y, col,
-             G, S, steps, reverse, r0, r1):
+             G, S, steps, reverse, r0, r1, tid, nt, sync):
     T, D, H = X.shape[1], X.shape[2], Hx.shape[2]
     for s in range(T):
         t = T - 1 - s if reverse else s
         src, dst = s % 2, 1 - s % 2
         m, n = _alive(t, steps, r0, r1)
         if m:
-            _product(gemm, m, Gx.shape[1], D, X[r0:r0 + m, t], Wxp, Wx, ZERO, Gx[r0:])
+            _product(gemm, m, Gx.shape[1], D, X[r0:r0 + m, t], Wxp, Wx, ZERO, Gx[r0:], tid,
+                     nt)
+            barrier(sync, tid, nt)
             _fwd_block(kind, relu, gemm, Wp1, Wp2, W1, W2, b, p, b_hn, m, Hx[src, r0:],
                        Cx[src, r0:], Gx[r0:], E[r0:], Hx[dst, r0:], Cx[dst, r0:], G[r0:],
-                       S[r0:])
-            for r in range(r0, r0 + m):
+                       S[r0:], tid, nt, sync)
+            lo, hi = share(m, tid, nt)
+            for r in range(r0 + lo, r0 + hi):
                 Y[r, t, col:col + H] = Hx[dst, r]
-        _carry(Hx, Cx, kind == LSTM, src, dst, max(n, r0), r1)
+        _carry(Hx, Cx, kind == LSTM, src, dst, max(n, r0), r1, tid, nt)
+        barrier(sync, tid, nt)

@@ -246,10 +246,13 @@ def _rows1(i, col, cols, k, base, a, P, beta, c):
 
 
 @njit(**_OPTS)
-def product(m, cols, k, a, P, beta, c):
-    """c[:m, :cols] = a[:m, :k] @ W (+ c when beta is 1); P = pack(W) (see the docstring)."""
+def product(m, cols, k, a, P, beta, c, part=0, parts=1):
+    """c[:m, :cols] = a[:m, :k] @ W (+ c when beta is 1); P = pack(W) (see the docstring).
+    With ``parts`` > 1, only the panels of share ``part`` (threads that split one product
+    each make their share, then meet: rnnkit._numba_kernels)."""
     width = 2 * (VECTOR_BYTES // P.itemsize)
-    for p in range((cols + width - 1) // width):
+    panels = (cols + width - 1) // width
+    for p in range(panels * part // parts, panels * (part + 1) // parts):
         base, col = p * k * width, p * width
         i = 0
         while i + 8 <= m:

@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -395,7 +396,7 @@ def max_threads() -> int:
     return int(_lib.cdll.MKL_Get_Max_Threads()) if blas() == "mkl" else numpy_threads()
 
 
-def _pooled(fn: Callable[[int, int], None], r0: int, r1: int) -> None:
+def _pooled(fn: Callable[..., None], *args) -> None:
     """A block on a pool thread, free to run on any of rnnkit's cores: bound OpenMP
     (OMP_PROC_BIND, KMP_AFFINITY) pins a thread to its first place at its first parallel
     region, MKL's call included, which put both blocks on one core (inference at (128, 200,
@@ -405,16 +406,16 @@ def _pooled(fn: Callable[[int, int], None], r0: int, r1: int) -> None:
             os.sched_setaffinity(0, _CPUS)
         except OSError:  # the process's cores changed since: stay where we are
             pass
-    _one_thread(fn, r0, r1)
+    _one_thread(fn, *args)
 
 
-def _one_thread(fn: Callable[[int, int], None], r0: int, r1: int) -> None:
+def _one_thread(fn: Callable[..., None], *args) -> None:
     if _lib is None:  # products of rnnkit's own (rnnkit._simd): no library to hold back
-        fn(r0, r1)
+        fn(*args)
         return
     previous = _lib.cdll.MKL_Set_Num_Threads_Local(1)
     try:
-        fn(r0, r1)
+        fn(*args)
     finally:
         _lib.cdll.MKL_Set_Num_Threads_Local(previous)
 
@@ -425,38 +426,62 @@ def row_blocks(n: int, min_rows: int | None = None) -> int:
     return max(1, min(max_threads(), n // (min_rows or MIN_BLOCK_ROWS)))
 
 
-def run_blocks(fn: Callable[[int, int], None], lengths: np.ndarray, weights: int,
-               blocks: int = 1) -> None:
-    """``fn(r0, r1)`` over ``blocks`` blocks of rows covering the batch, each on its own thread
-    with single-threaded MKL; this thread runs the first block.
+def run_blocks(fn: Callable[..., None], lengths: np.ndarray, weights: int, blocks: int = 1,
+               threads: int = 1) -> None:
+    """``fn(r0, r1, tid, nt, sync)`` over ``blocks`` blocks of rows covering the batch, each on
+    ``threads`` threads of its own (tid = 0 … nt−1, nt = ``threads``, sharing ``sync``, a
+    rnnkit._barrier counter array) with single-threaded MKL; this thread runs the first.
 
     A time loop's rows are independent, so its blocks need no synchronisation at all, where
     one multi-threaded product per step meets at a barrier every step and leaves the
     element-wise work on one core. But each block streams all of W_hh through its core at every
-    step, where threads that split one product's columns stream half each: blocks pay only for
-    large batches (:func:`row_blocks`; README "Speed" has the measurements).
-    ``fn`` must release the GIL (numba ``nogil``).
+    step: blocks pay only for large batches (:func:`row_blocks`). The threads of one block
+    (rnnkit's own products) split each product's columns and the rows' element-wise work, and
+    meet at barriers (rnnkit._numba_kernels): each streams its share of W_hh.
+    ``fn`` must release the GIL (numba ``nogil``), and the threads of a block must all run at
+    once: blocks of more than one thread run under one lock, so that two such runs never wait
+    for each other's threads in the pool.
     ``lengths`` (N,) are the rows' step counts, longest first: blocks are cut to hold equal
-    numbers of steps. With one block, ``fn(0, N)`` runs here, its products (N rows by
-    ``weights`` elements of W) on the threads :func:`threads_for` gives them."""
-    global _executor
+    numbers of steps. With one block of one thread, ``fn(0, N, 0, 1, sync)`` runs here, its
+    products (N rows by ``weights`` elements of W) on the threads :func:`threads_for` gives."""
+    from ._barrier import LINE
+
     n = len(lengths)
     p = min(blocks, n)
-    if p <= 1:
+    if p <= 1 and threads <= 1:
         with threads_for(n * weights):
-            fn(0, n)
+            fn(0, n, 0, 1, np.zeros(LINE, np.int64))
         return
+    p = max(p, 1)
     work = np.concatenate(([0], np.cumsum(lengths)))
     bounds = np.abs(work[None, :] - work[-1] * np.arange(p + 1)[:, None] / p).argmin(1).tolist()
     bounds[0], bounds[-1] = 0, n
+    tasks = []
+    for i in range(p):
+        if bounds[i] < bounds[i + 1]:
+            sync = np.zeros(threads * LINE, np.int64)
+            tasks += [(bounds[i], bounds[i + 1], tid, threads, sync) for tid in range(threads)]
+    if threads <= 1:
+        _run_tasks(fn, tasks)
+        return
+    with _together:
+        _run_tasks(fn, tasks)
+
+
+_together = threading.Lock()
+
+
+def _run_tasks(fn: Callable[..., None], tasks: list[tuple]) -> None:
+    """The first task here, the others on the pool's threads, all at once."""
+    global _executor
+    others = len(tasks) - 1
     # A forked child inherits the pool object but not its threads: it needs a pool of its own.
-    if _executor is None or _executor[0] != os.getpid() or _executor[1] < p - 1:
-        pool = ThreadPoolExecutor(p - 1, thread_name_prefix="rnnkit-rows")
-        _executor = (os.getpid(), p - 1, pool)
-    futures = [_executor[2].submit(_pooled, fn, bounds[i], bounds[i + 1])
-               for i in range(1, p) if bounds[i] < bounds[i + 1]]
+    if _executor is None or _executor[0] != os.getpid() or _executor[1] < others:
+        pool = ThreadPoolExecutor(max(others, 1), thread_name_prefix="rnnkit-rows")
+        _executor = (os.getpid(), max(others, 1), pool)
+    futures = [_executor[2].submit(_pooled, fn, *task) for task in tasks[1:]]
     try:
-        _one_thread(fn, bounds[0], bounds[1])
+        _one_thread(fn, *tasks[0])
     finally:
         for f in futures:
             f.result()

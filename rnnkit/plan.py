@@ -33,9 +33,11 @@ views of (N, T, ·) arrays have a runtime stride, which keeps LLVM from vectoris
 functions as it does on time-major rows (LSTM (32, 100, 128, 256) training on MKL, Zen 5 EPYC:
 125 ms batch-major, 112 time-major); with OpenBLAS, whose GEMM also dislikes rows T·G·H apart,
 10–30% slower. MKL loops take one row block per MKL thread once each block has
-rnnkit.blas.MIN_BLOCK_ROWS rows, "packed" loops one per thread NumPy's BLAS may use once each
-has :data:`PACKED_BLOCK_ROWS` (each core keeps its own packed W in its own cache), "cblas" one
-block (the library threads each product itself).
+rnnkit.blas.MIN_BLOCK_ROWS rows; "packed" loops run one block on all the threads NumPy's BLAS
+may use (``threads``: they split each product's columns and each step's rows, and meet at
+barriers; each core reads only its share of W_hh) once a step has
+:data:`PACKED_THREAD_MACS` multiply-adds; "cblas" one block (the library threads each product
+itself).
 
 Choosing a path yourself (tests, benchmarks, a user comparing paths)::
 
@@ -63,10 +65,10 @@ LAYOUTS = ("step", "time-major", "batch-major")
 #: Batches of at most this many rows run compiled loops with products made row by row.
 SMALL_BATCH = 4
 
-#: rnnkit's own products (rnnkit._simd) run one row block per thread of at least this many
-#: rows: each block's core keeps its own copy of the packed W in its own cache, and two of the
-#: kernel's 8-row tiles keep it busy.
-PACKED_BLOCK_ROWS = 16
+#: rnnkit's own products (rnnkit._simd) run on every thread NumPy's BLAS may use (threads that
+#: share each step: rnnkit._numba_kernels) once a step's recurrent product has this many
+#: multiply-adds: below, the two barriers of a step cost more than the threads save.
+PACKED_THREAD_MACS = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ class Plan:
     layout: str  # "step" | "time-major" | "batch-major"
     blocks: int = 1  # row blocks of the forward loops
     backward_blocks: int = 1  # row blocks of the backward loops
+    threads: int = 1  # threads that run each forward block together
+    backward_threads: int = 1  # threads that run each backward block together
 
 
 _forced = threading.local()
@@ -164,14 +168,15 @@ def recurrent_products() -> str:
 
 @contextmanager
 def forced(kernel: str | None = None, products: str | None = None, layout: str | None = None,
-           blocks: int | None = None) -> Iterator[None]:
+           blocks: int | None = None, threads: int | None = None) -> Iterator[None]:
     """Within this block (this thread), layers run the given path; see the module docstring."""
     for value, allowed, what in ((kernel, KERNELS, "kernel"), (products, PRODUCTS, "products"),
                                  (layout, LAYOUTS, "layout")):
         if value is not None and value not in allowed:
             raise ValueError(f"unknown {what} {value!r}; expected one of {allowed}")
-    if blocks is not None and (not isinstance(blocks, int) or blocks < 1):
-        raise ValueError(f"blocks must be a positive integer, got {blocks!r}")
+    for value, what in ((blocks, "blocks"), (threads, "threads")):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ValueError(f"{what} must be a positive integer, got {value!r}")
     if kernel == "numba" or products == "packed":
         backend.numba_kernels()  # ImportError when numba is missing
     if products == "mkl":
@@ -179,7 +184,8 @@ def forced(kernel: str | None = None, products: str | None = None, layout: str |
     if products == "cblas" and blas.numpy_gemm("float32") is None:
         raise ImportError("NumPy's BLAS cannot be called from compiled code here")
     previous = getattr(_forced, "value", None)
-    _forced.value = dict(kernel=kernel, products=products, layout=layout, blocks=blocks)
+    _forced.value = dict(kernel=kernel, products=products, layout=layout, blocks=blocks,
+                         threads=threads)
     try:
         yield
     finally:
@@ -205,9 +211,11 @@ def plan(cell, n: int, padded: bool, inference: bool, probe: bool = False,
             layout = "time-major"
         else:
             layout = "time-major" if dropout_between else "batch-major"
-        blocks = (blas.row_blocks(n) if products == "mkl"
-                  else blas.row_blocks(n, PACKED_BLOCK_ROWS) if products == "packed" else 1)
-        chosen = Plan(kernel, products, layout, blocks, blocks)
+        blocks = blas.row_blocks(n) if products == "mkl" else 1
+        macs = n * cell.hidden_size * cell.gates * cell.hidden_size
+        threads = blas.max_threads() if products == "packed" and macs >= PACKED_THREAD_MACS \
+            else 1
+        chosen = Plan(kernel, products, layout, blocks, blocks, threads, threads)
     if f.get("layout"):
         layout = f["layout"]
         if kernel == "numpy" or probe:
@@ -221,8 +229,11 @@ def plan(cell, n: int, padded: bool, inference: bool, probe: bool = False,
         chosen = replace(chosen, layout=layout)
     if f.get("blocks") and chosen.layout != "step":
         chosen = replace(chosen, blocks=f["blocks"], backward_blocks=f["blocks"])
+    if f.get("threads") and chosen.layout != "step":
+        chosen = replace(chosen, threads=f["threads"], backward_threads=f["threads"])
     if getattr(cell, "peepholes", False):
-        chosen = replace(chosen, backward_blocks=1)
+        chosen = replace(chosen, backward_blocks=1, backward_threads=1)
     if chosen.layout == "step":
-        chosen = replace(chosen, products="numpy", blocks=1, backward_blocks=1)
+        chosen = replace(chosen, products="numpy", blocks=1, backward_blocks=1, threads=1,
+                         backward_threads=1)
     return chosen

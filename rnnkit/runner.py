@@ -309,23 +309,23 @@ def _run_compiled(layer, K, plan, buf: Buffers, w: Weights, pk: Packing, *, y=No
     if backward is None:
         args = common + (w.b_or_zeros, w.p, w.b_hn, buf.A, E, buf.Hx, Cx)
         if bm:
-            def run(r0, r1):
-                K.bm_forward(*args, y, d, g, s, buf.reverse, r0, r1)
+            def run(*block):
+                K.bm_forward(*args, y, d, g, s, buf.reverse, *block)
         else:
-            def run(r0, r1):
-                K.tm_forward(*args, g, s, pk.steps, pk.off, buf.reverse, r0, r1)
-        blas.run_blocks(run, pk.lengths, weights, plan.blocks)
+            def run(*block):
+                K.tm_forward(*args, g, s, pk.steps, pk.off, buf.reverse, *block)
+        blas.run_blocks(run, pk.lengths, weights, plan.blocks, plan.threads)
         return
     dout, dh, dc = backward
     dc = dc if dc is not None else np.empty((n, 0), dt)
     args = common + (w.p, w.dp, buf.A, E, buf.Hx, Cx)
     if bm:
-        def run(r0, r1):
-            K.bm_backward(*args, dout, d, dh, dc, g, s, buf.reverse, r0, r1)
+        def run(*block):
+            K.bm_backward(*args, dout, d, dh, dc, g, s, buf.reverse, *block)
     else:
-        def run(r0, r1):
-            K.tm_backward(*args, g, s, pk.steps, pk.off, buf.reverse, dout, dh, dc, r0, r1)
-    blas.run_blocks(run, pk.lengths, weights, plan.backward_blocks)
+        def run(*block):
+            K.tm_backward(*args, g, s, pk.steps, pk.off, buf.reverse, dout, dh, dc, *block)
+    blas.run_blocks(run, pk.lengths, weights, plan.backward_blocks, plan.backward_threads)
 
 
 # ------------------------------------------------------------------------------ forward
@@ -343,8 +343,9 @@ def _tall_product(a: Array, w: Array, plan, out: Array, accumulate: bool = False
     packed = _simd.pack(np.ascontiguousarray(w))
     m, k = a.shape
     beta = 1.0 if accumulate else 0.0
-    blas.run_blocks(lambda r0, r1: _simd.product_rows(r0, r1, w.shape[1], k, a, packed, beta,
-                                                      out), np.ones(m, np.int64), 0, plan.blocks)
+    blas.run_blocks(lambda r0, r1, *_: _simd.product_rows(r0, r1, w.shape[1], k, a, packed,
+                                                          beta, out),
+                    np.ones(m, np.int64), 0, max(plan.blocks, plan.threads))
     return out
 
 
@@ -505,8 +506,8 @@ def infer_batch_major(layer, plan, x: Array, h0: Array, c0: Array | None, pk: Pa
             args = (cell.kind, cell.relu, ops[0]) + wx + ops[1:] + (
                 w.b_or_zeros, w.p, w.b_hn, inp, Hx, Cx, gx, E, y, direction * H, g, s,
                 pk.steps, bool(direction))
-            blas.run_blocks(lambda r0, r1, args=args: K.bm_infer(*args, r0, r1), pk.lengths,
-                            w.w_hh.size + w.w_ih.size, plan.blocks)
+            blas.run_blocks(lambda *block, args=args: K.bm_infer(*args, *block), pk.lengths,
+                            w.w_hh.size + w.w_ih.size, plan.blocks, plan.threads)
             hn[idx] = Hx[t % 2]
             if cn is not None:
                 cn[idx] = Cx[t % 2]

@@ -4,11 +4,11 @@
 kernels directly (a cell's step, the optimisers). ``layer_engine`` — every path a recurrent layer
 can take (rnnkit.plan): the NumPy engine; numba per step with NumPy's BLAS from Python; numba's
 compiled loops with products in the loop (normally only for batches of a few rows), with NumPy's
-cblas_?gemm, with rnnkit's own GEMM on W packed once per call (rnnkit._simd; cut into three row
-blocks on three threads, as it runs on machines with several cores: one block is the same code
-on all rows, and what tests without this fixture run where the planner picks it), and with
-MKL's packed GEMM (when MKL is installed), as one loop and cut into three row blocks (normally
-only for ≥ 64 rows a block). Paths are chosen through rnnkit.plan.forced, the public
+cblas_?gemm, with rnnkit's own GEMM on W packed once per call (rnnkit._simd; on three threads
+that share every step, as it runs on machines with several cores: one thread is the same code
+without the barriers, and what tests without this fixture run where the planner picks it), and
+with MKL's packed GEMM (when MKL is installed), as one loop and cut into three row blocks
+(normally only for ≥ 64 rows a block). Paths are chosen through rnnkit.plan.forced, the public
 way, not by patching."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ ENGINES = {
     "numba-step": ("numba", dict(kernel="numba", products="numpy")),
     "numba-loop": ("numba", dict(kernel="numba", products="loop")),
     "numba-cblas": ("numba", dict(kernel="numba", products="cblas")),
-    "numba-packed-blocks": ("numba", dict(kernel="numba", products="packed", blocks=3)),
+    "numba-packed-threads": ("numba", dict(kernel="numba", products="packed", threads=3)),
     "numba-mkl": ("numba", dict(kernel="numba", products="mkl", blocks=1)),
     "numba-mkl-blocks": ("numba", dict(kernel="numba", products="mkl", blocks=3)),
 }

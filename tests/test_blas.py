@@ -93,13 +93,13 @@ def test_run_blocks_cuts_equal_work(mkl, monkeypatch):
     lengths = np.array([40, 30, 20, 10, 8, 6, 5, 5, 4, 3, 2, 2, 1, 1, 1, 1, 1, 1])
     calls = []
     assert blas.row_blocks(len(lengths)) == 2 and blas.row_blocks(15) == 1
-    blas.run_blocks(lambda r0, r1: calls.append((r0, r1)), lengths, 10, 2)
+    blas.run_blocks(lambda r0, r1, *_: calls.append((r0, r1)), lengths, 10, 2)
     calls.sort()
     assert calls[0][0] == 0 and calls[-1][1] == len(lengths)
     assert [a for a, _ in calls[1:]] == [b for _, b in calls[:-1]]  # contiguous, no overlap
     assert calls == [(0, 2), (2, 18)]  # 70 of 141 steps, then 71
     calls.clear()
-    blas.run_blocks(lambda r0, r1: calls.append((r0, r1)), lengths, 10, 1)
+    blas.run_blocks(lambda r0, r1, *_: calls.append((r0, r1)), lengths, 10, 1)
     assert calls == [(0, 18)]
 
 
@@ -116,7 +116,7 @@ def test_row_blocks_leave_a_bound_thread_for_all_cores(mkl, monkeypatch):
     monkeypatch.setattr(blas, "MIN_BLOCK_ROWS", 1)
     seen = {}
 
-    def block(r0, r1):
+    def block(r0, r1, *_):
         seen[r0] = (threading.get_ident(), os.sched_getaffinity(0))
 
     result = {}
@@ -144,7 +144,7 @@ def test_run_blocks_in_a_forked_child(mkl, monkeypatch):
     monkeypatch.setattr(blas, "max_threads", lambda: 2)
     monkeypatch.setattr(blas, "MIN_BLOCK_ROWS", 1)
     rows = []
-    blas.run_blocks(lambda r0, r1: rows.append((r0, r1)), np.array([3, 2]), 1, 2)
+    blas.run_blocks(lambda r0, r1, *_: rows.append((r0, r1)), np.array([3, 2]), 1, 2)
     assert sorted(rows) == [(0, 1), (1, 2)]
     ctx = mp.get_context("fork")
     with ctx.Pool(1) as pool:
@@ -153,5 +153,5 @@ def test_run_blocks_in_a_forked_child(mkl, monkeypatch):
 
 def _blocks_in_child():
     rows = []
-    blas.run_blocks(lambda r0, r1: rows.append((r0, r1)), np.array([3, 2]), 1, 2)
+    blas.run_blocks(lambda r0, r1, *_: rows.append((r0, r1)), np.array([3, 2]), 1, 2)
     return sorted(rows)

@@ -49,15 +49,18 @@ def test_rules(numba_engine, library_products, monkeypatch):
 
 
 def test_packed_products_where_they_measured_faster(numba_engine, monkeypatch):
-    """rnnkit's own GEMM replaces the library's for batches over SMALL_BATCH rows, with one
-    row block per thread of at least PACKED_BLOCK_ROWS rows; few rows stay in the loop."""
-    cell = rnnkit.GRU(3, 4).cell
+    """rnnkit's own GEMM replaces the library's for batches over SMALL_BATCH rows, on all the
+    threads once a step has PACKED_THREAD_MACS multiply-adds; few rows stay in the loop."""
     monkeypatch.setattr(plan, "recurrent_products", lambda: "packed")
     monkeypatch.setattr(blas, "max_threads", lambda: 3)
-    assert plan.plan(cell, 3, False, False) == Plan("numba", "loop", "time-major")
-    assert plan.plan(cell, 8, False, True) == Plan("numba", "packed", "time-major")
-    assert plan.plan(cell, 40, False, False) == Plan("numba", "packed", "time-major", 2, 2)
-    assert plan.plan(cell, 64, True, True) == Plan("numba", "packed", "time-major", 3, 3)
+    small, big = rnnkit.GRU(3, 4).cell, rnnkit.GRU(3, 64).cell  # 3·64² MACs a row
+    assert plan.plan(small, 3, False, False) == Plan("numba", "loop", "time-major")
+    assert plan.plan(small, 40, False, True) == Plan("numba", "packed", "time-major")
+    assert plan.plan(big, 21, False, False) == Plan("numba", "packed", "time-major")
+    assert plan.plan(big, 22, True, True) == Plan("numba", "packed", "time-major", 1, 1, 3, 3)
+    peep = rnnkit.LSTM(3, 64, peepholes=True).cell  # its backward sums over rows: one thread
+    assert plan.plan(peep, 64, False, False) == Plan("numba", "packed", "time-major", 1, 1,
+                                                     3, 1)
 
 
 def test_products_choice_is_measured_once_and_remembered(tmp_path, monkeypatch):
