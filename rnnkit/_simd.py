@@ -11,8 +11,9 @@ panel zero-padded), and the product runs an 8-row × 2-vector register tile: for
 vector loads of W's panel, eight broadcasts of a's entries, sixteen fused multiply-adds (sixteen
 independent accumulators hide the FMA's latency; a 4-row tile, eight, reached ~60% of what this
 one does); the tile is stored once at the end (c added then when beta is 1), and 4-row and
-1-row tiles take the rest. Each entry is summed in the order k = 0, 1, …, whatever tile holds
-it, so results do not depend on alignment or on the batch's size.
+1-row tiles take the rest. Each entry is summed in the order k = 0, 1, … (in runs of
+:data:`K_BLOCK`, each added to c), whatever tile or thread makes it, so results depend neither
+on alignment nor on the batch's size nor on the number of threads.
 
 The vectors are LLVM's (``<16 x float>``, ``<8 x double>``) through numba intrinsics, as numba
 has no vector type of its own; on a CPU with narrower vectors LLVM splits them.
@@ -29,6 +30,12 @@ from numba.extending import intrinsic, models, register_model
 _OPTS = dict(cache=True, nogil=True, error_model="numpy", boundscheck=False,
              fastmath={"nsz", "arcp"})  # the FMAs are explicit (see _numba_kernels._OPTS)
 VECTOR_BYTES = 64
+
+#: A product's k is cut into runs of this many: a panel's run (K_BLOCK · 2 vectors, 32 KB in
+#: float32) stays in the core's first-level cache while every row tile reads it. A time loop's
+#: products (k = H or G·H) are one run or a few; the weight gradients' (k = all the batch's
+#: steps) are many.
+K_BLOCK = 512
 
 
 class _Vec(types.Type):
@@ -167,7 +174,7 @@ def _finish(c, r, col, cols, v0, v1, beta, P):
 
 
 @njit(inline="always", **_OPTS)
-def _rows8(i, col, cols, k, base, a, P, beta, c):
+def _rows8(i, col, cols, k0, k1, base, a, P, beta, c):
     """Rows i … i+7 of one panel: 16 accumulators."""
     L = VECTOR_BYTES // P.itemsize
     c00, c01 = vzero(P), vzero(P)
@@ -178,7 +185,7 @@ def _rows8(i, col, cols, k, base, a, P, beta, c):
     c50, c51 = vzero(P), vzero(P)
     c60, c61 = vzero(P), vzero(P)
     c70, c71 = vzero(P), vzero(P)
-    for kk in range(k):
+    for kk in range(k0, k1):
         o = base + kk * 2 * L
         b0, b1 = vload(P, 0, o), vload(P, 0, o + L)
         x = a[i, kk]
@@ -208,14 +215,14 @@ def _rows8(i, col, cols, k, base, a, P, beta, c):
 
 
 @njit(inline="always", **_OPTS)
-def _rows4(i, col, cols, k, base, a, P, beta, c):
+def _rows4(i, col, cols, k0, k1, base, a, P, beta, c):
     """Rows i … i+3 of one panel: 8 accumulators."""
     L = VECTOR_BYTES // P.itemsize
     c00, c01 = vzero(P), vzero(P)
     c10, c11 = vzero(P), vzero(P)
     c20, c21 = vzero(P), vzero(P)
     c30, c31 = vzero(P), vzero(P)
-    for kk in range(k):
+    for kk in range(k0, k1):
         o = base + kk * 2 * L
         b0, b1 = vload(P, 0, o), vload(P, 0, o + L)
         x = a[i, kk]
@@ -233,11 +240,11 @@ def _rows4(i, col, cols, k, base, a, P, beta, c):
 
 
 @njit(inline="always", **_OPTS)
-def _rows1(i, col, cols, k, base, a, P, beta, c):
+def _rows1(i, col, cols, k0, k1, base, a, P, beta, c):
     """Row i of one panel."""
     L = VECTOR_BYTES // P.itemsize
     c00, c01 = vzero(P), vzero(P)
-    for kk in range(k):
+    for kk in range(k0, k1):
         o = base + kk * 2 * L
         x = a[i, kk]
         c00 = vfma(x, vload(P, 0, o), c00)
@@ -245,28 +252,39 @@ def _rows1(i, col, cols, k, base, a, P, beta, c):
     _finish(c, i, col, cols, c00, c01, beta, P)
 
 
+@njit(inline="always", **_OPTS)
+def _panel(m, col, cols, k0, k1, base, a, P, beta, c):
+    """Rows 0 … m−1 of one panel, k in [k0, k1): 8-row tiles, then 4, then 1."""
+    i = 0
+    while i + 8 <= m:
+        _rows8(i, col, cols, k0, k1, base, a, P, beta, c)
+        i += 8
+    if i + 4 <= m:
+        _rows4(i, col, cols, k0, k1, base, a, P, beta, c)
+        i += 4
+    while i < m:
+        _rows1(i, col, cols, k0, k1, base, a, P, beta, c)
+        i += 1
+
+
 @njit(**_OPTS)
-def product(m, cols, k, a, P, beta, c, part=0, parts=1):
+def product(m, cols, k, a, P, beta, c, part, parts):
     """c[:m, :cols] = a[:m, :k] @ W (+ c when beta is 1); P = pack(W) (see the docstring).
-    With ``parts`` > 1, only the panels of share ``part`` (threads that split one product
-    each make their share, then meet: rnnkit._numba_kernels)."""
+    Only the panels of share ``part`` of ``parts`` (0, 1: all): threads that split one product
+    each make their share, then meet (rnnkit._numba_kernels). No default arguments: numba
+    calls a function that omits some from Python ~70 µs slower."""
     width = 2 * (VECTOR_BYTES // P.itemsize)
     panels = (cols + width - 1) // width
     for p in range(panels * part // parts, panels * (part + 1) // parts):
         base, col = p * k * width, p * width
-        i = 0
-        while i + 8 <= m:
-            _rows8(i, col, cols, k, base, a, P, beta, c)
-            i += 8
-        if i + 4 <= m:
-            _rows4(i, col, cols, k, base, a, P, beta, c)
-            i += 4
-        while i < m:
-            _rows1(i, col, cols, k, base, a, P, beta, c)
-            i += 1
+        # The first run apart from the others, which add to c: one loop over runs whose
+        # beta changes kept LLVM from the code it makes for one (~15% slower).
+        _panel(m, col, cols, 0, min(k, K_BLOCK), base, a, P, beta, c)
+        for k0 in range(K_BLOCK, k, K_BLOCK):
+            _panel(m, col, cols, k0, min(k, k0 + K_BLOCK), base, a, P, 1.0, c)
 
 
 @njit(**_OPTS)
 def product_rows(r0, r1, cols, k, a, P, beta, c):
     """c[r0:r1, :cols] (+)= a[r0:r1, :k] @ W: one block of rows of a tall product."""
-    product(r1 - r0, cols, k, a[r0:r1], P, beta, c[r0:r1])
+    product(r1 - r0, cols, k, a[r0:r1], P, beta, c[r0:r1], 0, 1)

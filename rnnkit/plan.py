@@ -131,7 +131,7 @@ def _packed_measured_faster() -> bool:
         calls, (a, w, c) = blas.recurrent_product_calls()
         packed = _simd.pack(w)
         m, k = a.shape
-        contenders = {"packed": lambda: _simd.product(m, w.shape[1], k, a, packed, 0.0, c),
+        contenders = {"packed": lambda: _simd.product(m, w.shape[1], k, a, packed, 0.0, c, 0, 1),
                       "library": calls["mkl" if library == "mkl" else "numpy"]}
         us = blas.time_calls(contenders)
         return {"packed_faster": us["packed"] < us["library"], "packed_us": us["packed"],

@@ -21,7 +21,7 @@ def test_product_equals_numpy(dtype, m, k, cols, beta):
     w = rng.standard_normal((k, cols)).astype(dtype)
     c0 = rng.standard_normal((m + 1, cols + 2)).astype(dtype)
     c = c0.copy()
-    simd.product(m, cols, k, a, simd.pack(w), dtype(beta), c[:, :cols])
+    simd.product(m, cols, k, a, simd.pack(w), dtype(beta), c[:, :cols], 0, 1)
     want = a.astype(np.float64) @ w + (c0[:m, :cols] if beta else 0)
     np.testing.assert_allclose(c[:m, :cols], want, rtol=TOL[dtype], atol=TOL[dtype] * k)
     # Nothing past the m rows and cols columns is touched.
