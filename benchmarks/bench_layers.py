@@ -223,8 +223,9 @@ def ort_version() -> str | None:
 
 
 def _path(p) -> str:
-    """A plan in a few characters: products/layout, ×blocks."""
-    return f"{p.products}/{p.layout}" + (f"×{p.blocks}" if p.blocks > 1 else "")
+    """A plan in a few characters: products/layout, ×row blocks, +threads sharing each step."""
+    return (f"{p.products}/{p.layout}" + (f"×{p.blocks}" if p.blocks > 1 else "")
+            + (f"+{p.threads}thr" if p.threads > 1 else ""))
 
 
 def bench_one(cell: str, cfg, threads: int, repeat: int, peak: float, memory: bool) -> dict:
