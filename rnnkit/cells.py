@@ -166,11 +166,12 @@ class Cell:
         return None
 
     def add_hh_grad(self, dA: Array, hprev: Array, E: Array | None, db: Array, dw: Array,
-                    dbias: Array | None) -> None:
+                    dbias: Array | None, matmul=blas.matmul) -> None:
         """Adds ∂L/∂W_hh into ``dw`` and ∂L/∂b_hh into ``dbias`` (when not None) from the packed
         ∂L/∂XW ``dA`` (P, G·H), h_{t−1} (P, H) and ``db`` = Σ_P dA (the input bias's gradient,
-        which b_hh shares wherever it sits in XW)."""
-        blas.matmul(dA.T, hprev, out=dw, accumulate=True)
+        which b_hh shares wherever it sits in XW); its products by ``matmul(a, b, out=,
+        accumulate=)``, the layer's (rnnkit.blas's, or rnnkit's own: rnnkit.runner)."""
+        matmul(dA.T, hprev, out=dw, accumulate=True)
         if dbias is not None:
             dbias += db
 
@@ -278,15 +279,15 @@ class GRUCell(Cell):
             return None
         return b_hh[2 * self.hidden_size:]
 
-    def add_hh_grad(self, dA, hprev, E, db, dw, dbias):
+    def add_hh_grad(self, dA, hprev, E, db, dw, dbias, matmul=blas.matmul):
         H = self.hidden_size
-        blas.matmul(dA[:, : 2 * H].T, hprev, out=dw[: 2 * H], accumulate=True)
+        matmul(dA[:, : 2 * H].T, hprev, out=dw[: 2 * H], accumulate=True)
         if self.reset_after:
             # E holds da_n ⊙ r = ∂L/∂(U_n h + b_hn)
-            blas.matmul(E.T, hprev, out=dw[2 * H:], accumulate=True)
+            matmul(E.T, hprev, out=dw[2 * H:], accumulate=True)
         else:
             # The candidate's recurrent product reads r ⊙ h (kept in E), and b_hn sits in XW.
-            blas.matmul(dA[:, 2 * H:].T, E, out=dw[2 * H:], accumulate=True)
+            matmul(dA[:, 2 * H:].T, E, out=dw[2 * H:], accumulate=True)
         if dbias is not None:
             dbias[: 2 * H] += db[: 2 * H]
             dbias[2 * H:] += E.sum(axis=0) if self.reset_after else db[2 * H:]

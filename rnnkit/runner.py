@@ -330,22 +330,36 @@ def _run_compiled(layer, K, plan, buf: Buffers, w: Weights, pk: Packing, *, y=No
 
 # ------------------------------------------------------------------------------ forward
 def _product(a: Array, w: Array, plan, out: Array, accumulate: bool = False) -> Array:
-    """out (+)= a @ w for a tall a: the input projection of all steps at once (SPEC §5) and
-    ∂L/∂X = ∂L/∂XW · W_ih. With rnnkit's own products in the loops they are made by them too,
-    on row blocks of out, one per thread of the plan: a multi-threaded BLAS call would leave
-    that BLAS's threads spinning on the cores the time loop's threads are about to use (LSTM
-    (32, 100, 128, 256) inference on 2 threads of a Zen 5 EPYC: loop 8.5 ms after our own
-    product, 15 after OpenBLAS's)."""
-    if plan.products != "packed":
+    """out (+)= a @ w for the layer's products outside its time loops: the input projection
+    of all steps at once (SPEC §5), ∂L/∂X = ∂L/∂XW · W_ih, and the weight gradients (a = dAᵀ,
+    a transposed view). With rnnkit's own products in the loops they are made by them too, on
+    row blocks of out, one per thread of the plan: a multi-threaded BLAS call leaves that
+    BLAS's threads spinning on the cores the time loop's threads are about to use (LSTM
+    (32, 100, 128, 256) on 2 threads of a Zen 5 EPYC: inference loop 8.5 ms after our own
+    product, 15 after OpenBLAS's; training loops 17 → 28–45 ms beside OpenBLAS's weight
+    gradients)."""
+    gradient = a.strides[0] == a.itemsize and a.shape[0] > 1  # a = dAᵀ, a transposed view
+    threads = max(plan.blocks, plan.threads)
+    # One thread: the library's GEMM makes a weight gradient faster than rnnkit's (its A
+    # panels are packed better: 120–180 against 180–220 GFLOP/s on a Zen 5 core), and no
+    # loop runs beside its threads.
+    if plan.products != "packed" or (gradient and threads == 1):
         return blas.matmul(a, w, out=out, accumulate=accumulate)
     from . import _simd
 
     packed = _simd.pack(np.ascontiguousarray(w))
     m, k = a.shape
-    beta = 1.0 if accumulate else 0.0
-    blas.run_blocks(lambda r0, r1, *_: _simd.product_rows(r0, r1, w.shape[1], k, a, packed,
-                                                          beta, out),
-                    np.ones(m, np.int64), 0, max(plan.blocks, plan.threads))
+    cols, beta = w.shape[1], 1.0 if accumulate else 0.0
+    if gradient:
+        at = a.T
+
+        def run(r0, r1, *_):
+            ap = np.empty((8, _simd.K_BLOCK), a.dtype)
+            _simd.product_t_rows(r0, r1, cols, k, at, packed, beta, out, ap)
+    else:
+        def run(r0, r1, *_):
+            _simd.product_rows(r0, r1, cols, k, a, packed, beta, out)
+    blas.run_blocks(run, np.ones(m, np.int64), 0, threads)
     return out
 
 
@@ -625,14 +639,13 @@ def _param_grads(layer, plan, dA: Array, inp: Array, hprev: Array, E: Array | No
     ∂L/∂XW ``dA`` (P, G·H), the input (P, D_k) and h_{t−1} (P, H), whose rows pair up
     (any order); ∂L/∂input = dA W_ih written (or added) into ``dx`` (P, D_k)."""
     g, s = layer.grads, w.suffix
-    blas.matmul(dA.T, inp, out=g[f"weight_ih{s}"], accumulate=True)
+    _product(dA.T, inp, plan, g[f"weight_ih{s}"], accumulate=True)
     db = None
     if w.b is not None:
         db = dA.sum(axis=0)
         g[f"bias_ih{s}"] += db
-    # The library's, whatever the plan: rnnkit's own GEMM reads dAᵀ a row of dA apart (a
-    # page a step at G·H = 1024) and ran these at 55–80% of OpenBLAS's speed.
-    layer.cell.add_hh_grad(dA, hprev, E, db, g[f"weight_hh{s}"], g.get(f"bias_hh{s}"))
+    layer.cell.add_hh_grad(dA, hprev, E, db, g[f"weight_hh{s}"], g.get(f"bias_hh{s}"),
+                           lambda a, b, out, accumulate: _product(a, b, plan, out, accumulate))
     _product(dA, w.w_ih, plan, dx, accumulate)
 
 

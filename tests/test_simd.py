@@ -29,6 +29,29 @@ def test_product_equals_numpy(dtype, m, k, cols, beta):
     np.testing.assert_array_equal(c[m:], c0[m:])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,k,cols", [(32, 64, 256), (7, 5, 12), (9, 1100, 40), (1, 4, 3),
+                                      (17, 513, 65), (3, 0, 17)])
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+def test_product_of_a_transpose_equals_numpy(dtype, m, k, cols, beta):
+    """product_t, a weight gradient (atᵀ @ W over many steps): runs of K_BLOCK steps, row
+    tiles of 8 and fewer, in row blocks as the layers cut them, and k = 0."""
+    rng = np.random.default_rng(m * 1000 + k * 10 + cols)
+    at = rng.standard_normal((k, m + 2)).astype(dtype)[:, 1:m + 1]  # columns of a wider array
+    w = rng.standard_normal((k, cols)).astype(dtype)
+    c0 = rng.standard_normal((m + 1, cols + 2)).astype(dtype)
+    c = c0.copy()
+    ap = np.empty((8, simd.K_BLOCK), dtype)
+    packed = simd.pack(w)
+    for r0, r1 in ((0, m // 3), (m // 3, m)):
+        simd.product_t_rows(r0, r1, cols, k, at, packed, dtype(beta), c[:, :cols], ap)
+    want = at.T.astype(np.float64) @ w + (c0[:m, :cols] if beta else 0)
+    np.testing.assert_allclose(c[:m, :cols], want, rtol=TOL[dtype],
+                               atol=TOL[dtype] * max(k, 1) ** 0.5 * 4)
+    np.testing.assert_array_equal(c[:, cols:], c0[:, cols:])
+    np.testing.assert_array_equal(c[m:], c0[m:])
+
+
 def test_pack_layout():
     """Panels of 2·L columns, k rows each, the last one zero-padded."""
     w = np.arange(3 * 40, dtype=np.float32).reshape(3, 40)
