@@ -4,10 +4,10 @@
 kernels directly (a cell's step, the optimisers). ``layer_engine`` — every path a recurrent layer
 can take (rnnkit.plan): the NumPy engine; numba per step with NumPy's BLAS from Python; numba's
 compiled loops with products in the loop (normally only for batches of a few rows), with NumPy's
-cblas_?gemm, with rnnkit's own GEMM on W packed once per call (rnnkit._simd; on three threads
-that share every step, as it runs on machines with several cores: one thread is the same code
-without the barriers, and what tests without this fixture run where the planner picks it), and
-with MKL's packed GEMM (when MKL is installed), as one loop and cut into three row blocks
+cblas_?gemm, with rnnkit's own GEMM on W packed once per call (rnnkit._simd; on the threads the
+planner gives it, one for these small layers: more threads give the same bits, which
+test_recurrent.py::test_threads_sharing_each_step_give_the_same_bits checks), and with MKL's
+packed GEMM (when MKL is installed), as one loop and cut into three row blocks
 (normally only for ≥ 64 rows a block). Paths are chosen through rnnkit.plan.forced, the public
 way, not by patching."""
 
@@ -23,7 +23,7 @@ ENGINES = {
     "numba-step": ("numba", dict(kernel="numba", products="numpy")),
     "numba-loop": ("numba", dict(kernel="numba", products="loop")),
     "numba-cblas": ("numba", dict(kernel="numba", products="cblas")),
-    "numba-packed-threads": ("numba", dict(kernel="numba", products="packed", threads=3)),
+    "numba-packed": ("numba", dict(kernel="numba", products="packed")),
     "numba-mkl": ("numba", dict(kernel="numba", products="mkl", blocks=1)),
     "numba-mkl-blocks": ("numba", dict(kernel="numba", products="mkl", blocks=3)),
 }
