@@ -145,10 +145,22 @@ def pack(w: np.ndarray) -> np.ndarray:
     """W (k, cols) as panels (panels, k, 2·L), flat; the last panel's extra columns zeros."""
     k, cols = w.shape
     width = 2 * lanes(w.dtype)
-    panels = -(-cols // width)
-    padded = np.zeros((k, panels * width), w.dtype)
-    padded[:, :cols] = w
-    return np.ascontiguousarray(padded.reshape(k, panels, width).transpose(1, 0, 2)).ravel()
+    out = np.empty(-(-cols // width) * k * width, w.dtype)
+    _pack_into(w, out, width)
+    return out
+
+
+@njit(**_OPTS)
+def _pack_into(w, out, width):
+    """One pass (NumPy's pad, transpose and copy took three: ~3 ms for a weight gradient's
+    (3200, 256) operand)."""
+    k, cols = w.shape
+    for p in range((cols + width - 1) // width):
+        for kk in range(k):
+            o = (p * k + kk) * width
+            for j in range(width):
+                col = p * width + j
+                out[o + j] = w[kk, col] if col < cols else 0
 
 
 @njit(inline="always", **_OPTS)

@@ -56,8 +56,8 @@ def test_packed_products_where_they_measured_faster(numba_engine, monkeypatch):
     small, big = rnnkit.GRU(3, 4).cell, rnnkit.GRU(3, 64).cell  # 3·64² MACs a row
     assert plan.plan(small, 3, False, False) == Plan("numba", "loop", "time-major")
     assert plan.plan(small, 40, False, True) == Plan("numba", "packed", "time-major")
-    assert plan.plan(big, 21, False, False) == Plan("numba", "packed", "time-major")
-    assert plan.plan(big, 22, True, True) == Plan("numba", "packed", "time-major", 1, 1, 3, 3)
+    assert plan.plan(big, 42, False, False) == Plan("numba", "packed", "time-major")
+    assert plan.plan(big, 43, True, True) == Plan("numba", "packed", "time-major", 1, 1, 3, 3)
     peep = rnnkit.LSTM(3, 64, peepholes=True).cell  # its backward sums over rows: one thread
     assert plan.plan(peep, 64, False, False) == Plan("numba", "packed", "time-major", 1, 1,
                                                      3, 1)
