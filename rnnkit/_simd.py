@@ -37,6 +37,9 @@ VECTOR_BYTES = 64
 #: steps) are many.
 K_BLOCK = 512
 
+#: Tall products (all steps' rows at once) go this many rows at a time (see product_rows).
+M_BLOCK = 128
+
 
 class _Vec(types.Type):
     """A 64-byte vector of ``dtype`` (float32 or float64) in a register."""
@@ -298,8 +301,13 @@ def product(m, cols, k, a, P, beta, c, part, parts):
 
 @njit(**_OPTS)
 def product_rows(r0, r1, cols, k, a, P, beta, c):
-    """c[r0:r1, :cols] (+)= a[r0:r1, :k] @ W: one block of rows of a tall product."""
-    product(r1 - r0, cols, k, a[r0:r1], P, beta, c[r0:r1], 0, 1)
+    """c[r0:r1, :cols] (+)= a[r0:r1, :k] @ W: one block of rows of a tall product, made
+    :data:`M_BLOCK` rows at a time, whose runs of a stay in the core's second-level cache while
+    every panel reads them (all rows at once streamed a from memory once per panel: the
+    (3200, 512) @ (512, 2048) input projection ran at ~200 GFLOP/s instead of ~230)."""
+    for i in range(r0, r1, M_BLOCK):
+        j = min(r1, i + M_BLOCK)
+        product(j - i, cols, k, a[i:j], P, beta, c[i:j], 0, 1)
 
 
 @njit(**_OPTS)

@@ -332,25 +332,22 @@ def _run_compiled(layer, K, plan, buf: Buffers, w: Weights, pk: Packing, *, y=No
 def _product(a: Array, w: Array, plan, out: Array, accumulate: bool = False) -> Array:
     """out (+)= a @ w for the layer's products outside its time loops: the input projection
     of all steps at once (SPEC §5), ∂L/∂X = ∂L/∂XW · W_ih, and the weight gradients (a = dAᵀ,
-    a transposed view). With rnnkit's own products in the loops they are made by them too, on
-    row blocks of out, one per thread of the plan: a multi-threaded BLAS call leaves that
-    BLAS's threads spinning on the cores the time loop's threads are about to use (LSTM
+    a transposed view). Where the loops run rnnkit's own products on several threads, these
+    are made by them too, on row blocks of out, one per thread: a multi-threaded BLAS call
+    leaves that BLAS's threads spinning on the cores the loop's threads are about to use (LSTM
     (32, 100, 128, 256) on 2 threads of a Zen 5 EPYC: inference loop 8.5 ms after our own
-    product, 15 after OpenBLAS's; training loops 17 → 28–45 ms beside OpenBLAS's weight
-    gradients)."""
-    gradient = a.strides[0] == a.itemsize and a.shape[0] > 1  # a = dAᵀ, a transposed view
+    input projection, 15 after OpenBLAS's; training loops 17 → 28–45 ms beside OpenBLAS's
+    weight gradients). On one thread the library's are faster (it packs a as well: 5–30% on
+    these tall products) and nothing runs beside them."""
     threads = max(plan.blocks, plan.threads)
-    # One thread: the library's GEMM makes a weight gradient faster than rnnkit's (its A
-    # panels are packed better: 120–180 against 180–220 GFLOP/s on a Zen 5 core), and no
-    # loop runs beside its threads.
-    if plan.products != "packed" or (gradient and threads == 1):
+    if plan.products != "packed" or threads == 1:
         return blas.matmul(a, w, out=out, accumulate=accumulate)
     from . import _simd
 
-    packed = _simd.pack(np.ascontiguousarray(w))
+    packed = _simd.pack(w)
     m, k = a.shape
     cols, beta = w.shape[1], 1.0 if accumulate else 0.0
-    if gradient:
+    if a.strides[0] == a.itemsize and m > 1:  # aᵀ's rows are contiguous: a weight gradient
         at = a.T
 
         def run(r0, r1, *_):
