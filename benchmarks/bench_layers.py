@@ -266,7 +266,8 @@ def bench_one(cell: str, cfg, threads: int, repeat: int, peak: float, memory: bo
             x_tnd = np.ascontiguousarray(x.transpose(1, 0, 2))  # its layout, made untimed
             contestants["ort_infer"] = lambda: sess.run(None, {"x": x_tnd})
         times = alternate(contestants, repeat)
-        plans = _path(layer.plan(n)), _path(layer.plan(n, inference=True))  # at these threads
+        plans = (_path(layer.plan(n, steps=t)),  # under this row's thread limit
+                 _path(layer.plan(n, inference=True, steps=t)))
     med = medians(times)
     mem_ours = peak_mb("rnnkit", cell, cfg, threads) if memory else None
     mem_torch = peak_mb("torch", cell, cfg, threads) if memory else None
@@ -441,8 +442,8 @@ def main(argv=None) -> int:
         f"({pc['library']}) {pc['library_us']:.0f} µs for (32, 256) @ (256, 1024))"
         if pc else ""))
     for n, t, _, _ in configs:
-        print(f"# plan at N={n}, T={t}: training {rnnkit.LSTM(1, 1).plan(n)}, "
-              f"inference {rnnkit.LSTM(1, 1).plan(n, inference=True)}")
+        print(f"# plan at N={n}, T={t}: training {rnnkit.LSTM(1, 1).plan(n, steps=t)}, "
+              f"inference {rnnkit.LSTM(1, 1).plan(n, inference=True, steps=t)}")
     print("# float32 GEMM peak (2048², same run, the faster "
           "library), GFLOP/s: " + ", ".join(
               f"{k} thread(s) {g['peak']:.0f} (" + ", ".join(

@@ -34,10 +34,10 @@ functions as it does on time-major rows (LSTM (32, 100, 128, 256) training on MK
 125 ms batch-major, 112 time-major); with OpenBLAS, whose GEMM also dislikes rows T·G·H apart,
 10–30% slower. MKL loops take one row block per MKL thread once each block has
 rnnkit.blas.MIN_BLOCK_ROWS rows; "packed" loops run one block on all the threads NumPy's BLAS
-may use (``threads``: they split each product's columns and each step's rows, and meet at
-barriers; each core reads only its share of W_hh) once a step has
-:data:`PACKED_THREAD_MACS` multiply-adds; "cblas" one block (the library threads each product
-itself).
+may use, up to :func:`step_threads` (one unless ``RNNKIT_STEP_THREADS`` says more: ``threads``
+split each product's columns and each step's rows, and meet at barriers; each core reads only
+its share of W_hh) once a step has :data:`PACKED_THREAD_MACS` multiply-adds and the call
+:data:`PACKED_CALL_MACS`; "cblas" one block (the library threads each product itself).
 
 Choosing a path yourself (tests, benchmarks, a user comparing paths)::
 
@@ -70,6 +70,25 @@ SMALL_BATCH = 4
 #: multiply-adds: below, the barriers of a step cost more than the threads save (2 threads of a
 #: Zen 5 EPYC: even at 2¹⁸, an RNN (16, 100, 32, 128) trained 1.3× slower; at 2¹⁹ LSTMs gain).
 PACKED_THREAD_MACS = 1 << 19
+
+#: ... and once a call (all its steps) has this many: handing work to the pool's threads costs
+#: ~0.25 ms a call on that machine, so a decoder's one-step calls (LSTM N = 32, H = 256:
+#: 0.38 ms on one thread, 0.47 on two) stay on one thread; from ~2²⁶ two threads gain.
+PACKED_CALL_MACS = 1 << 26
+
+
+def step_threads() -> int:
+    """How many threads may share each step (``RNNKIT_STEP_THREADS``, default 1): opt-in, as
+    on the machine measured they sped a layer alone up (LSTM (32, 100, 128, 256) on 2 threads:
+    inference 14 → 8 ms, training 40 → 25 ms) but slowed whole training runs down, where the
+    model's other products leave OpenBLAS's threads spinning on the same cores and the steps
+    come after pauses (``rnnkit demo``: 79 s on one thread, 177 s on two; docs/speed.md)."""
+    value = os.environ.get("RNNKIT_STEP_THREADS", "1")
+    try:
+        return max(1, int(value))
+    except ValueError:
+        raise ValueError(f"RNNKIT_STEP_THREADS must be a positive integer, got {value!r}") \
+            from None
 
 
 @dataclass(frozen=True)
@@ -194,10 +213,10 @@ def forced(kernel: str | None = None, products: str | None = None, layout: str |
 
 
 def plan(cell, n: int, padded: bool, inference: bool, probe: bool = False,
-         dropout_between: bool = False) -> Plan:
-    """The path for a batch of ``n`` rows through a layer of ``cell`` (``padded``: some rows
-    shorter than T; ``probe``: gradient norms requested; ``dropout_between``: dropout between
-    stacked layers active). See the module docstring for the rules."""
+         dropout_between: bool = False, steps: int = 1) -> Plan:
+    """The path for a batch of ``n`` rows through a layer of ``cell`` over ``steps`` steps
+    (``padded``: some rows shorter than that; ``probe``: gradient norms requested;
+    ``dropout_between``: dropout between stacked layers active). See the module docstring."""
     f = getattr(_forced, "value", None) or {}
     kernel = f.get("kernel") or backend.engine()
     if kernel == "numpy" or probe:
@@ -213,9 +232,10 @@ def plan(cell, n: int, padded: bool, inference: bool, probe: bool = False,
         else:
             layout = "time-major" if dropout_between else "batch-major"
         blocks = blas.row_blocks(n) if products == "mkl" else 1
-        macs = n * cell.hidden_size * cell.gates * cell.hidden_size
-        threads = blas.max_threads() if products == "packed" and macs >= PACKED_THREAD_MACS \
-            else 1
+        macs = n * cell.hidden_size * cell.gates * cell.hidden_size  # a step's product
+        threads = min(step_threads(), blas.max_threads()) if (
+            products == "packed" and macs >= PACKED_THREAD_MACS
+            and macs * steps >= PACKED_CALL_MACS) else 1
         chosen = Plan(kernel, products, layout, blocks, blocks, threads, threads)
     if f.get("layout"):
         layout = f["layout"]

@@ -240,7 +240,7 @@ class RecurrentLayer:
         else:
             steps = np.full(t, n, dtype=np.int64)
         pk = runner.Packing(steps, n)
-        chosen = self.plan(n, pk.padded, inference)
+        chosen = self.plan(n, pk.padded, inference, t)
         cache = None
         if chosen.layout == "batch-major" and inference:
             out, hn, cn = runner.infer_batch_major(self, chosen, x, h0, c0, pk)
@@ -252,11 +252,12 @@ class RecurrentLayer:
         out, hn, cn = runner.unsort(order, out, hn, cn)
         return out, ((hn, cn) if self.cell.has_cell_state else hn), cache
 
-    def plan(self, n: int, padded: bool = False, inference: bool = False):
-        """The :class:`rnnkit.plan.Plan` a forward pass over n rows would run."""
+    def plan(self, n: int, padded: bool = False, inference: bool = False, steps: int = 1):
+        """The :class:`rnnkit.plan.Plan` a forward pass over n rows and ``steps`` steps would
+        run."""
         dropout_between = self.training and self.dropout > 0 and self.num_layers > 1
         return plan(self.cell, n, padded, inference, probe=self.probe is not None,
-                    dropout_between=dropout_between)
+                    dropout_between=dropout_between, steps=steps)
 
     def dropout_mask(self, shape: tuple, layer: int) -> Array | None:
         """Inverted dropout on layer ``layer``'s output (0 with probability ``dropout``, else

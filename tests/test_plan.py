@@ -53,14 +53,19 @@ def test_packed_products_where_they_measured_faster(numba_engine, monkeypatch):
     threads once a step has PACKED_THREAD_MACS multiply-adds; few rows stay in the loop."""
     monkeypatch.setattr(plan, "recurrent_products", lambda: "packed")
     monkeypatch.setattr(blas, "max_threads", lambda: 3)
+    big = rnnkit.GRU(3, 64).cell
+    assert plan.plan(big, 43, True, True, steps=200).threads == 1  # one unless asked
+    monkeypatch.setenv("RNNKIT_STEP_THREADS", "4")  # asked: as many as the BLAS may use
     small, big = rnnkit.GRU(3, 4).cell, rnnkit.GRU(3, 64).cell  # 3·64² MACs a row
     assert plan.plan(small, 3, False, False) == Plan("numba", "loop", "time-major")
     assert plan.plan(small, 40, False, True) == Plan("numba", "packed", "time-major")
-    assert plan.plan(big, 42, False, False) == Plan("numba", "packed", "time-major")
-    assert plan.plan(big, 43, True, True) == Plan("numba", "packed", "time-major", 1, 1, 3, 3)
+    assert plan.plan(big, 42, False, False, steps=200) == Plan("numba", "packed", "time-major")
+    assert plan.plan(big, 43, True, True, steps=200) == Plan("numba", "packed", "time-major",
+                                                             1, 1, 3, 3)
+    assert plan.plan(big, 43, True, True, steps=100).threads == 1  # too little a call
     peep = rnnkit.LSTM(3, 64, peepholes=True).cell  # its backward sums over rows: one thread
-    assert plan.plan(peep, 64, False, False) == Plan("numba", "packed", "time-major", 1, 1,
-                                                     3, 1)
+    assert plan.plan(peep, 64, False, False, steps=100) == Plan("numba", "packed",
+                                                                "time-major", 1, 1, 3, 1)
 
 
 def test_products_choice_is_measured_once_and_remembered(tmp_path, monkeypatch):
