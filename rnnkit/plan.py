@@ -9,10 +9,10 @@ gives the same numbers to rounding; they differ in speed only.
     products  how each step's recurrent product is made: "numpy" (np.matmul from a loop in
               Python), "cblas" (the cblas_?gemm of NumPy's own BLAS, called inside a compiled
               loop), "mkl" (MKL's packed GEMM inside a compiled loop), "packed" (rnnkit's
-              own GEMM on W packed once per call, rnnkit._simd, inside a compiled loop; the
-              layer's input projection is then made by it too), "loop" (row by row inside a
-              compiled loop: batches of a few rows, where calling a library per step costs
-              more than the arithmetic).
+              own GEMM on W packed once per call, rnnkit._simd, inside a compiled loop; with
+              threads that share each step, the layer's other products too), "loop" (row by
+              row inside a compiled loop: batches of a few rows, where calling a library per
+              step costs more than the arithmetic).
     layout    "step" (the loop over steps is Python's; products "numpy"), "time-major"
               (compiled loops on packed time-major arrays: any padding), "batch-major"
               (compiled loops on the caller's (N, T, ·) arrays: training without padding, and
