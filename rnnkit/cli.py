@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of every ``rnnkit`` command (``--help`` shows each option)."""
     from . import __version__
     from .init import INITS
-    from .models import CELL_SPECS
+    from .options import CELL_SPECS
 
     cells = list(CELL_SPECS)
     ap = argparse.ArgumentParser(prog="rnnkit", description="Recurrent neural networks on NumPy "
@@ -363,7 +363,7 @@ def _gradflow(args, ap) -> int:
     import numpy as np
 
     from .diagnostics import gradient_flow, plot_gradient_flow
-    from .models import CELL_SPECS, make_recurrent
+    from .options import CELL_SPECS, RecurrentOptions, make_recurrent
 
     cells = [c.strip() for c in args.cell.split(",") if c.strip()]
     for c in cells:
@@ -373,7 +373,8 @@ def _gradflow(args, ap) -> int:
         (args.batch_size, args.length, args.input_size)).astype(np.float32)
     curves = {}
     for c in cells:
-        layer = make_recurrent(c, args.input_size, args.hidden, init=args.init, gain=args.gain,
+        layer = make_recurrent(c, args.input_size, args.hidden,
+                               options=RecurrentOptions(init=args.init, gain=args.gain),
                                seed=args.seed)
         curves[c] = gradient_flow(layer, x, seed=args.seed)["l0"]
     if args.json:

@@ -155,23 +155,29 @@ class Embedding(Layer):
 
 class Dropout(Layer):
     """Inverted dropout: in training y = x ⊙ m / (1 − p) with m ~ Bernoulli(1 − p) from the
-    layer's seeded generator; in eval mode y = x. Backward: dx = dy ⊙ m / (1 − p)."""
+    layer's seeded generator; in eval mode y = x. Backward: dx = dy ⊙ m / (1 − p).
+    ``variational`` (Gal & Ghahramani 2016, "locked" dropout): on x (N, T, F) one mask
+    (N, 1, F) for every step of a sequence, so a unit is dropped for the whole sequence."""
 
-    def __init__(self, p: float = 0.5, seed: int | None = None):
-        if not (isinstance(p, int | float) and 0.0 <= p < 1.0):
+    def __init__(self, p: float = 0.5, seed: int | None = None, variational: bool = False):
+        if isinstance(p, bool) or not (isinstance(p, int | float) and 0.0 <= p < 1.0):
             raise ValueError(f"dropout p must be a number in [0, 1), got {p!r}")
         self.p = float(p)
+        self.variational = bool(variational)
         self.rng = np.random.default_rng(seed)
         self.params, self.grads = {}, {}
 
     def forward(self, x):
         """Returns ``(y, cache)``: in training y = x ⊙ m / (1 − p) with m ~ Bernoulli(1 − p)
-        (seeded); in eval mode y = x.
+        (seeded; shared over axis 1 when variational and x has 3 axes); in eval mode y = x.
         """
         x = np.asarray(x)
         if not self.training or self.p == 0.0:
             return x, None
-        mask = (self.rng.random(x.shape) >= self.p).astype(x.dtype) / (1.0 - self.p)
+        shape = x.shape
+        if self.variational and x.ndim == 3:
+            shape = (x.shape[0], 1, x.shape[2])
+        mask = (self.rng.random(shape) >= self.p).astype(x.dtype) / (1.0 - self.p)
         return x * mask, mask
 
     def backward(self, dy, cache):

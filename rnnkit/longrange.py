@@ -43,6 +43,7 @@ def baseline(task: str, length: int) -> float:
 
 def run(task: str, length: int, cell: str = "lstm", hidden_size: int = 128,
         num_layers: int = 1, init: str | None = None, gain: float = 1.0,
+        forget_bias: float | None = None, chrono: int | None = None,
         sequences: int = 100_000, batch_size: int = 50, lr: float = 1e-3,
         optimizer: str = "adam", clip_norm: float | None = 1.0, seed: int = 0,
         out: str | Path | None = None, progress: bool = False) -> dict:
@@ -65,16 +66,13 @@ def run(task: str, length: int, cell: str = "lstm", hidden_size: int = 128,
     train = make_data(task, size, length, rng)
     dev = make_data(task, 500, length, rng)
     test = make_data(task, 2000, length, rng)
+    options = dict(hidden_size=hidden_size, num_layers=num_layers, cell=cell, init=init,
+                   gain=gain, forget_bias=forget_bias, chrono=chrono, seed=seed)
     if task == "adding":
-        model = SequenceRegressor(RegressorConfig(input_size=2, hidden_size=hidden_size,
-                                                  num_layers=num_layers, cell=cell, init=init,
-                                                  gain=gain, seed=seed))
+        model = SequenceRegressor(RegressorConfig(input_size=2, **options))
     else:
         model = StepClassifier(StepClassifierConfig(num_symbols=COPY_SYMBOLS,
-                                                    num_classes=COPY_CLASSES,
-                                                    hidden_size=hidden_size,
-                                                    num_layers=num_layers, cell=cell, init=init,
-                                                    gain=gain, seed=seed))
+                                                    num_classes=COPY_CLASSES, **options))
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                       clip_norm=clip_norm, bucket=False, seed=seed, progress=progress)
     if out is not None:
@@ -88,7 +86,8 @@ def run(task: str, length: int, cell: str = "lstm", hidden_size: int = 128,
     trainer = Trainer(model, train, dev, cfg, run_dir,
                       extra_config={"task": task, "length": length})
     summary = {"task": task, "length": length, "cell": cell, "init": init or "default",
-               "gain": gain, "hidden_size": hidden_size, "sequences": epochs * size,
+               "gain": gain, "forget_bias": forget_bias, "chrono": chrono,
+               "hidden_size": hidden_size, "sequences": epochs * size,
                "clip_norm": clip_norm, "baseline": baseline(task, length), "diverged": None}
     t0 = time.perf_counter()
     try:

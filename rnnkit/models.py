@@ -10,38 +10,17 @@ evaluation parts into the reported numbers.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
-from .init import init_recurrent
 from .layers import Dropout, Embedding, Linear
 from .losses import cross_entropy, mse_loss
-from .recurrent import GRU, LSTM, RNN
+from .options import CELL_SPECS, RecurrentOptions, make_recurrent
+from .recurrent import LSTM
 
-CELLS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
-#: Cell specifications of the long-range models: (layer class, keyword arguments, init).
-CELL_SPECS = {
-    "rnn": (RNN, {"nonlinearity": "tanh"}, "default"),
-    "rnn-relu": (RNN, {"nonlinearity": "relu"}, "default"),
-    "irnn": (RNN, {"nonlinearity": "relu"}, "identity"),
-    "lstm": (LSTM, {}, "default"),
-    "gru": (GRU, {"reset_after": False}, "default"),
-    "gru-after": (GRU, {"reset_after": True}, "default"),
-}
+__all__ = ["CELL_SPECS", "MODELS", "RecurrentOptions", "make_recurrent"]
 MODELS: dict[str, type] = {}
-
-
-def make_recurrent(cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
-                   init: str | None = None, gain: float = 1.0, dtype: str = "float32",
-                   seed: int = 0):
-    """A recurrent layer from a cell specification of CELL_SPECS (``irnn`` = ReLU RNN with
-    identity initialisation); ``init`` overrides the specification's initialisation."""
-    if cell not in CELL_SPECS:
-        raise ValueError(f"unknown cell {cell!r}; expected one of {', '.join(CELL_SPECS)}")
-    cls, kwargs, default_init = CELL_SPECS[cell]
-    layer = cls(input_size, hidden_size, num_layers, dtype=dtype, seed=seed, **kwargs)
-    return init_recurrent(layer, init or default_init, gain, seed=seed)
 
 
 def register(cls):
@@ -153,13 +132,13 @@ def _add_bigrams_backward(layer, db, bcache) -> None:
 
 
 @dataclass
-class ClassifierConfig:
+class ClassifierConfig(RecurrentOptions):
     vocab_size: int  # number of token ids (embedding rows)
     num_classes: int  # number of labels
     embedding_dim: int = 64  # size of a token vector
     hidden_size: int = 128  # H of each recurrent direction
     num_layers: int = 1  # stacked recurrent layers
-    cell: str = "lstm"  # lstm | gru | rnn
+    cell: str = "lstm"  # rnn | rnn-relu | irnn | lstm | gru | gru-after (rnnkit.options)
     bidirectional: bool = True  # read the sentence both ways
     dropout: float = 0.0  # dropout on embeddings, between layers and before the output
     pooling: str = "last"  # last | mean | max: how the states become one sentence vector
@@ -190,8 +169,6 @@ class SequenceClassifier(Model):
     def __init__(self, config: ClassifierConfig):
         super().__init__(config)
         c = config
-        if c.cell not in CELLS:
-            raise ValueError(f"unknown cell {c.cell!r}; expected one of {', '.join(CELLS)}")
         if c.pooling not in ("last", "mean", "max"):
             raise ValueError(f"unknown pooling {c.pooling!r}; expected last, mean or max")
         dirs = 2 if c.bidirectional else 1
@@ -201,10 +178,10 @@ class SequenceClassifier(Model):
         if c.bigram_vocab_size:
             self.layers["bigram_embedding"] = _bigram_embedding(c)
             feat += 2 * c.bigram_dim
-        self.layers["rnn"] = CELLS[c.cell](feat, c.hidden_size, c.num_layers,
-                                           bidirectional=c.bidirectional, dropout=c.dropout,
-                                           dtype=c.dtype, seed=c.seed + 1)
-        self.layers["dropout"] = Dropout(c.dropout, seed=c.seed + 2)
+        self.layers["rnn"] = make_recurrent(c.cell, feat, c.hidden_size, c.num_layers, c,
+                                            bidirectional=c.bidirectional, dropout=c.dropout,
+                                            dtype=c.dtype, seed=c.seed + 1)
+        self.layers["dropout"] = Dropout(c.dropout, seed=c.seed + 2, variational=c.variational)
         self.layers["head"] = Linear(dirs * c.hidden_size, c.num_classes, dtype=c.dtype,
                                      seed=c.seed + 3)
         self._finish()
@@ -316,14 +293,12 @@ class SequenceClassifier(Model):
 
 
 @dataclass
-class RegressorConfig:
+class RegressorConfig(RecurrentOptions):
     input_size: int  # features per step
     output_size: int = 1  # regression targets
     hidden_size: int = 128  # H
     num_layers: int = 1  # stacked recurrent layers
     cell: str = "lstm"  # rnn | rnn-relu | irnn | lstm | gru | gru-after
-    init: str | None = None  # default | orthogonal | identity (None: the cell's own)
-    gain: float = 1.0  # multiplies W_hh after initialisation
     seed: int = 0  # initialisation seed
     dtype: str = "float32"  # float32 | float64
 
@@ -339,7 +314,7 @@ class SequenceRegressor(Model):
         super().__init__(config)
         c = config
         self.layers["rnn"] = make_recurrent(c.cell, c.input_size, c.hidden_size, c.num_layers,
-                                            c.init, c.gain, c.dtype, c.seed)
+                                            c, dtype=c.dtype, seed=c.seed)
         self.layers["head"] = Linear(c.hidden_size, c.output_size, dtype=c.dtype,
                                      seed=c.seed + 1)
         self._finish()
@@ -381,14 +356,12 @@ class SequenceRegressor(Model):
 
 
 @dataclass
-class StepClassifierConfig:
+class StepClassifierConfig(RecurrentOptions):
     num_symbols: int  # input alphabet (one-hot inputs)
     num_classes: int  # output classes per step
     hidden_size: int = 128  # H
     num_layers: int = 1  # stacked recurrent layers
     cell: str = "lstm"  # rnn | rnn-relu | irnn | lstm | gru | gru-after
-    init: str | None = None  # default | orthogonal | identity (None: the cell's own)
-    gain: float = 1.0  # multiplies W_hh after initialisation
     seed: int = 0  # initialisation seed
     dtype: str = "float32"  # float32 | float64
 
@@ -405,7 +378,7 @@ class StepClassifier(Model):
         super().__init__(config)
         c = config
         self.layers["rnn"] = make_recurrent(c.cell, c.num_symbols, c.hidden_size, c.num_layers,
-                                            c.init, c.gain, c.dtype, c.seed)
+                                            c, dtype=c.dtype, seed=c.seed)
         self.layers["head"] = Linear(c.hidden_size, c.num_classes, dtype=c.dtype,
                                      seed=c.seed + 1)
         self._eye = np.eye(c.num_symbols, dtype=c.dtype)
@@ -446,13 +419,13 @@ class StepClassifier(Model):
 
 
 @dataclass
-class TaggerConfig:
+class TaggerConfig(RecurrentOptions):
     vocab_size: int  # word ids (embedding rows)
     num_tags: int  # labels
     embedding_dim: int = 100  # size of a word vector
     hidden_size: int = 128  # H of each direction
     num_layers: int = 1  # stacked recurrent layers
-    cell: str = "lstm"  # lstm | gru | rnn
+    cell: str = "lstm"  # rnn | rnn-relu | irnn | lstm | gru | gru-after (rnnkit.options)
     dropout: float = 0.0  # on the token features, between layers and before the output
     char_vocab_size: int = 0  # character ids; 0 turns the character features off
     char_embedding_dim: int = 25  # size of a character vector
@@ -487,8 +460,6 @@ class SequenceTagger(Model):
     def __init__(self, config: TaggerConfig):
         super().__init__(config)
         c = config
-        if c.cell not in CELLS:
-            raise ValueError(f"unknown cell {c.cell!r}; expected one of {', '.join(CELLS)}")
         if not 0.0 <= c.word_dropout < 1.0:
             raise ValueError(f"word_dropout must be in [0, 1), got {c.word_dropout!r}")
         self.word_rng = np.random.default_rng(c.seed + 7)  # seed + 6: the bigram table
@@ -505,10 +476,10 @@ class SequenceTagger(Model):
         if c.bigram_vocab_size:
             self.layers["bigram_embedding"] = _bigram_embedding(c)
             feat += 2 * c.bigram_dim
-        self.layers["rnn"] = CELLS[c.cell](feat, c.hidden_size, c.num_layers,
-                                           bidirectional=True, dropout=c.dropout,
-                                           dtype=c.dtype, seed=c.seed + 1)
-        self.layers["dropout"] = Dropout(c.dropout, seed=c.seed + 2)
+        self.layers["rnn"] = make_recurrent(c.cell, feat, c.hidden_size, c.num_layers, c,
+                                            bidirectional=True, dropout=c.dropout,
+                                            dtype=c.dtype, seed=c.seed + 1)
+        self.layers["dropout"] = Dropout(c.dropout, seed=c.seed + 2, variational=c.variational)
         self.layers["head"] = Linear(2 * c.hidden_size, c.num_tags, dtype=c.dtype,
                                      seed=c.seed + 3)
         self._finish()
@@ -641,12 +612,12 @@ class SequenceTagger(Model):
 
 
 @dataclass
-class LMConfig:
+class LMConfig(RecurrentOptions):
     vocab_size: int  # token ids (characters or words)
     embedding_dim: int = 128  # size of a token vector
     hidden_size: int = 256  # H
     num_layers: int = 2  # stacked recurrent layers
-    cell: str = "lstm"  # lstm | gru | rnn
+    cell: str = "lstm"  # rnn | rnn-relu | irnn | lstm | gru | gru-after (rnnkit.options)
     dropout: float = 0.0  # on embeddings, between layers and before the output
     level: str = "char"  # char | word: what a token is (bits per character need char)
     seed: int = 0  # initialisation and dropout seed
@@ -669,15 +640,14 @@ class LanguageModel(Model):
     def __init__(self, config: LMConfig):
         super().__init__(config)
         c = config
-        if c.cell not in CELLS:
-            raise ValueError(f"unknown cell {c.cell!r}; expected one of {', '.join(CELLS)}")
         if c.level not in ("char", "word"):
             raise ValueError(f"level must be 'char' or 'word', got {c.level!r}")
         self.layers["embedding"] = Embedding(c.vocab_size, c.embedding_dim, dtype=c.dtype,
                                              seed=c.seed)
-        self.layers["rnn"] = CELLS[c.cell](c.embedding_dim, c.hidden_size, c.num_layers,
-                                           dropout=c.dropout, dtype=c.dtype, seed=c.seed + 1)
-        self.layers["dropout"] = Dropout(c.dropout, seed=c.seed + 2)
+        self.layers["rnn"] = make_recurrent(c.cell, c.embedding_dim, c.hidden_size,
+                                            c.num_layers, c, dropout=c.dropout, dtype=c.dtype,
+                                            seed=c.seed + 1)
+        self.layers["dropout"] = Dropout(c.dropout, seed=c.seed + 2, variational=c.variational)
         self.layers["head"] = Linear(c.hidden_size, c.vocab_size, dtype=c.dtype,
                                      seed=c.seed + 3)
         self._finish()
@@ -794,13 +764,13 @@ class LanguageModel(Model):
 
 
 @dataclass
-class Seq2SeqConfig:
+class Seq2SeqConfig(RecurrentOptions):
     src_vocab_size: int  # source token ids
     tgt_vocab_size: int  # target token ids (with <pad> 0, <bos> 2, <eos> 3)
     embedding_dim: int = 128  # size of a token vector (both sides)
     hidden_size: int = 256  # H of encoder and decoder
     num_layers: int = 1  # stacked layers, encoder and decoder alike
-    cell: str = "gru"  # lstm | gru | rnn
+    cell: str = "gru"  # rnn | rnn-relu | irnn | lstm | gru | gru-after (rnnkit.options)
     attention: str = "dot"  # none | dot | general | additive
     dropout: float = 0.0  # on embeddings and before the output
     teacher_forcing: float = 1.0  # probability of feeding the gold previous token in training
@@ -831,8 +801,6 @@ class Seq2Seq(Model):
 
         super().__init__(config)
         c = config
-        if c.cell not in CELLS:
-            raise ValueError(f"unknown cell {c.cell!r}; expected one of {', '.join(CELLS)}")
         if c.attention not in ("none", "dot", "general", "additive"):
             raise ValueError(f"unknown attention {c.attention!r}; expected none, dot, general "
                              "or additive")
@@ -842,15 +810,20 @@ class Seq2Seq(Model):
         L["src_embedding"] = Embedding(c.src_vocab_size, c.embedding_dim, 0, c.dtype, c.seed)
         L["tgt_embedding"] = Embedding(c.tgt_vocab_size, c.embedding_dim, 0, c.dtype,
                                        c.seed + 1)
-        L["encoder"] = CELLS[c.cell](c.embedding_dim, H, c.num_layers, dtype=c.dtype,
-                                     seed=c.seed + 2)
-        L["decoder"] = CELLS[c.cell](c.embedding_dim, H, c.num_layers, dtype=c.dtype,
-                                     seed=c.seed + 3)
+        if c.weight_drop and c.teacher_forcing < 1:
+            raise ValueError("weight_drop needs teacher_forcing=1: a decoder fed its own "
+                             "predictions runs step by step, and would draw a mask per step")
+        # The decoder starts from the encoder's final state: init_state is the encoder's.
+        L["encoder"] = make_recurrent(c.cell, c.embedding_dim, H, c.num_layers, c,
+                                      dtype=c.dtype, seed=c.seed + 2)
+        L["decoder"] = make_recurrent(c.cell, c.embedding_dim, H, c.num_layers,
+                                      replace(c, init_state="zeros"), dtype=c.dtype,
+                                      seed=c.seed + 3)
         if c.attention in ("dot", "general"):
             L["attention"] = DotAttention(H, kind=c.attention, dtype=c.dtype, seed=c.seed + 4)
         elif c.attention == "additive":
             L["attention"] = AdditiveAttention(H, H, H, dtype=c.dtype, seed=c.seed + 4)
-        L["dropout"] = Dropout(c.dropout, seed=c.seed + 5)
+        L["dropout"] = Dropout(c.dropout, seed=c.seed + 5, variational=c.variational)
         feat = 2 * H if c.attention != "none" else H
         L["head"] = Linear(feat, c.tgt_vocab_size, dtype=c.dtype, seed=c.seed + 6)
         self._finish()

@@ -24,6 +24,8 @@ its parameters and hands the batch over. Choose a path with :func:`rnnkit.plan.f
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from . import blas, runner
@@ -59,13 +61,17 @@ class RecurrentLayer:
         dtype: str = "float32",
         seed: int | None = None,
         init_state: str = "zeros",
+        weight_drop: float = 0.0,
+        variational: bool = False,
     ):
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                             ("num_layers", num_layers)):
             if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not (isinstance(dropout, int | float) and 0.0 <= dropout < 1.0):
-            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        for name, value in (("dropout", dropout), ("weight_drop", weight_drop)):
+            if isinstance(value, bool) or not (isinstance(value, int | float)
+                                               and 0.0 <= value < 1.0):
+                raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
         if init_state not in INIT_STATES:
             raise ValueError(f"unknown init_state {init_state!r}; expected one of {INIT_STATES}")
         self.cell = cell
@@ -75,6 +81,8 @@ class RecurrentLayer:
         self.bias = bool(bias)
         self.bidirectional = bool(bidirectional)
         self.dropout = float(dropout)
+        self.weight_drop = float(weight_drop)
+        self.variational = bool(variational)
         self.dtype = resolve_dtype(dtype)
         self.init_state = init_state
         self.training = True
@@ -241,44 +249,72 @@ class RecurrentLayer:
             steps = np.full(t, n, dtype=np.int64)
         pk = runner.Packing(steps, n)
         chosen = self.plan(n, pk.padded, inference, t)
+        hh_masks = self.weight_drop_masks()
+        if inference and hh_masks is not None and chosen.layout == "batch-major":
+            chosen = replace(chosen, layout="time-major")  # the inference loop keeps no masks
         cache = None
         if chosen.layout == "batch-major" and inference:
             out, hn, cn = runner.infer_batch_major(self, chosen, x, h0, c0, pk)
         elif chosen.layout == "batch-major":
-            out, hn, cn, cache = runner.forward_batch_major(self, chosen, x, h0, c0, pk)
+            out, hn, cn, cache = runner.forward_batch_major(self, chosen, x, h0, c0, pk,
+                                                            hh_masks)
         else:
             out, hn, cn, cache = runner.forward_time_major(self, chosen, x, h0, c0, pk, order,
-                                                           inference)
+                                                           inference, hh_masks)
         out, hn, cn = runner.unsort(order, out, hn, cn)
         return out, ((hn, cn) if self.cell.has_cell_state else hn), cache
 
     def plan(self, n: int, padded: bool = False, inference: bool = False, steps: int = 1):
         """The :class:`rnnkit.plan.Plan` a forward pass over n rows and ``steps`` steps would
         run."""
-        dropout_between = self.training and self.dropout > 0 and self.num_layers > 1
+        dropout_between = self.training and (self.dropout > 0 and self.num_layers > 1
+                                             or self.weight_drop > 0)
         return plan(self.cell, n, padded, inference, probe=self.probe is not None,
                     dropout_between=dropout_between, steps=steps)
 
-    def dropout_mask(self, shape: tuple, layer: int) -> Array | None:
-        """Inverted dropout on layer ``layer``'s output (0 with probability ``dropout``, else
-        1/(1−p)), or None where none applies (eval mode, no dropout, the last layer)."""
-        if not (self.training and self.dropout > 0 and layer < self.num_layers - 1):
-            return None
-        keep_p = 1.0 - self.dropout
+    def _keep_mask(self, shape: tuple, p: float) -> Array:
+        """Inverted dropout's mask: 0 with probability p, else 1/(1−p)."""
+        keep_p = 1.0 - p
         return (self.rng.random(shape) < keep_p).astype(self.dtype) / keep_p
 
-    def weights(self, layer: int, direction: int) -> runner.Weights:
-        """One direction's parameters in the forms the time loops take."""
+    def dropout_mask(self, shape: tuple, layer: int, rows: int) -> Array | None:
+        """Dropout on layer ``layer``'s output: a mask of ``shape`` (steps × rows of the
+        path's layout, width), a fresh value at every step, or with ``variational`` (Gal &
+        Ghahramani 2016) one (rows, width) mask that every step of a sequence shares; None
+        where none applies (eval mode, no dropout, the last layer)."""
+        if not (self.training and self.dropout > 0 and layer < self.num_layers - 1):
+            return None
+        if self.variational:
+            return self._keep_mask((rows, shape[-1]), self.dropout)
+        return self._keep_mask(shape, self.dropout)
+
+    def weight_drop_masks(self) -> dict[str, Array] | None:
+        """DropConnect on W_hh (Wan et al. 2013; the "weight drop" of Merity et al. 2018): in
+        training, a mask M per layer and direction, drawn once per forward pass and used at
+        every step: the loops run W_hh ⊙ M, and ∂L/∂W_hh = ∂L/∂(W_hh ⊙ M) ⊙ M. Keyed by the
+        parameters' suffix; None when off."""
+        if not (self.training and self.weight_drop > 0):
+            return None
+        return {self._suffix(i, d): self._keep_mask(
+                    self.params[f"weight_hh{self._suffix(i, d)}"].shape, self.weight_drop)
+                for i in range(self.num_layers) for d in range(self.num_directions)}
+
+    def weights(self, layer: int, direction: int,
+                hh_masks: dict[str, Array] | None = None) -> runner.Weights:
+        """One direction's parameters in the forms the time loops take (W_hh ⊙ M with
+        :meth:`weight_drop_masks`' masks)."""
         s = self._suffix(layer, direction)
         p, empty = self.params, np.empty(0, dtype=self.dtype)
         b_ih, b_hh = p.get(f"bias_ih{s}"), p.get(f"bias_hh{s}")
         b_hn = self.cell.hidden_bias(b_hh)
         peep = p.get(f"weight_peephole{s}")
+        mask = None if hh_masks is None else hh_masks[s]
+        w_hh = p[f"weight_hh{s}"] if mask is None else p[f"weight_hh{s}"] * mask
         return runner.Weights(
-            w_ih=p[f"weight_ih{s}"], w_hh=p[f"weight_hh{s}"], b=self.cell.input_bias(b_ih, b_hh),
+            w_ih=p[f"weight_ih{s}"], w_hh=w_hh, b=self.cell.input_bias(b_ih, b_hh),
             p=empty if peep is None else peep,
             dp=empty if peep is None else self.grads[f"weight_peephole{s}"],
-            b_hn=empty if b_hn is None else b_hn, suffix=s)
+            b_hn=empty if b_hn is None else b_hn, suffix=s, hh_mask=mask)
 
     # ------------------------------------------------------------------ backward
     def backward(self, dout, dstate, cache: runner.Cache):
@@ -327,10 +363,11 @@ class RNN(RecurrentLayer):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  nonlinearity: str = "tanh", bias: bool = True, bidirectional: bool = False,
                  dropout: float = 0.0, dtype: str = "float32", seed: int | None = None,
-                 init_state: str = "zeros"):
+                 init_state: str = "zeros", weight_drop: float = 0.0, variational: bool = False):
         self.nonlinearity = nonlinearity
         super().__init__(RNNCell(hidden_size, nonlinearity), input_size, hidden_size,
-                         num_layers, bias, bidirectional, dropout, dtype, seed, init_state)
+                         num_layers, bias, bidirectional, dropout, dtype, seed, init_state,
+                         weight_drop, variational)
 
 
 class LSTM(RecurrentLayer):
@@ -342,10 +379,11 @@ class LSTM(RecurrentLayer):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, bidirectional: bool = False, dropout: float = 0.0,
                  dtype: str = "float32", seed: int | None = None, init_state: str = "zeros",
-                 peepholes: bool = False):
+                 peepholes: bool = False, weight_drop: float = 0.0, variational: bool = False):
         self.peepholes = bool(peepholes)
         super().__init__(LSTMCell(hidden_size, self.peepholes), input_size, hidden_size,
-                         num_layers, bias, bidirectional, dropout, dtype, seed, init_state)
+                         num_layers, bias, bidirectional, dropout, dtype, seed, init_state,
+                         weight_drop, variational)
 
 
 class GRU(RecurrentLayer):
@@ -358,7 +396,8 @@ class GRU(RecurrentLayer):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, bidirectional: bool = False, dropout: float = 0.0,
                  dtype: str = "float32", seed: int | None = None, init_state: str = "zeros",
-                 reset_after: bool = False):
+                 reset_after: bool = False, weight_drop: float = 0.0, variational: bool = False):
         self.reset_after = bool(reset_after)
         super().__init__(GRUCell(hidden_size, self.reset_after), input_size, hidden_size,
-                         num_layers, bias, bidirectional, dropout, dtype, seed, init_state)
+                         num_layers, bias, bidirectional, dropout, dtype, seed, init_state,
+                         weight_drop, variational)

@@ -41,6 +41,7 @@ class Weights:
     dp: Array  # their gradient (added into) or empty
     b_hn: Array  # the part of b_hh inside a product (reset-after GRU) or empty
     suffix: str
+    hh_mask: Array | None = None  # weight drop's mask: w_hh is then W_hh ⊙ hh_mask
     _w_hhT: Array | None = None
 
     @property
@@ -86,6 +87,11 @@ class Packing:
         """(T, N, F) → (P, F)."""
         flat = a.reshape(self.t * self.n, -1)
         return flat if self.idx is None else flat[self.idx]
+
+    @property
+    def rows(self) -> Array:
+        """The (sorted) batch row of each packed row (P,)."""
+        return np.arange(self.size) - np.repeat(self.off[:-1], self.steps)
 
     def unpack(self, p: Array) -> Array:
         """(P, F) → (T, N, F), zeros where padded."""
@@ -135,6 +141,7 @@ class Cache:
     inputs: list  # per layer: its input (packed, or batch-major) after dropout
     dirs: list  # per layer: list of Buffers per direction
     masks: list  # per layer: the dropout mask applied to its output (or None)
+    hh_masks: dict | None  # weight drop's masks of W_hh, by parameter suffix (or None)
     layer_id: int
     owned: list  # (key, array) of the layer's work pool, returned to it after backward
 
@@ -363,8 +370,20 @@ def _product(a: Array, w: Array, plan, out: Array, accumulate: bool = False,
     return out
 
 
+def _output_mask(layer, layer_i: int, pk: Packing, width: int, batch_major: bool):
+    """The dropout mask of layer ``layer_i``'s output in the path's layout — (N, T, width)
+    batch-major (broadcast over T when variational), (P, width) packed — or None."""
+    steps = pk.t * pk.n if batch_major else pk.size
+    mask = layer.dropout_mask((steps, width), layer_i, pk.n)
+    if mask is None:
+        return None
+    if layer.variational:  # (N, width): one mask per sequence
+        return mask[:, None, :] if batch_major else mask[pk.rows]
+    return mask.reshape(pk.t, pk.n, -1).transpose(1, 0, 2) if batch_major else mask
+
+
 def forward_time_major(layer, plan, x: Array, h0: Array, c0: Array | None, pk: Packing,
-                       order: Array | None, inference: bool):
+                       order: Array | None, inference: bool, hh_masks: dict | None = None):
     """Every layer on packed time-major arrays (layouts "step" and "time-major"); x, h0 and
     c0 sorted by length. → (out (N, T, dirs·H) as a view, h_n, c_n, cache or None)."""
     K = kernels_named(plan.kernel)
@@ -383,7 +402,7 @@ def forward_time_major(layer, plan, x: Array, h0: Array, c0: Array | None, pk: P
         bufs = []
         for direction in range(dirs):
             idx, reverse, key = layer_i * dirs + direction, bool(direction), (layer_i, direction)
-            w = layer.weights(layer_i, direction)
+            w = layer.weights(layer_i, direction, hh_masks)
             # One matrix product for the input projection of every step (SPEC §5).
             A = _product(inp, w.w_ih.T, plan, work_array(
                 layer, key + ("A",), (pk.size, w.w_ih.shape[0]), owned), inference=inference)
@@ -415,7 +434,7 @@ def forward_time_major(layer, plan, x: Array, h0: Array, c0: Array | None, pk: P
         if not inference:
             inputs.append(inp)
             dir_bufs.append(bufs)
-        mask = layer.dropout_mask((pk.size, dirs * H), layer_i)
+        mask = _output_mask(layer, layer_i, pk, dirs * H, False)
         if mask is not None:
             out = out * mask  # never in place: out may be a view of the cache
         masks.append(mask)
@@ -423,11 +442,13 @@ def forward_time_major(layer, plan, x: Array, h0: Array, c0: Array | None, pk: P
     cache = None
     if not inference:
         cache = Cache(n=n, t=t, order=order, packing=pk, plan=plan, inputs=inputs,
-                      dirs=dir_bufs, masks=masks, layer_id=id(layer), owned=owned)
+                      dirs=dir_bufs, masks=masks, hh_masks=hh_masks, layer_id=id(layer),
+                      owned=owned)
     return pk.unpack(inp).transpose(1, 0, 2), hn, cn, cache
 
 
-def forward_batch_major(layer, plan, x: Array, h0: Array, c0: Array | None, pk: Packing):
+def forward_batch_major(layer, plan, x: Array, h0: Array, c0: Array | None, pk: Packing,
+                        hh_masks: dict | None = None):
     """Training forward pass on batch-major arrays (a batch without padding): each layer's
     input (N, T, D_k) is multiplied by W_ihᵀ as it is, the loops write h_t into the layer's
     output (N, T, dirs·H), and the cache keeps the input by reference (as PyTorch's autograd
@@ -450,7 +471,7 @@ def forward_batch_major(layer, plan, x: Array, h0: Array, c0: Array | None, pk: 
         bufs = []
         for direction in range(dirs):
             idx, reverse, key = layer_i * dirs + direction, bool(direction), (layer_i, direction)
-            w = layer.weights(layer_i, direction)
+            w = layer.weights(layer_i, direction, hh_masks)
             A = work_array(layer, key + ("A",), (n * t, w.w_ih.shape[0]), owned)
             _product(inp.reshape(n * t, -1), w.w_ih.T, plan, A)
             A = A.reshape(n, t, -1)
@@ -471,14 +492,13 @@ def forward_batch_major(layer, plan, x: Array, h0: Array, c0: Array | None, pk: 
         inputs.append(inp)
         dir_bufs.append(bufs)
         # Drawn in the time-major path's order: the same seed, the same masks.
-        mask = layer.dropout_mask((t * n, dirs * H), layer_i)
+        mask = _output_mask(layer, layer_i, pk, dirs * H, True)
         if mask is not None:
-            mask = mask.reshape(t, n, -1).transpose(1, 0, 2)
             y = y * mask
         masks.append(mask)
         inp = y
     cache = Cache(n=n, t=t, order=None, packing=pk, plan=plan, inputs=inputs, dirs=dir_bufs,
-                  masks=masks, layer_id=id(layer), owned=owned)
+                  masks=masks, hh_masks=hh_masks, layer_id=id(layer), owned=owned)
     return inp, hn, cn, cache
 
 
@@ -571,7 +591,7 @@ def _backward_batch_major(layer, dout, dh_n, dc_n, cache: Cache):
         for direction in range(dirs):
             idx = layer_i * dirs + direction
             buf = bufs_all[layer_i][direction]
-            w = layer.weights(layer_i, direction)
+            w = layer.weights(layer_i, direction, cache.hh_masks)
             dh, dc = _final_grads(layer, dh_n, dc_n, idx, n)
             _run_compiled(layer, K, cache.plan, buf, w, pk, d=direction,
                           backward=(dy4, dh, dc))
@@ -615,7 +635,7 @@ def _backward_time_major(layer, dout, dh_n, dc_n, cache: Cache):
             d_dir = d_inp if dirs == 1 else np.ascontiguousarray(
                 d_inp[:, direction * H:(direction + 1) * H])
             buf = bufs_all[layer_i][direction]
-            w = layer.weights(layer_i, direction)
+            w = layer.weights(layer_i, direction, cache.hh_masks)
             if cache.plan.layout == "step":
                 probe = None if layer.probe is None else np.zeros((t, n), dtype=np.float64)
                 _step_loops(layer, K, buf, w, pk, backward=(d_dir, dh, dc, probe))
@@ -644,8 +664,12 @@ def _param_grads(layer, plan, dA: Array, inp: Array, hprev: Array, E: Array | No
     if w.b is not None:
         db = dA.sum(axis=0)
         g[f"bias_ih{s}"] += db
-    layer.cell.add_hh_grad(dA, hprev, E, db, g[f"weight_hh{s}"], g.get(f"bias_hh{s}"),
+    # With weight drop the loops ran W_hh ⊙ M: ∂L/∂W_hh = ∂L/∂(W_hh ⊙ M) ⊙ M.
+    dw = g[f"weight_hh{s}"] if w.hh_mask is None else np.zeros_like(w.w_hh)
+    layer.cell.add_hh_grad(dA, hprev, E, db, dw, g.get(f"bias_hh{s}"),
                            lambda a, b, out, accumulate: _product(a, b, plan, out, accumulate))
+    if w.hh_mask is not None:
+        g[f"weight_hh{s}"] += dw * w.hh_mask
     _product(dA, w.w_ih, plan, dx, accumulate)
 
 
