@@ -114,7 +114,8 @@ def main(argv=None) -> int:
                           indent=1)
     if not args.no_exploding:
         for clip in (None, 1.0):
-            r = run("adding", 20, cell="rnn", init="orthogonal", gain=1.5, hidden_size=64,
+            r = run("adding", 20, cell="rnn", options=dict(init="orthogonal", gain=1.5),
+                    hidden_size=64,
                     sequences=300_000, optimizer="sgd", lr=0.1, clip_norm=clip, seed=args.seed,
                     out=out / "runs" / f"exploding-clip-{clip}")
             explode.append(r)

@@ -37,6 +37,50 @@ def _clip(text: str) -> float | None:
     return value
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value}")
+    return value
+
+
+def _add_recurrent_options(t, inits) -> None:
+    """The recurrent stack's options (rnnkit.options.RecurrentOptions), the same flags for
+    every command that trains one."""
+    g = t.add_argument_group("recurrent options")
+    g.add_argument("--init", choices=inits, default=None,
+                   help="initialisation of W_hh (default: the cell's own: identity for irnn, "
+                   "PyTorch's uniform for the others)")
+    g.add_argument("--gain", type=float, default=1.0,
+                   help="multiply W_hh by this after initialising (default: 1)")
+    keep = g.add_mutually_exclusive_group()
+    keep.add_argument("--forget-bias", type=float, default=None, metavar="B",
+                      help="bias of the gate that keeps the state (LSTM f, GRU z); 1 is the "
+                      "usual choice (Gers et al. 2000) (default: PyTorch's uniform)")
+    keep.add_argument("--chrono", type=_positive_int, default=None, metavar="T_MAX",
+                      help="chrono initialisation of the gate biases for dependencies up to "
+                      "T_MAX steps (Tallec & Ollivier 2018) (default: off)")
+    g.add_argument("--peepholes", action="store_true",
+                   help="LSTM peephole connections from c to i, f, o (default: off)")
+    g.add_argument("--init-state", choices=["zeros", "random", "learned"], default="zeros",
+                   help="the initial state (default: zeros)")
+    g.add_argument("--weight-drop", type=_fraction, default=0.0, metavar="P",
+                   help="DropConnect on W_hh, one mask per batch (AWD-LSTM) (default: 0)")
+    g.add_argument("--variational", action="store_true",
+                   help="dropout masks shared by every step of a sequence (Gal & Ghahramani "
+                   "2016), on the inputs, between layers and on the outputs (default: off)")
+
+
+def _recurrent_options(args) -> dict:
+    """The RecurrentOptions fields the flags of :func:`_add_recurrent_options` set."""
+    return dict(init=args.init, gain=args.gain, forget_bias=args.forget_bias,
+                chrono=args.chrono, peepholes=args.peepholes, init_state=args.init_state,
+                weight_drop=args.weight_drop, variational=args.variational)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of every ``rnnkit`` command (``--help`` shows each option)."""
     from . import __version__
@@ -159,8 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="vocabulary: minimum count (default: 1)")
         t.add_argument("--max-vocab", type=_positive_int, default=None,
                        help="vocabulary: maximum size (default: no limit)")
-        t.add_argument("--cell", choices=["lstm", "gru", "rnn"], default="lstm",
-                       help="recurrent cell (default: lstm)")
+        t.add_argument("--cell", choices=cells, default="lstm",
+                       help="recurrent cell (default: lstm; gru is the notes' form, gru-after "
+                       "PyTorch's and cuDNN's)")
         t.add_argument("--hidden", type=_positive_int, default=128,
                        help="hidden size (default: 128)")
         t.add_argument("--layers", type=_positive_int, default=1 if task != "lm" else 2,
@@ -183,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="early stopping after this many epochs without improvement")
         t.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
         t.add_argument("--quiet", action="store_true", help="no progress bar")
+        _add_recurrent_options(t, INITS)
     for task, what in (("adding", "the adding problem (Hochreiter & Schmidhuber 1997)"),
                        ("copy", "the copy-memory task (Arjovsky et al. 2016)")):
         t = tsub.add_parser(task, help=f"{what}, generated", description=f"Train on {what} "
@@ -190,10 +236,6 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument("--length", type=_length, required=True,
                        help="T: the distance to bridge")
         t.add_argument("--cell", choices=cells, default="lstm", help="cell (default: lstm)")
-        t.add_argument("--init", choices=INITS, default=None,
-                       help="initialisation of W_hh (default: the cell's own)")
-        t.add_argument("--gain", type=float, default=1.0,
-                       help="multiply W_hh by this after initialising (default: 1)")
         t.add_argument("--hidden", type=_positive_int, default=128,
                        help="hidden size (default: 128)")
         t.add_argument("--layers", type=_positive_int, default=1,
@@ -212,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run directory (default: runs/TASK-LENGTH-CELL)")
         t.add_argument("--quiet", action="store_true", help="no progress bar")
         t.add_argument("--json", action="store_true", help="print the summary as JSON")
+        _add_recurrent_options(t, INITS)
 
     ev = sub.add_parser("eval", help="evaluate a trained run on a file",
                         description="classify: accuracy, macro-F1; tag: token accuracy; "
@@ -267,7 +310,7 @@ def _train_task(args) -> int:
                 layers=args.layers, embedding_dim=args.embedding_dim, dropout=args.dropout,
                 epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
                 lr=args.lr, clip_norm=args.clip, patience=args.patience, seed=args.seed,
-                progress=not args.quiet)
+                progress=not args.quiet, recurrent=_recurrent_options(args))
     if args.task == "classify":
         opts.update(text_column=args.text_column, label_column=args.label_column,
                     pooling=args.pooling, bidirectional=args.bidirectional,
@@ -400,7 +443,7 @@ def _train_long_range(args) -> int:
     from .longrange import run
 
     summary = run(args.task, args.length, cell=args.cell, hidden_size=args.hidden,
-                  num_layers=args.layers, init=args.init, gain=args.gain,
+                  num_layers=args.layers, options=_recurrent_options(args),
                   sequences=args.sequences, batch_size=args.batch_size, lr=args.lr,
                   optimizer=args.optimizer, clip_norm=args.clip, seed=args.seed, out=args.out,
                   progress=not args.quiet and not args.json)

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from .models import RegressorConfig, SequenceRegressor, StepClassifier, StepClassifierConfig
+from .options import RecurrentOptions
 from .tasks import (
     ADDING_BASELINE_MSE,
     COPY_CLASSES,
@@ -42,12 +44,12 @@ def baseline(task: str, length: int) -> float:
 
 
 def run(task: str, length: int, cell: str = "lstm", hidden_size: int = 128,
-        num_layers: int = 1, init: str | None = None, gain: float = 1.0,
-        forget_bias: float | None = None, chrono: int | None = None,
-        sequences: int = 100_000, batch_size: int = 50, lr: float = 1e-3,
+        num_layers: int = 1, options: dict | None = None, sequences: int = 100_000,
+        batch_size: int = 50, lr: float = 1e-3,
         optimizer: str = "adam", clip_norm: float | None = 1.0, seed: int = 0,
         out: str | Path | None = None, progress: bool = False) -> dict:
-    """Train on ``sequences`` generated training sequences (a fixed set of at most 20,000,
+    """Train a ``cell`` with ``options`` (RecurrentOptions fields: init, gain, forget_bias,
+    chrono, …) on ``sequences`` generated training sequences (a fixed set of at most 20,000,
     repeated for as many epochs as the budget allows) and evaluate on 2,000 fresh ones.
 
     Returns a summary: test loss, baseline, ``solved`` (test loss below a tenth of the
@@ -66,13 +68,14 @@ def run(task: str, length: int, cell: str = "lstm", hidden_size: int = 128,
     train = make_data(task, size, length, rng)
     dev = make_data(task, 500, length, rng)
     test = make_data(task, 2000, length, rng)
-    options = dict(hidden_size=hidden_size, num_layers=num_layers, cell=cell, init=init,
-                   gain=gain, forget_bias=forget_bias, chrono=chrono, seed=seed)
+    opts = RecurrentOptions(**(options or {}))
+    sizes = dict(hidden_size=hidden_size, num_layers=num_layers, cell=cell, seed=seed)
     if task == "adding":
-        model = SequenceRegressor(RegressorConfig(input_size=2, **options))
+        model = SequenceRegressor(RegressorConfig(input_size=2, **sizes, **asdict(opts)))
     else:
         model = StepClassifier(StepClassifierConfig(num_symbols=COPY_SYMBOLS,
-                                                    num_classes=COPY_CLASSES, **options))
+                                                    num_classes=COPY_CLASSES, **sizes,
+                                                    **asdict(opts)))
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                       clip_norm=clip_norm, bucket=False, seed=seed, progress=progress)
     if out is not None:
@@ -85,8 +88,9 @@ def run(task: str, length: int, cell: str = "lstm", hidden_size: int = 128,
             run_dir = base.with_name(f"{base.name}-{k}")
     trainer = Trainer(model, train, dev, cfg, run_dir,
                       extra_config={"task": task, "length": length})
-    summary = {"task": task, "length": length, "cell": cell, "init": init or "default",
-               "gain": gain, "forget_bias": forget_bias, "chrono": chrono,
+    summary = {"task": task, "length": length, "cell": cell,
+               "init": opts.init or "default", "gain": opts.gain,
+               "forget_bias": opts.forget_bias, "chrono": opts.chrono,
                "hidden_size": hidden_size, "sequences": epochs * size,
                "clip_norm": clip_norm, "baseline": baseline(task, length), "diverged": None}
     t0 = time.perf_counter()

@@ -26,6 +26,7 @@ from .models import (
     SequenceTagger,
     TaggerConfig,
 )
+from .options import RecurrentOptions
 from .train import TrainConfig, Trainer, evaluate
 
 TASKS = ("classify", "tag", "translate", "lm")
@@ -296,13 +297,14 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
           char_hidden: int = 25,
           attention: str = "dot", teacher_forcing: float = 1.0,
           bptt: int = 64, split_seed: int = 0, progress: bool = True, beam_size: int = 1,
-          **train_options) -> dict:
+          recurrent: dict | None = None, **train_options) -> dict:
     """Train a model for ``task`` on files; returns a summary (dev and test metrics).
 
     Without ``dev_path``/``test_path`` the training file is split 80/10/10 with
     ``numpy.random.default_rng(split_seed)`` (a language model's text: first 90% train, last
     10% dev). ``train_options`` are TrainConfig fields (epochs, batch_size, lr, …);
-    ``beam_size`` is the beam a translation's test set is decoded with (1: greedy).
+    ``beam_size`` is the beam a translation's test set is decoded with (1: greedy);
+    ``recurrent`` the recurrent stack's options (rnnkit.options.RecurrentOptions fields).
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
@@ -323,6 +325,8 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
     # A translation is scored on its detokenised text: word tokens keep their spacing.
     tok = D.Tokenizer(kind, lower, joins=task == "translate" and kind == "word")
     cfg = TrainConfig(progress=progress, **train_options)
+    rec = RecurrentOptions(**(recurrent or {}))  # unknown fields fail here, before reading
+    rec = asdict(rec)
     extra = {"task": task, "tokenizer": tok.to_json(),
              "data": {"format": fmt, "encoding": encoding, "text_column": text_column,
                       "label_column": label_column, "tag": tag}}
@@ -338,7 +342,7 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
             vocab_size=len(vocab), num_classes=len(labels), embedding_dim=embedding_dim,
             hidden_size=hidden, num_layers=layers, cell=cell, bidirectional=bidirectional,
             dropout=dropout, pooling=pooling,
-            bigram_vocab_size=len(bigrams) if bigrams else 0, seed=cfg.seed))
+            bigram_vocab_size=len(bigrams) if bigrams else 0, seed=cfg.seed, **rec))
     elif task == "tag":
         words = [[w.lower() if lower else w for w in toks] for toks, _ in raw_train]
         vocab = D.Vocab.build(words, min_freq, max_vocab)
@@ -355,7 +359,7 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
             char_vocab_size=len(chars) if chars else 0, char_embedding_dim=char_dim,
             char_hidden_size=char_hidden,
             bigram_vocab_size=len(bigrams) if bigrams else 0, word_dropout=word_dropout,
-            unk_idx=vocab.stoi[D.UNK], seed=cfg.seed))
+            unk_idx=vocab.stoi[D.UNK], seed=cfg.seed, **rec))
     elif task == "translate":
         vocab = D.Vocab.build((tok(a) for a, _ in raw_train), min_freq, max_vocab)
         tgt = D.Vocab.build((tok(b) for _, b in raw_train), min_freq, max_vocab)
@@ -364,7 +368,7 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
         model = Seq2Seq(Seq2SeqConfig(
             src_vocab_size=len(vocab), tgt_vocab_size=len(tgt), embedding_dim=embedding_dim,
             hidden_size=hidden, num_layers=layers, cell=cell, attention=attention,
-            dropout=dropout, teacher_forcing=teacher_forcing, seed=cfg.seed))
+            dropout=dropout, teacher_forcing=teacher_forcing, seed=cfg.seed, **rec))
     else:
         vocab = D.Vocab.build([list(raw_train) if kind == "char" else tok(raw_train)],
                               min_freq, max_vocab)
@@ -372,7 +376,7 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
         model = LanguageModel(LMConfig(vocab_size=len(vocab), embedding_dim=embedding_dim,
                                        hidden_size=hidden, num_layers=layers, cell=cell,
                                        dropout=dropout, level="char" if kind == "char" else
-                                       "word", seed=cfg.seed))
+                                       "word", seed=cfg.seed, **rec))
         extra["data"].update(batch_size=cfg.batch_size, bptt=bptt)
         cfg = TrainConfig(**{**asdict(cfg), "batch_size": 1, "shuffle": False,
                              "bucket": False})

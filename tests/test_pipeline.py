@@ -197,3 +197,37 @@ def test_cli_classify_with_character_bigrams(tmp_path, capsys):
     out = tmp_path / "clf.onnx"
     assert main(["export", str(run), "--onnx", str(out)]) == 0
     assert out.is_file()
+
+
+def test_recurrent_options_reach_the_saved_model(tmp_path, capsys):
+    """Every cell option from the command line: trained, saved in config.json, loaded."""
+    data = need(DATA / "uci_sentiment_labelled_sentences" / "amazon_cells_labelled.txt")
+    run = tmp_path / "cls"
+    assert main(["train", "classify", "--train", str(data), "--out", str(run), "--epochs", "1",
+                 "--hidden", "8", "--embedding-dim", "8", "--layers", "2", "--quiet",
+                 "--cell", "gru-after", "--chrono", "20", "--weight-drop", "0.2",
+                 "--variational", "--dropout", "0.3", "--init-state", "learned"]) == 0
+    capsys.readouterr()
+    cfg = json.loads((run / "best" / "config.json").read_text())["model"]
+    assert (cfg["cell"], cfg["chrono"], cfg["weight_drop"], cfg["variational"],
+            cfg["init_state"]) == ("gru-after", 20, 0.2, True, "learned")
+    from rnnkit.pipeline import Task
+
+    layer = Task.load(run).model.layers["rnn"]
+    assert layer.reset_after and layer.weight_drop == 0.2 and "h0" in layer.params
+    assert main(["predict", str(run), str(data)]) == 0
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--weight-drop", "1"], "argument --weight-drop: expected a number in [0, 1), got 1.0"),
+    (["--peepholes", "--cell", "gru"], "peepholes are an LSTM option; cell 'gru' has none"),
+    (["--forget-bias", "1", "--chrono", "9"], "not allowed with argument --forget-bias"),
+])
+def test_recurrent_option_errors(extra, message, tmp_path, capsys):
+    data = need(DATA / "uci_sentiment_labelled_sentences" / "amazon_cells_labelled.txt")
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "classify", "--train", str(data), "--out", str(tmp_path / "r"),
+              "--quiet"] + extra)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
