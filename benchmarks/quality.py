@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rnnkit.options import RecurrentOptions
 from rnnkit.pipeline import train
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -129,9 +130,15 @@ def prepare(task: str, work: Path) -> tuple[str, list, dict, dict]:
     raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TARGETS)}")
 
 
-def run(task: str, minutes: float, epochs: int, beam_size: int = 1) -> dict:
+def run(task: str, minutes: float, epochs: int, beam_size: int = 1,
+        overrides: dict | None = None) -> dict:
     work = OUT / task
     kind, paths, opts, notes = prepare(task, work / "data")
+    for key, value in (overrides or {}).items():  # recurrent options go to their own dict
+        if key in RecurrentOptions.__dataclass_fields__:
+            opts.setdefault("recurrent", {})[key] = value
+        else:
+            opts[key] = value
     if kind == "translate":
         opts["beam_size"] = beam_size
     t0 = time.perf_counter()
@@ -160,11 +167,15 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=100, help="at most this many epochs")
     ap.add_argument("--beam-size", type=int, default=1,
                     help="tatoeba: decode the test set with this beam (default: 1, greedy)")
+    ap.add_argument("--set", type=json.loads, default=None, metavar="JSON",
+                    help='options over the task\'s own, e.g. \'{"dropout": 0.5, '
+                    '"variational": true, "weight_drop": 0.3}\' (pipeline.train arguments '
+                    'and rnnkit.options.RecurrentOptions fields)')
     args = ap.parse_args(argv)
     tasks = list(TARGETS) if args.task == "all" else [args.task]
     OUT.mkdir(parents=True, exist_ok=True)
     for task in tasks:
-        r = run(task, args.minutes, args.epochs, args.beam_size)
+        r = run(task, args.minutes, args.epochs, args.beam_size, args.set)
         log = OUT.parent / "quality.json"
         rows = json.loads(log.read_text()) if log.is_file() else []
         log.write_text(json.dumps(rows + [r], indent=1))
