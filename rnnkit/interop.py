@@ -185,8 +185,8 @@ def _recurrent(g: _Graph, layer: RecurrentLayer, prefix: str, x: str, seq_lens: 
     """ONNX nodes for a stacked layer: x (T, N, D) time-major → (y (T, N, dirs·H),
     h_n (layers·dirs, N, H), c_n or None). ``seq_lens`` is an int32 (N,) value name."""
     if layer.init_state != "zeros" and h0 is None:
-        raise ValueError(f"{prefix}: init_state={layer.init_state!r} cannot be exported; "
-                         "export a model whose layers start from zeros or a given state")
+        h0, c0 = (_stored_state(g, layer, prefix, x, name)
+                  for name in ("h0", "c0" if layer.cell.has_cell_state else None))
     op, H = _op(layer), layer.hidden_size
     dirs = layer.num_directions
     direction = "bidirectional" if layer.bidirectional else "forward"
@@ -238,6 +238,22 @@ def _recurrent(g: _Graph, layer: RecurrentLayer, prefix: str, x: str, seq_lens: 
     if cs:
         c_n = cs[0] if len(cs) == 1 else g.op("Concat", cs, axis=0, base=f"{prefix}_c_n")
     return x, h_n, c_n
+
+
+def _stored_state(g: _Graph, layer: RecurrentLayer, prefix: str, x: str,
+                  name: str | None) -> str | None:
+    """A learned or random initial state (layers·dirs, H), the same for every sequence, as
+    the (layers·dirs, N, H) value the recurrent nodes take: Expand over x's batch axis."""
+    if name is None:
+        return None
+    state = layer.params.get(name, layer.buffers.get(name))
+    batch = g.op("Slice", [g.op("Shape", [x], base=f"{prefix}_{name}_xshape"),
+                           g.const(f"{prefix}_{name}_one", [1]),
+                           g.const(f"{prefix}_{name}_two", [2])], base=f"{prefix}_{name}_n")
+    ones = g.const(f"{prefix}_{name}_ones", np.ones(1, np.int64))
+    shape = g.op("Concat", [ones, batch, ones], axis=0, base=f"{prefix}_{name}_shape")
+    return g.op("Expand", [g.const(f"{prefix}_{name}", state[:, None, :]), shape],
+                base=f"{prefix}_{name}")
 
 
 def _embed(g: _Graph, emb, ids: str, base: str) -> str:
@@ -570,11 +586,10 @@ def onnx_feed(model, batch) -> list[dict]:
         return [feed]
     if kind == "LanguageModel":
         x = batch[0] if isinstance(batch, tuple) else batch
-        c = model.config
-        zeros = np.zeros((c.num_layers, len(x), c.hidden_size), np.float32)
-        feed = {"ids": np.asarray(x, np.int64), "h": zeros}
-        if c.cell == "lstm":
-            feed["c"] = zeros.copy()
+        h0, c0 = model.layers["rnn"]._initial_state(None, len(x))  # zeros, learned or random
+        feed = {"ids": np.asarray(x, np.int64), "h": h0.astype(np.float32)}
+        if c0 is not None:
+            feed["c"] = c0.astype(np.float32)
         return [feed]
     if kind == "Seq2Seq":
         return [{"src": batch[0].astype(np.int64), "src_lengths": batch[1].astype(np.int64)}]
@@ -586,7 +601,8 @@ def from_onnx(source, node: str | int | list | None = None,
               dtype: str = "float32") -> RecurrentLayer:
     """An rnnkit layer from the weights of ONNX LSTM/GRU/RNN node(s) in ``source`` (a path or
     ModelProto). ``node``: a node name or index among the recurrent nodes, or a list of them
-    read as a stack (layer 0 first); None when the graph has exactly one."""
+    read as a stack (layer 0 first); None when the graph has exactly one. Only the nodes'
+    weights are read: the layer starts from zeros whatever initial state the graph feeds."""
     import onnx
     from onnx import helper, numpy_helper
 

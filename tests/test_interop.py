@@ -121,8 +121,19 @@ def test_to_torch_refuses_layers_without_a_twin(layer, message):
 
 
 # ------------------------------------------------------------------------------ ONNX layers
+def _learned(layer):
+    """A layer whose learned initial state has been trained away from zero."""
+    rng = np.random.default_rng(8)
+    for name in ("h0", "c0"):
+        if name in layer.params:
+            layer.params[name][...] = rng.uniform(-0.5, 0.5, layer.params[name].shape)
+    return layer
+
+
 LAYERS = [
     lambda: rnnkit.LSTM(5, 4, 2, bidirectional=True, seed=1),
+    lambda: _learned(rnnkit.LSTM(5, 4, 2, bidirectional=True, init_state="learned", seed=7)),
+    lambda: rnnkit.GRU(5, 4, init_state="random", reset_after=True, seed=8),
     lambda: rnnkit.LSTM(5, 4, peepholes=True, bidirectional=True, seed=2),
     lambda: rnnkit.GRU(5, 4, 2, bidirectional=True, seed=3),
     lambda: rnnkit.GRU(5, 4, reset_after=True, seed=4),
@@ -149,7 +160,8 @@ def test_layer_onnx_runs_in_onnxruntime_and_reads_back(make, tmp_path):
     back = from_onnx(path, node=names if len(names) > 1 else None)
     assert type(back) is type(layer) and back.num_layers == layer.num_layers
     for name, p in layer.params.items():
-        np.testing.assert_array_equal(back.params[name], p, err_msg=name)
+        if name not in ("h0", "c0"):  # a node's weights; its initial state is an input
+            np.testing.assert_array_equal(back.params[name], p, err_msg=name)
 
 
 @pytest.mark.parametrize("make", LAYERS)
@@ -271,6 +283,20 @@ def test_classifier_onnx_equals_rnnkit(cell, pooling, bigram_features, tmp_path)
     batch = m.collate([(w, 0, [bigrams.encode(p) for p in token_bigrams(s)])
                        for w, s in zip(ids, sentences, strict=True)])
     assert len(set(batch[1].tolist())) > 5  # mixed lengths
+    (path,) = export_onnx(m, tmp_path / "clf.onnx")
+    got = session(path).run(None, onnx_feed(m, batch)[0])[0]
+    close(got, m.predict_logits(batch))
+
+
+def test_recurrent_options_survive_onnx_export(tmp_path):
+    """A GRU in PyTorch's form from a random initial state with chrono biases, trained with
+    weight drop and variational dropout: the exported graph computes what eval mode does."""
+    sentences = real_sentences()
+    vocab, _, ids = word_ids(sentences)
+    m = SequenceClassifier(ClassifierConfig(
+        len(vocab), 3, 8, 6, 2, "gru-after", init_state="random", chrono=12, weight_drop=0.3,
+        variational=True, dropout=0.2, seed=3))
+    batch = m.collate([(w, 0) for w in ids])
     (path,) = export_onnx(m, tmp_path / "clf.onnx")
     got = session(path).run(None, onnx_feed(m, batch)[0])[0]
     close(got, m.predict_logits(batch))
