@@ -139,9 +139,13 @@ class Cell:
     needs_extra: bool = False
     #: True for ReLU instead of tanh (RNN only).
     relu: bool = False
+    #: P of a projected state h_t = W_hr m_t (LSTM only); 0: none.
+    proj_size: int = 0
 
     def __init__(self, hidden_size: int):
         self.hidden_size = hidden_size
+        #: The size of h_t, what the layer outputs and carries.
+        self.output_size = hidden_size
 
     def parameter_shapes(self, input_size: int) -> dict[str, tuple]:
         """The shapes of one direction's parameters, PyTorch's names without the suffix."""
@@ -204,7 +208,9 @@ class LSTMCell(Cell):
         c_t = f ⊙ c_{t−1} + i ⊙ g     o = σ(a_o + p_o ⊙ c_t)       h_t = o ⊙ tanh(c_t)
 
     with a = W x_t + U h_{t−1} + b; the peephole terms p (Gers & Schmidhuber 2000, ONNX's P) are
-    present only with ``peepholes=True``.
+    present only with ``peepholes=True``. With ``proj_size=P`` (Sak et al. 2014, PyTorch's
+    ``proj_size``) the state is projected: h_t = W_hr (o ⊙ tanh(c_t)), W_hr (P, H), U (G·H, P);
+    the layers run the same step on m_t = o ⊙ tanh(c_t) with U' = U W_hr (rnnkit.runner).
 
     Backward, with dh = dh_t, dc_t the gradient carried from step t+1 and τ = tanh(c_t):
         da_o = dh ⊙ τ ⊙ o(1−o)
@@ -219,12 +225,17 @@ class LSTMCell(Cell):
     kind = LSTM
     has_cell_state = True
 
-    def __init__(self, hidden_size: int, peepholes: bool = False):
+    def __init__(self, hidden_size: int, peepholes: bool = False, proj_size: int = 0):
         super().__init__(hidden_size)
         self.peepholes = peepholes
+        self.proj_size = proj_size
+        self.output_size = proj_size or hidden_size
 
     def parameter_shapes(self, input_size: int) -> dict[str, tuple]:
         shapes = super().parameter_shapes(input_size)
+        if self.proj_size:
+            shapes["weight_hh"] = (4 * self.hidden_size, self.proj_size)
+            shapes["weight_hr"] = (self.proj_size, self.hidden_size)
         if self.peepholes:
             shapes["weight_peephole"] = (3 * self.hidden_size,)
         return shapes

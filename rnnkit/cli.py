@@ -65,6 +65,9 @@ def _add_recurrent_options(t, inits) -> None:
                       "T_MAX steps (Tallec & Ollivier 2018) (default: off)")
     g.add_argument("--peepholes", action="store_true",
                    help="LSTM peephole connections from c to i, f, o (default: off)")
+    g.add_argument("--proj-size", type=int, default=0, metavar="P",
+                   help="LSTM with a projected state h_t = W_hr (o ⊙ tanh(c_t)) of P < hidden "
+                   "values (Sak et al. 2014; PyTorch's proj_size) (default: 0, none)")
     g.add_argument("--init-state", choices=["zeros", "random", "learned"], default="zeros",
                    help="the initial state (default: zeros)")
     g.add_argument("--weight-drop", type=_fraction, default=0.0, metavar="P",
@@ -77,7 +80,8 @@ def _add_recurrent_options(t, inits) -> None:
 def _recurrent_options(args) -> dict:
     """The RecurrentOptions fields the flags of :func:`_add_recurrent_options` set."""
     return dict(init=args.init, gain=args.gain, forget_bias=args.forget_bias,
-                chrono=args.chrono, peepholes=args.peepholes, init_state=args.init_state,
+                chrono=args.chrono, peepholes=args.peepholes, proj_size=args.proj_size,
+                init_state=args.init_state,
                 weight_drop=args.weight_drop, variational=args.variational)
 
 

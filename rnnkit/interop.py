@@ -57,9 +57,6 @@ def from_torch(module, dtype: str | None = None) -> RecurrentLayer:
     if cls is None:
         raise TypeError(f"from_torch converts torch.nn.RNN, LSTM, GRU and their Cell forms; got "
                         f"{type(module).__name__} ({type(module).__module__})")
-    if getattr(module, "proj_size", 0):
-        raise ValueError(f"an LSTM with proj_size={module.proj_size} (projected hidden state) "
-                         "has no rnnkit equivalent")
     cell = isinstance(module, nn.RNNCellBase)
     state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
     kinds_seen = {v.dtype for v in state.values()}
@@ -77,6 +74,8 @@ def from_torch(module, dtype: str | None = None) -> RecurrentLayer:
         kw["nonlinearity"] = module.nonlinearity
     if cls is GRU:
         kw["reset_after"] = True  # PyTorch's only GRU form
+    if getattr(module, "proj_size", 0):
+        kw["proj_size"] = module.proj_size
     layer = cls(module.input_size, module.hidden_size, **kw)
     for name, value in state.items():
         ours = name + "_l0" if cell else name
@@ -97,7 +96,8 @@ def to_torch_state_dict(layer: RecurrentLayer) -> dict:
     import torch
 
     _check_torch_twin(layer)
-    names = [n for n in layer.params if n.startswith(("weight_ih", "weight_hh", "bias_"))]
+    names = [n for n in layer.params
+             if n.startswith(("weight_ih", "weight_hh", "weight_hr", "bias_"))]
     return {n: torch.from_numpy(layer.params[n].copy()) for n in names}
 
 
@@ -128,6 +128,8 @@ def to_torch(layer: RecurrentLayer):
         module = torch.nn.RNN(layer.input_size, layer.hidden_size, nonlinearity=layer.nonlinearity,
                               **kw)
     else:
+        if getattr(layer, "proj_size", 0):
+            kw["proj_size"] = layer.proj_size
         module = getattr(torch.nn, op)(layer.input_size, layer.hidden_size, **kw)
     module.load_state_dict(to_torch_state_dict(layer))
     return module
@@ -184,6 +186,9 @@ def _recurrent(g: _Graph, layer: RecurrentLayer, prefix: str, x: str, seq_lens: 
                h0: str | None = None, c0: str | None = None):
     """ONNX nodes for a stacked layer: x (T, N, D) time-major → (y (T, N, dirs·H),
     h_n (layers·dirs, N, H), c_n or None). ``seq_lens`` is an int32 (N,) value name."""
+    if getattr(layer, "proj_size", 0):
+        raise ValueError(f"{prefix}: an LSTM with proj_size={layer.proj_size} cannot be "
+                         "exported: ONNX's LSTM operator has no projection")
     if layer.init_state != "zeros" and h0 is None:
         h0, c0 = (_stored_state(g, layer, prefix, x, name)
                   for name in ("h0", "c0" if layer.cell.has_cell_state else None))

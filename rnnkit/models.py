@@ -182,7 +182,8 @@ class SequenceClassifier(Model):
                                             bidirectional=c.bidirectional, dropout=c.dropout,
                                             dtype=c.dtype, seed=c.seed + 1)
         self.layers["dropout"] = Dropout(c.dropout, seed=c.seed + 2, variational=c.variational)
-        self.layers["head"] = Linear(dirs * c.hidden_size, c.num_classes, dtype=c.dtype,
+        self.layers["head"] = Linear(dirs * self.layers["rnn"].output_size, c.num_classes,
+                                     dtype=c.dtype,
                                      seed=c.seed + 3)
         self._finish()
 
@@ -237,7 +238,7 @@ class SequenceClassifier(Model):
 
     def _pool_backward(self, dpooled, pcache, out_shape, h_shape):
         pooling = self.config.pooling
-        H = self.config.hidden_size
+        H = self.layers["rnn"].output_size
         if pooling == "last":
             dirs = 2 if self.config.bidirectional else 1
             dh = np.zeros(h_shape, dtype=self.config.dtype)
@@ -315,7 +316,7 @@ class SequenceRegressor(Model):
         c = config
         self.layers["rnn"] = make_recurrent(c.cell, c.input_size, c.hidden_size, c.num_layers,
                                             c, dtype=c.dtype, seed=c.seed)
-        self.layers["head"] = Linear(c.hidden_size, c.output_size, dtype=c.dtype,
+        self.layers["head"] = Linear(self.layers["rnn"].output_size, c.output_size, dtype=c.dtype,
                                      seed=c.seed + 1)
         self._finish()
 
@@ -379,7 +380,7 @@ class StepClassifier(Model):
         c = config
         self.layers["rnn"] = make_recurrent(c.cell, c.num_symbols, c.hidden_size, c.num_layers,
                                             c, dtype=c.dtype, seed=c.seed)
-        self.layers["head"] = Linear(c.hidden_size, c.num_classes, dtype=c.dtype,
+        self.layers["head"] = Linear(self.layers["rnn"].output_size, c.num_classes, dtype=c.dtype,
                                      seed=c.seed + 1)
         self._eye = np.eye(c.num_symbols, dtype=c.dtype)
         self._finish()
@@ -480,7 +481,7 @@ class SequenceTagger(Model):
                                             bidirectional=True, dropout=c.dropout,
                                             dtype=c.dtype, seed=c.seed + 1)
         self.layers["dropout"] = Dropout(c.dropout, seed=c.seed + 2, variational=c.variational)
-        self.layers["head"] = Linear(2 * c.hidden_size, c.num_tags, dtype=c.dtype,
+        self.layers["head"] = Linear(2 * self.layers["rnn"].output_size, c.num_tags, dtype=c.dtype,
                                      seed=c.seed + 3)
         self._finish()
 
@@ -648,7 +649,7 @@ class LanguageModel(Model):
                                             c.num_layers, c, dropout=c.dropout, dtype=c.dtype,
                                             seed=c.seed + 1)
         self.layers["dropout"] = Dropout(c.dropout, seed=c.seed + 2, variational=c.variational)
-        self.layers["head"] = Linear(c.hidden_size, c.vocab_size, dtype=c.dtype,
+        self.layers["head"] = Linear(self.layers["rnn"].output_size, c.vocab_size, dtype=c.dtype,
                                      seed=c.seed + 3)
         self._finish()
         self._state = None
@@ -819,6 +820,7 @@ class Seq2Seq(Model):
         L["decoder"] = make_recurrent(c.cell, c.embedding_dim, H, c.num_layers,
                                       replace(c, init_state="zeros"), dtype=c.dtype,
                                       seed=c.seed + 3)
+        H = L["encoder"].output_size  # the states' size (P with a projection)
         if c.attention in ("dot", "general"):
             L["attention"] = DotAttention(H, kind=c.attention, dtype=c.dtype, seed=c.seed + 4)
         elif c.attention == "additive":
@@ -896,7 +898,7 @@ class Seq2Seq(Model):
         dfeat = L["dropout"].backward(L["head"].backward(dlogits, hcache), d2)
         if acache is None:
             return dfeat, None
-        H = self.config.hidden_size
+        H = L["decoder"].output_size
         dq, dk, dv = L["attention"].backward(dfeat[:, :, H:], None, acache)
         return dfeat[:, :, :H] + dq, dk + dv
 

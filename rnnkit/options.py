@@ -34,6 +34,7 @@ class RecurrentOptions:
     forget_bias: float | None = None  # keep gate's bias (LSTM f, GRU z); None: PyTorch's
     chrono: int | None = None  # chrono initialisation for dependencies up to this many steps
     peepholes: bool = False  # LSTM only: peephole connections from c to i, f, o
+    proj_size: int = 0  # LSTM only: h_t = W_hr (o ⊙ tanh(c_t)) of this size (0: none)
     init_state: str = "zeros"  # initial state: zeros | random (fixed) | learned
     weight_drop: float = 0.0  # DropConnect on W_hh, one mask per batch (AWD-LSTM)
     variational: bool = False  # dropout between layers: one mask per sequence, every step
@@ -49,10 +50,11 @@ def make_recurrent(cell: str, input_size: int, hidden_size: int, num_layers: int
     o = options if options is not None else RecurrentOptions()
     cls, kwargs, default_init = CELL_SPECS[cell]
     kwargs = dict(kwargs)
-    if o.peepholes:
-        if cls is not LSTM:
-            raise ValueError(f"peepholes are an LSTM option; cell {cell!r} has none")
-        kwargs["peepholes"] = True
+    for name in ("peepholes", "proj_size"):
+        if getattr(o, name):
+            if cls is not LSTM:
+                raise ValueError(f"{name} is an LSTM option; cell {cell!r} has none")
+            kwargs[name] = getattr(o, name)
     layer = cls(input_size, hidden_size, num_layers, bidirectional=bidirectional,
                 dropout=dropout, dtype=dtype, seed=seed, init_state=o.init_state,
                 weight_drop=o.weight_drop, variational=o.variational, **kwargs)

@@ -101,15 +101,20 @@ class RecurrentLayer:
     def num_directions(self) -> int:
         return 2 if self.bidirectional else 1
 
+    @property
+    def output_size(self) -> int:
+        """The size of h_t: ``proj_size`` for a projected LSTM, else ``hidden_size``."""
+        return self.cell.output_size
+
     def _suffix(self, layer: int, direction: int) -> str:
         return f"_l{layer}" + ("_reverse" if direction else "")
 
     def _init_params(self) -> None:
         # PyTorch's initialisation: every weight and bias ~ U(−1/√H, 1/√H).
-        H = self.hidden_size
+        H, Ho = self.hidden_size, self.output_size
         k = 1.0 / np.sqrt(H)
         for layer in range(self.num_layers):
-            d_in = self.input_size if layer == 0 else H * self.num_directions
+            d_in = self.input_size if layer == 0 else Ho * self.num_directions
             for direction in range(self.num_directions):
                 s = self._suffix(layer, direction)
                 for name, shape in self.cell.parameter_shapes(d_in).items():
@@ -117,9 +122,9 @@ class RecurrentLayer:
                         continue
                     self.params[f"{name}{s}"] = self.rng.uniform(-k, k, claim(shape)).astype(
                         self.dtype)
-        state_shape = (self.num_layers * self.num_directions, H)
         names = ("h0", "c0") if self.cell.has_cell_state else ("h0",)
         for name in names:
+            state_shape = (self.num_layers * self.num_directions, Ho if name == "h0" else H)
             if self.init_state == "learned":
                 self.params[name] = np.zeros(claim(state_shape), dtype=self.dtype)
             elif self.init_state == "random":
@@ -190,7 +195,8 @@ class RecurrentLayer:
         """Split a state (or dstate) into (h, c) arrays, checking shapes; None stays None."""
         if state is None:
             return None, None
-        expected = (self.num_layers * self.num_directions, n, self.hidden_size)
+        rows = self.num_layers * self.num_directions
+        expected = (rows, n, self.output_size)
         if self.cell.has_cell_state:
             if not (isinstance(state, tuple | list) and len(state) == 2):
                 raise ValueError(f"LSTM {what} must be a pair (h, c) of arrays {expected}, "
@@ -204,8 +210,11 @@ class RecurrentLayer:
                 out.append(None)
                 continue
             a = np.asarray(a)
+            if label == "c":
+                expected = (rows, n, self.hidden_size)
             if a.shape != expected:
-                raise ValueError(f"{what} {label} must have shape (num_layers*dirs, N, H) = "
+                raise ValueError(f"{what} {label} must have shape (num_layers*dirs, N, "
+                                 f"{'H' if label == 'c' or not self.cell.proj_size else 'P'}) = "
                                  f"{expected}, got {a.shape}")
             out.append(a.astype(self.dtype, copy=False))
         return out[0], out[1]
@@ -214,12 +223,13 @@ class RecurrentLayer:
         h0, c0 = self._state_pair(state, "state", n)
         if state is not None:
             return h0, c0
-        shape = (self.num_layers * self.num_directions, n, self.hidden_size)
         names = ("h0", "c0") if self.cell.has_cell_state else ("h0",)
         arrays = []
         for name in names:
             src = self.params.get(name, self.buffers.get(name))
             if src is None:
+                size = self.output_size if name == "h0" else self.hidden_size
+                shape = (self.num_layers * self.num_directions, n, size)
                 arrays.append(np.zeros(shape, dtype=self.dtype))
             else:
                 arrays.append(np.repeat(src[:, None, :], n, axis=1))
@@ -269,8 +279,12 @@ class RecurrentLayer:
         run."""
         dropout_between = self.training and (self.dropout > 0 and self.num_layers > 1
                                              or self.weight_drop > 0)
-        return plan(self.cell, n, padded, inference, probe=self.probe is not None,
-                    dropout_between=dropout_between, steps=steps)
+        chosen = plan(self.cell, n, padded, inference, probe=self.probe is not None,
+                      dropout_between=dropout_between, steps=steps)
+        if self.cell.proj_size and chosen.layout == "batch-major":
+            # A projected state starts the loop through XW_0 (rnnkit.runner): time-major only.
+            chosen = replace(chosen, layout="time-major")
+        return chosen
 
     def _keep_mask(self, shape: tuple, p: float) -> Array:
         """Inverted dropout's mask: 0 with probability p, else 1/(1−p)."""
@@ -310,11 +324,13 @@ class RecurrentLayer:
         peep = p.get(f"weight_peephole{s}")
         mask = None if hh_masks is None else hh_masks[s]
         w_hh = p[f"weight_hh{s}"] if mask is None else p[f"weight_hh{s}"] * mask
+        w_hr = p.get(f"weight_hr{s}")
         return runner.Weights(
-            w_ih=p[f"weight_ih{s}"], w_hh=w_hh, b=self.cell.input_bias(b_ih, b_hh),
-            p=empty if peep is None else peep,
+            w_ih=p[f"weight_ih{s}"], w_hh=w_hh if w_hr is None else w_hh @ w_hr,
+            b=self.cell.input_bias(b_ih, b_hh), p=empty if peep is None else peep,
             dp=empty if peep is None else self.grads[f"weight_peephole{s}"],
-            b_hn=empty if b_hn is None else b_hn, suffix=s, hh_mask=mask)
+            b_hn=empty if b_hn is None else b_hn, suffix=s, hh_mask=mask,
+            w_hr=w_hr, u=None if w_hr is None else w_hh)
 
     # ------------------------------------------------------------------ backward
     def backward(self, dout, dstate, cache: runner.Cache):
@@ -336,7 +352,7 @@ class RecurrentLayer:
         n, t = cache.n, cache.t
         if dout is not None:
             dout = np.asarray(dout)
-            expected = (n, t, self.num_directions * self.hidden_size)
+            expected = (n, t, self.num_directions * self.output_size)
             if dout.shape != expected:
                 raise ValueError(f"dout must have shape (N, T, dirs*H) = {expected}, "
                                  f"got {dout.shape}")
@@ -373,17 +389,25 @@ class RNN(RecurrentLayer):
 class LSTM(RecurrentLayer):
     """LSTM layer (gates i, f, g, o; optional peepholes): see :class:`rnnkit.cells.LSTMCell`.
 
-    x (N, T, D) → out (N, T, dirs·H); state (h, c), each (num_layers·dirs, N, H).
+    x (N, T, D) → out (N, T, dirs·H); state (h, c), each (num_layers·dirs, N, H). With
+    ``proj_size=P`` (0 < P < H; PyTorch's option) h_t = W_hr (o ⊙ tanh(c_t)) has P values:
+    out (N, T, dirs·P), h (num_layers·dirs, N, P), and ``weight_hr_l{k}`` (P, H).
     """
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, bidirectional: bool = False, dropout: float = 0.0,
                  dtype: str = "float32", seed: int | None = None, init_state: str = "zeros",
-                 peepholes: bool = False, weight_drop: float = 0.0, variational: bool = False):
+                 peepholes: bool = False, weight_drop: float = 0.0, variational: bool = False,
+                 proj_size: int = 0):
         self.peepholes = bool(peepholes)
-        super().__init__(LSTMCell(hidden_size, self.peepholes), input_size, hidden_size,
-                         num_layers, bias, bidirectional, dropout, dtype, seed, init_state,
-                         weight_drop, variational)
+        if isinstance(proj_size, bool) or not isinstance(proj_size, int | np.integer) or (
+                isinstance(hidden_size, int | np.integer) and not 0 <= proj_size < hidden_size):
+            raise ValueError(f"proj_size must be an integer in [0, hidden_size={hidden_size}), "
+                             f"got {proj_size!r}")
+        self.proj_size = int(proj_size)
+        super().__init__(LSTMCell(hidden_size, self.peepholes, self.proj_size), input_size,
+                         hidden_size, num_layers, bias, bidirectional, dropout, dtype, seed,
+                         init_state, weight_drop, variational)
 
 
 class GRU(RecurrentLayer):

@@ -42,6 +42,8 @@ class Weights:
     b_hn: Array  # the part of b_hh inside a product (reset-after GRU) or empty
     suffix: str
     hh_mask: Array | None = None  # weight drop's mask: w_hh is then W_hh ⊙ hh_mask
+    w_hr: Array | None = None  # a projected LSTM's W_hr (P, H); w_hh is then U W_hr (G·H, H)
+    u: Array | None = None  # and U, its W_hh (G·H, P) (⊙ the mask)
     _w_hhT: Array | None = None
 
     @property
@@ -115,6 +117,7 @@ class Buffers:
     Cx: Array | None
     E: Array | None
     reverse: bool
+    h0: Array | None = None  # a projected LSTM's initial h (N, P): the loops carry m, not h
 
     def states(self) -> Array:
         """h_t for every t, (T, N, H), a view (time-major)."""
@@ -382,13 +385,32 @@ def _output_mask(layer, layer_i: int, pk: Packing, width: int, batch_major: bool
     return mask.reshape(pk.t, pk.n, -1).transpose(1, 0, 2) if batch_major else mask
 
 
+# A projected LSTM (cells.LSTMCell, proj_size P): h_t = W_hr m_t, m_t = o ⊙ tanh(c_t). Its
+# loops run the plain LSTM step on m with U' = U W_hr (G·H, H), since h_{t−1} Uᵀ =
+# m_{t−1} U'ᵀ; the given h_0 enters through XW of each sequence's first step (h_0 Uᵀ, m_0 = 0),
+# and h_t = m_t W_hrᵀ is made for all steps at once after the loop. Backward: ∂L/∂m =
+# ∂L/∂h W_hr, ∂L/∂U = ∂L/∂U' W_hrᵀ (+ the first step's dA_0ᵀ h_0), ∂L/∂W_hr = Uᵀ ∂L/∂U' +
+# Σ_t ∂L/∂h_tᵀ m_t, ∂L/∂h_0 = dA_0 U.
+
+def _first_rows(pk: Packing, reverse: bool) -> Array:
+    """The packed row of each sequence's first step in this direction (N,)."""
+    rows = np.arange(pk.n)
+    return pk.off[pk.lengths - 1] + rows if reverse else pk.off[0] + rows
+
+
+def _outputs(buf: Buffers, w: Weights, pk: Packing) -> Array:
+    """The direction's h_t of every alive step, packed (P_rows, H or P)."""
+    m = pk.pack(buf.states())
+    return m if w.w_hr is None else m @ w.w_hr.T
+
+
 def forward_time_major(layer, plan, x: Array, h0: Array, c0: Array | None, pk: Packing,
                        order: Array | None, inference: bool, hh_masks: dict | None = None):
     """Every layer on packed time-major arrays (layouts "step" and "time-major"); x, h0 and
     c0 sorted by length. → (out (N, T, dirs·H) as a view, h_n, c_n, cache or None)."""
     K = kernels_named(plan.kernel)
     n, t = pk.n, pk.t
-    H, dirs = layer.hidden_size, layer.num_directions
+    H, Ho, dirs = layer.hidden_size, layer.output_size, layer.num_directions
     # Work arrays come from the layer's pool: borrowed by the cache until backward returns
     # them (training), used in place (inference).
     owned = None if inference else []
@@ -407,34 +429,38 @@ def forward_time_major(layer, plan, x: Array, h0: Array, c0: Array | None, pk: P
             A = _product(inp, w.w_ih.T, plan, work_array(
                 layer, key + ("A",), (pk.size, w.w_ih.shape[0]), owned), inference=inference)
             Hx = work_array(layer, key + ("H",), (t + 1, n, H), owned)
-            Hx[t if reverse else 0] = h0[idx]
+            Hx[t if reverse else 0] = h0[idx] if w.w_hr is None else 0
+            if w.w_hr is not None:
+                A[_first_rows(pk, reverse)] += h0[idx] @ w.u.T
             Cx = None
             if c0 is not None:
                 Cx = work_array(layer, key + ("C",), (t + 1, n, H), owned)
                 Cx[t if reverse else 0] = c0[idx]
             E = work_array(layer, key + ("E",), (pk.size, H), owned) \
                 if layer.cell.needs_extra else None
-            buf = Buffers(A=A, Hx=Hx, Cx=Cx, E=E, reverse=reverse)
+            buf = Buffers(A=A, Hx=Hx, Cx=Cx, E=E, reverse=reverse,
+                          h0=None if w.w_hr is None else h0[idx])
             if plan.layout == "step":
                 if w.b is not None:
                     A += w.b
                 _step_loops(layer, K, buf, w, pk)
             else:
                 _run_compiled(layer, K, plan, buf, w, pk)
-            hn[idx] = buf.final(Hx)
+            hn[idx] = buf.final(Hx) if w.w_hr is None else buf.final(Hx) @ w.w_hr.T
             if cn is not None:
                 cn[idx] = buf.final(Cx)
             bufs.append(buf)
         if dirs == 1:
-            out = pk.pack(bufs[0].states())  # a view when nothing is padded
+            out = _outputs(bufs[0], w, pk)  # a view when nothing is padded or projected
         else:
-            out = work_array(layer, ("out", layer_i), (pk.size, dirs * H), owned)
+            out = work_array(layer, ("out", layer_i), (pk.size, dirs * Ho), owned)
             for direction, buf in enumerate(bufs):
-                out[:, direction * H:(direction + 1) * H] = pk.pack(buf.states())
+                out[:, direction * Ho:(direction + 1) * Ho] = _outputs(
+                    buf, layer.weights(layer_i, direction, hh_masks), pk)
         if not inference:
             inputs.append(inp)
             dir_bufs.append(bufs)
-        mask = _output_mask(layer, layer_i, pk, dirs * H, False)
+        mask = _output_mask(layer, layer_i, pk, dirs * Ho, False)
         if mask is not None:
             out = out * mask  # never in place: out may be a view of the cache
         masks.append(mask)
@@ -561,7 +587,7 @@ def backward(layer, dout: Array | None, dh_n, dc_n, cache: Cache):
 def _final_grads(layer, dh_n: Array | None, dc_n: Array | None, idx: int, n: int):
     """The carried ∂L/∂h (and ∂L/∂c) at the start of one direction's backward loop."""
     H, dt = layer.hidden_size, layer.dtype
-    dh = np.zeros((n, H), dt) if dh_n is None else dh_n[idx].copy()
+    dh = np.zeros((n, layer.output_size), dt) if dh_n is None else dh_n[idx].copy()
     dc = None
     if layer.cell.has_cell_state:
         dc = np.zeros((n, H), dt) if dc_n is None else dc_n[idx].copy()
@@ -608,7 +634,7 @@ def _backward_batch_major(layer, dout, dh_n, dc_n, cache: Cache):
 def _backward_time_major(layer, dout, dh_n, dc_n, cache: Cache):
     K = kernels_named(cache.plan.kernel)
     n, t = cache.n, cache.t
-    H, dirs, L = layer.hidden_size, layer.num_directions, layer.num_layers
+    H, dirs, L = layer.output_size, layer.num_directions, layer.num_layers
     order, pk = cache.order, cache.packing
     if order is not None:
         dout = None if dout is None else dout[order]
@@ -621,7 +647,8 @@ def _backward_time_major(layer, dout, dh_n, dc_n, cache: Cache):
         np.copyto(dt, dout.transpose(1, 0, 2))
         d_inp = pk.pack(dt)
     dh0 = np.zeros((L * dirs, n, H), dtype=layer.dtype)
-    dc0 = np.zeros_like(dh0) if layer.cell.has_cell_state else None
+    dc0 = (np.zeros((L * dirs, n, layer.hidden_size), layer.dtype)
+           if layer.cell.has_cell_state else None)
     bufs_all, cache.dirs = cache.dirs, None
     for layer_i in range(L - 1, -1, -1):
         mask = cache.masks[layer_i]
@@ -636,6 +663,8 @@ def _backward_time_major(layer, dout, dh_n, dc_n, cache: Cache):
                 d_inp[:, direction * H:(direction + 1) * H])
             buf = bufs_all[layer_i][direction]
             w = layer.weights(layer_i, direction, cache.hh_masks)
+            if w.w_hr is not None:
+                d_dir, dh = _projection_backward(layer, w, buf, pk, d_dir, dh)
             if cache.plan.layout == "step":
                 probe = None if layer.probe is None else np.zeros((t, n), dtype=np.float64)
                 _step_loops(layer, K, buf, w, pk, backward=(d_dir, dh, dc, probe))
@@ -645,12 +674,29 @@ def _backward_time_major(layer, dout, dh_n, dc_n, cache: Cache):
                 _run_compiled(layer, K, cache.plan, buf, w, pk, backward=(d_dir, dh, dc))
             _param_grads(layer, cache.plan, buf.A, inp, pk.pack(buf.hprev()), buf.E, w, d_below,
                          direction > 0)
+            if w.w_hr is not None:  # h_0 entered through XW of each first step
+                dA0 = buf.A[_first_rows(pk, buf.reverse)]
+                dh = dA0 @ w.u
+                du = dA0.T @ buf.h0
+                layer.grads[f"weight_hh{w.suffix}"] += du if w.hh_mask is None \
+                    else du * w.hh_mask
             dh0[idx] = dh
             if dc0 is not None:
                 dc0[idx] = dc
         d_inp = d_below
     d_inp = pk.unpack(d_inp)
     return unsort(order, d_inp.transpose(1, 0, 2), dh0, dc0)
+
+
+def _projection_backward(layer, w: Weights, buf: Buffers, pk: Packing, d_out: Array,
+                         dh_n: Array) -> tuple[Array, Array]:
+    """A projected LSTM's ∂L/∂h (the outputs' (P_rows, P), the final state's (N, P)) → the
+    loops' ∂L/∂m, adding Σ_t ∂L/∂h_tᵀ m_t into ∂L/∂W_hr."""
+    m = pk.pack(buf.states())
+    g = layer.grads[f"weight_hr{w.suffix}"]
+    g += d_out.T @ m
+    g += dh_n.T @ buf.final(buf.Hx)
+    return d_out @ w.w_hr, dh_n @ w.w_hr
 
 
 def _param_grads(layer, plan, dA: Array, inp: Array, hprev: Array, E: Array | None,
@@ -664,12 +710,17 @@ def _param_grads(layer, plan, dA: Array, inp: Array, hprev: Array, E: Array | No
     if w.b is not None:
         db = dA.sum(axis=0)
         g[f"bias_ih{s}"] += db
-    # With weight drop the loops ran W_hh ⊙ M: ∂L/∂W_hh = ∂L/∂(W_hh ⊙ M) ⊙ M.
-    dw = g[f"weight_hh{s}"] if w.hh_mask is None else np.zeros_like(w.w_hh)
+    # With weight drop the loops ran W_hh ⊙ M: ∂L/∂W_hh = ∂L/∂(W_hh ⊙ M) ⊙ M; a projected
+    # LSTM's ran U' = U W_hr (see _first_rows).
+    own = w.hh_mask is None and w.w_hr is None
+    dw = g[f"weight_hh{s}"] if own else np.zeros_like(w.w_hh)
     layer.cell.add_hh_grad(dA, hprev, E, db, dw, g.get(f"bias_hh{s}"),
                            lambda a, b, out, accumulate: _product(a, b, plan, out, accumulate))
-    if w.hh_mask is not None:
-        g[f"weight_hh{s}"] += dw * w.hh_mask
+    if w.w_hr is not None:
+        g[f"weight_hr{s}"] += w.u.T @ dw
+        dw = dw @ w.w_hr.T
+    if not own:
+        g[f"weight_hh{s}"] += dw if w.hh_mask is None else dw * w.hh_mask
     _product(dA, w.w_ih, plan, dx, accumulate)
 
 

@@ -17,12 +17,14 @@ EXAMPLES = [([3, 4, 5, 6, 2], 1), ([7, 2], 0), ([1, 1, 8, 3], 2)]
 @pytest.mark.parametrize("pooling", ["last", "mean", "max"])
 @pytest.mark.parametrize("cell,bidir,bigrams", [("lstm", True, False), ("gru", False, False),
                                                 ("rnn", True, False), ("lstm", True, True),
-                                                ("gru", False, True)])
+                                                ("gru", False, True), ("lstm-proj", True, False)])
 def test_classifier_gradients(pooling, cell, bidir, bigrams):
+    proj = 3 if cell == "lstm-proj" else 0  # h_t of 3 values from 5 units
     model = SequenceClassifier(ClassifierConfig(
-        vocab_size=9, num_classes=3, embedding_dim=4, hidden_size=5, num_layers=2, cell=cell,
-        bidirectional=bidir, pooling=pooling, bigram_vocab_size=7 if bigrams else 0,
-        bigram_dim=3, dtype="float64", seed=1))
+        vocab_size=9, num_classes=3, embedding_dim=4, hidden_size=5, num_layers=2,
+        cell=cell.removesuffix("-proj"), bidirectional=bidir, pooling=pooling,
+        bigram_vocab_size=7 if bigrams else 0, bigram_dim=3, proj_size=proj, dtype="float64",
+        seed=1))
     rng = np.random.default_rng(2)
     examples = [(ids, y, rng.integers(1, 7, (len(ids), 2)).tolist()) if bigrams else (ids, y)
                 for ids, y in EXAMPLES]
@@ -36,9 +38,12 @@ def test_classifier_gradients(pooling, cell, bidir, bigrams):
         return model.evaluate(batch)["loss_sum"] / 3
 
     assert abs(loss() - loss_sum / 3) < 1e-12
+    # ε = 1e-5 with a projection: its layer-0 W_hh gradients are ~1e-4, where ε = 1e-6 leaves
+    # round-off at the 1e-6 relative level (the error falls tenfold with each tenfold ε).
+    eps = 1e-5 if proj else 1e-6
     for name, p in model.params.items():
         analytic = model.grads[name]
-        numeric = numerical_gradient(loss, p)
+        numeric = numerical_gradient(loss, p, eps=eps)
         if name.endswith("embedding.weight"):
             numeric[0] = 0  # the padding rows never learn
         assert rel_error(analytic, numeric) < 1e-6, name
@@ -227,22 +232,23 @@ def test_generate_is_seeded_and_respects_top_k():
         model.generate([], 3)
 
 
-def _s2s(attention, tf, cell="gru"):
+def _s2s(attention, tf, cell="gru", **options):
     from rnnkit.models import Seq2Seq, Seq2SeqConfig
 
     return Seq2Seq(Seq2SeqConfig(src_vocab_size=8, tgt_vocab_size=7, embedding_dim=3,
                                  hidden_size=4, cell=cell, attention=attention,
-                                 teacher_forcing=tf, dtype="float64", seed=1))
+                                 teacher_forcing=tf, dtype="float64", seed=1, **options))
 
 
 S2S_EXAMPLES = [([4, 5, 6, 7], [4, 5]), ([5], [6, 4, 6]), ([7, 4], [5])]
 
 
 @pytest.mark.parametrize("attention", ["none", "dot", "general", "additive"])
-@pytest.mark.parametrize("tf,cell", [(1.0, "gru"), (0.5, "lstm")])
-def test_seq2seq_gradients(attention, tf, cell):
+@pytest.mark.parametrize("tf,cell,proj", [(1.0, "gru", 0), (0.5, "lstm", 0), (1.0, "lstm", 3)])
+def test_seq2seq_gradients(attention, tf, cell, proj):
+    """proj: encoder and decoder LSTMs with projected states, attention over P values."""
     rng = np.random.default_rng(0)
-    model = _s2s(attention, tf, cell)
+    model = _s2s(attention, tf, cell, proj_size=proj)
     for name, p in model.params.items():
         p += rng.normal(0, 0.5, p.shape) * (0 if "embedding" in name else 1)
     batch = model.collate(S2S_EXAMPLES)

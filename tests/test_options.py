@@ -35,7 +35,7 @@ def test_options_reach_the_layer():
 
 
 def test_peepholes_are_an_lstm_option():
-    with pytest.raises(ValueError, match="peepholes are an LSTM option; cell 'gru' has none"):
+    with pytest.raises(ValueError, match="peepholes is an LSTM option; cell 'gru' has none"):
         make_recurrent("gru", 3, 4, options=RecurrentOptions(peepholes=True))
     with pytest.raises(ValueError, match="unknown cell 'lstmx'; expected one of rnn, rnn-relu"):
         make_recurrent("lstmx", 3, 4)

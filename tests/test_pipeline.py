@@ -220,7 +220,7 @@ def test_recurrent_options_reach_the_saved_model(tmp_path, capsys):
 
 @pytest.mark.parametrize("extra,message", [
     (["--weight-drop", "1"], "argument --weight-drop: expected a number in [0, 1), got 1.0"),
-    (["--peepholes", "--cell", "gru"], "peepholes are an LSTM option; cell 'gru' has none"),
+    (["--peepholes", "--cell", "gru"], "peepholes is an LSTM option; cell 'gru' has none"),
     (["--forget-bias", "1", "--chrono", "9"], "not allowed with argument --forget-bias"),
 ])
 def test_recurrent_option_errors(extra, message, tmp_path, capsys):

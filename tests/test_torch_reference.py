@@ -29,7 +29,11 @@ def _close(ours, ref, what):
 
 def _make(kind, layers, bidir, nonlinearity="tanh"):
     kw = dict(num_layers=layers, bidirectional=bidir, dtype="float64", seed=7)
-    if kind == "rnn":
+    if kind == "lstm-proj":  # h_t = W_hr (o ⊙ tanh(c_t)), P = 3 of H = 4
+        ours = rnnkit.LSTM(D, H, proj_size=3, **kw)
+        ref = torch.nn.LSTM(D, H, layers, batch_first=True, bidirectional=bidir, proj_size=3,
+                            dtype=torch.float64)
+    elif kind == "rnn":
         ours = rnnkit.RNN(D, H, nonlinearity=nonlinearity, **kw)
         ref = torch.nn.RNN(D, H, layers, nonlinearity=nonlinearity, batch_first=True,
                            bidirectional=bidir, dtype=torch.float64)
@@ -47,7 +51,7 @@ def _make(kind, layers, bidir, nonlinearity="tanh"):
     return ours, ref
 
 
-CASES = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", None), ("gru", None)]
+CASES = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", None), ("lstm-proj", None), ("gru", None)]
 
 
 @pytest.mark.parametrize("kind,nl", CASES, ids=[f"{k}-{n}" if n else k for k, n in CASES])
@@ -58,14 +62,15 @@ def test_matches_torch(kind, nl, layers, bidir, with_lengths):
     ours, ref = _make(kind, layers, bidir, nl or "tanh")
     rng = np.random.default_rng(0)
     dirs = 2 if bidir else 1
+    Ho = ours.output_size  # P for the projected LSTM
     x = rng.standard_normal((N, T, D))
-    h0 = rng.standard_normal((layers * dirs, N, H))
+    h0 = rng.standard_normal((layers * dirs, N, Ho))
     c0 = rng.standard_normal((layers * dirs, N, H))
     lengths = np.array([2, 5, 3]) if with_lengths else None
-    gout = rng.standard_normal((N, T, dirs * H))
-    gh = rng.standard_normal((layers * dirs, N, H))
+    gout = rng.standard_normal((N, T, dirs * Ho))
+    gh = rng.standard_normal((layers * dirs, N, Ho))
     gc = rng.standard_normal((layers * dirs, N, H))
-    lstm = kind == "lstm"
+    lstm = kind.startswith("lstm")
 
     state = (h0, c0) if lstm else h0
     out, final, cache = ours.forward(x, state, lengths)
