@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .init import INITS
     from .options import CELL_SPECS
+    from .pipeline import DEFAULT_DROPOUT
 
     cells = list(CELL_SPECS)
     ap = argparse.ArgumentParser(prog="rnnkit", description="Recurrent neural networks on NumPy "
@@ -219,7 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
         if task == "classify":
             t.add_argument("--bidirectional", action=argparse.BooleanOptionalAction,
                            default=True, help="read both ways (default: yes)")
-        t.add_argument("--dropout", type=float, default=0.0, help="dropout (default: 0)")
+        t.add_argument("--dropout", type=float, default=None,
+                       help=f"dropout on the inputs, between layers and on the outputs "
+                       f"(default: {DEFAULT_DROPOUT[task][0]}: {DEFAULT_DROPOUT[task][1]})")
         t.add_argument("--epochs", type=_positive_int, default=10, help="epochs (default: 10)")
         t.add_argument("--batch-size", type=_positive_int, default=32,
                        help="batch size; for lm the number of parallel streams (default: 32)")

@@ -149,7 +149,7 @@ def _family_data(family: str, work: Path, quick: bool, seed: int):
             rows += [f"{lines[i].replace(chr(9), ' ')}\t{pkg}" for i in pick]
         parts = _split(rows, seed)
         opts = dict(tokenizer="char", hidden=32 if quick else 96, embedding_dim=32,
-                    epochs=1 if quick else 6, lr=3e-3, pooling="max")
+                    epochs=1 if quick else 6, lr=3e-3, pooling="max", dropout=0.0)
     elif family == "tag":
         sents = []
         for package in ("json", "http"):
@@ -161,7 +161,7 @@ def _family_data(family: str, work: Path, quick: bool, seed: int):
                          zip(ws, ts, strict=True)) for ws, ts in sents]
         parts = _split(rows, seed)
         opts = dict(fmt="slash", hidden=32 if quick else 64, embedding_dim=32,
-                    epochs=1 if quick else 8, lr=3e-3)
+                    epochs=1 if quick else 8, lr=3e-3, dropout=0.0)
     elif family == "translate":
         pairs = dates(400 if quick else 20000, rng)
         parts = _split([f"{a}\t{b}" for a, b in pairs], seed)
@@ -186,7 +186,7 @@ def _family_data(family: str, work: Path, quick: bool, seed: int):
             rows += [f"{lines[i].replace(chr(9), ' ')}\t{label}" for i in pick]
         parts = _split(rows, seed)
         opts = dict(tokenizer="char", hidden=32 if quick else 96, embedding_dim=32,
-                    epochs=1 if quick else 4, lr=3e-3, pooling="max")
+                    epochs=1 if quick else 4, lr=3e-3, pooling="max", dropout=0.0)
     elif family == "chinese-pos":
         from importlib import resources
 
@@ -194,7 +194,7 @@ def _family_data(family: str, work: Path, quick: bool, seed: int):
         rows = [x for x in text.splitlines() if x.strip()][: 300 if quick else 4000]
         parts = _split(rows, seed)
         opts = dict(fmt="slash", hidden=32 if quick else 96, embedding_dim=64,
-                    epochs=1 if quick else 4, lr=3e-3)
+                    epochs=1 if quick else 4, lr=3e-3, dropout=0.0)
     else:
         raise ValueError(f"unknown demo family {family!r}; expected some of {FAMILIES}")
     paths = [None if p is None else _write(work / f"{name}.txt", p)
