@@ -53,13 +53,15 @@ def _add_recurrent_options(t, inits) -> None:
     g = t.add_argument_group("recurrent options")
     g.add_argument("--init", choices=inits, default=None,
                    help="initialisation of W_hh (default: the cell's own: identity for irnn, "
-                   "PyTorch's uniform for the others)")
+                   "PyTorch's uniform for the others, so that weights start as torch.nn's do)")
     g.add_argument("--gain", type=float, default=1.0,
                    help="multiply W_hh by this after initialising (default: 1)")
     keep = g.add_mutually_exclusive_group()
     keep.add_argument("--forget-bias", type=float, default=None, metavar="B",
                       help="bias of the gate that keeps the state (LSTM f, GRU z); 1 is the "
-                      "usual choice (Gers et al. 2000) (default: PyTorch's uniform)")
+                      "usual choice (Gers et al. 2000), with which the LSTM solves the adding "
+                      "problem at T = 100 and 200 (docs/long-range.md) (default: PyTorch's "
+                      "uniform)")
     keep.add_argument("--chrono", type=_positive_int, default=None, metavar="T_MAX",
                       help="chrono initialisation of the gate biases for dependencies up to "
                       "T_MAX steps (Tallec & Ollivier 2018) (default: off)")
@@ -71,10 +73,12 @@ def _add_recurrent_options(t, inits) -> None:
     g.add_argument("--init-state", choices=["zeros", "random", "learned"], default="zeros",
                    help="the initial state (default: zeros)")
     g.add_argument("--weight-drop", type=_fraction, default=0.0, metavar="P",
-                   help="DropConnect on W_hh, one mask per batch (AWD-LSTM) (default: 0)")
+                   help="DropConnect on W_hh, one mask per batch (AWD-LSTM) (default: 0: "
+                   "0.2 did not help EWT tagging, docs/regularisation.md)")
     g.add_argument("--variational", action="store_true",
                    help="dropout masks shared by every step of a sequence (Gal & Ghahramani "
-                   "2016), on the inputs, between layers and on the outputs (default: off)")
+                   "2016), on the inputs, between layers and on the outputs (default: off: "
+                   "per-step masks tagged EWT better, docs/regularisation.md)")
 
 
 def _recurrent_options(args) -> dict:
