@@ -77,9 +77,13 @@ def test_train_long_range_smoke(task, tmp_path, capsys):
     import json
 
     assert main(["train", task, "--length", "5", "--hidden", "8", "--sequences", "200",
-                 "--cell", "gru", "--out", str(tmp_path / "run"), "--json"]) == 0
+                 "--cell", "gru", "--chrono", "25", "--out", str(tmp_path / "run"),
+                 "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["task"] == task and summary["length"] == 5 and summary["sequences"] == 200
+    assert summary["chrono"] == 25
+    saved = json.loads((tmp_path / "run" / "last" / "config.json").read_text())["model"]
+    assert saved["chrono"] == 25 and saved["cell"] == "gru"
     assert summary["test_loss"] > 0 and summary["baseline"] > 0
     assert (tmp_path / "run" / "last" / "model.safetensors").is_file()
 
@@ -103,6 +107,10 @@ def test_exploding_rnn_diverges_without_clipping(capsys, tmp_path):
     (["gradflow", "--init", "xavier"], "invalid choice: 'xavier'"),
     (["gradflow", "--cell", "rnn,foo"], "unknown cell 'foo'"),
     (["train", "adding", "--length", "5", "--clip", "-1"], "clip must be positive"),
+    (["train", "adding", "--length", "5", "--hidden", "8", "--proj-size", "9"],
+     "proj_size must be an integer in [0, hidden_size=8), got 9"),
+    (["train", "copy", "--length", "5", "--cell", "rnn", "--chrono", "25"],
+     "the simple RNN has no gate"),
 ])
 def test_cli_bad_input(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
