@@ -339,8 +339,7 @@ def _run_compiled(layer, K, plan, buf: Buffers, w: Weights, pk: Packing, *, y=No
 
 
 # ------------------------------------------------------------------------------ forward
-def _product(a: Array, w: Array, plan, out: Array, accumulate: bool = False,
-             inference: bool = False) -> Array:
+def _product(a: Array, w: Array, plan, out: Array, accumulate: bool = False) -> Array:
     """out (+)= a @ w for the layer's products outside its time loops: the input projection
     of all steps at once (SPEC §5), ∂L/∂X = ∂L/∂XW · W_ih, and the weight gradients (a = dAᵀ,
     a transposed view). Where the loops run rnnkit's own products on several threads, these
@@ -348,12 +347,11 @@ def _product(a: Array, w: Array, plan, out: Array, accumulate: bool = False,
     leaves that BLAS's threads spinning on the cores the loop's threads are about to use (LSTM
     (32, 100, 128, 256) on 2 threads of a Zen 5 EPYC: inference loop 8.5 ms after our own
     input projection, 15 after OpenBLAS's; training loops 17 → 28–45 ms beside OpenBLAS's
-    weight gradients). On one thread the library's are faster in training (it packs a as
-    well: 3–10% on a whole training step), but not for an inference pass's input projection
-    (with rnnkit's own, whole inference passes of every cell ran 2–3.5% faster on one thread
-    of a Zen 5 EPYC, float32)."""
+    weight gradients). On one thread the library's: faster in training (it packs a as well:
+    3–10% on a whole training step on a Zen 5 EPYC), and an inference pass gained only 0–3.5%
+    from rnnkit's own (float32, every cell), not worth what it costs in compilation."""
     threads = max(plan.blocks, plan.threads)
-    if plan.products != "packed" or (threads == 1 and not inference):
+    if plan.products != "packed" or threads == 1:
         return blas.matmul(a, w, out=out, accumulate=accumulate)
     from . import _simd
 
@@ -427,7 +425,7 @@ def forward_time_major(layer, plan, x: Array, h0: Array, c0: Array | None, pk: P
             w = layer.weights(layer_i, direction, hh_masks)
             # One matrix product for the input projection of every step (SPEC §5).
             A = _product(inp, w.w_ih.T, plan, work_array(
-                layer, key + ("A",), (pk.size, w.w_ih.shape[0]), owned), inference=inference)
+                layer, key + ("A",), (pk.size, w.w_ih.shape[0]), owned))
             Hx = work_array(layer, key + ("H",), (t + 1, n, H), owned)
             Hx[t if reverse else 0] = h0[idx] if w.w_hr is None else 0
             if w.w_hr is not None:
