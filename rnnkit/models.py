@@ -16,10 +16,9 @@ import numpy as np
 
 from .layers import Dropout, Embedding, Linear
 from .losses import cross_entropy, mse_loss
-from .options import CELL_SPECS, RecurrentOptions, make_recurrent
+from .options import RecurrentOptions, make_recurrent
 from .recurrent import LSTM
 
-__all__ = ["CELL_SPECS", "MODELS", "RecurrentOptions", "make_recurrent"]
 MODELS: dict[str, type] = {}
 
 

@@ -112,7 +112,7 @@ def test_long_range_models_gradients(cell):
 
 
 def test_make_recurrent_rejects_unknown_cells():
-    from rnnkit.models import make_recurrent
+    from rnnkit.options import make_recurrent
 
     with pytest.raises(ValueError, match="unknown cell 'elman'; expected one of rnn, rnn-relu"):
         make_recurrent("elman", 2, 3)
