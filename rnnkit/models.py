@@ -182,8 +182,7 @@ class SequenceClassifier(Model):
                                             dtype=c.dtype, seed=c.seed + 1)
         self.layers["dropout"] = Dropout(c.dropout, seed=c.seed + 2, variational=c.variational)
         self.layers["head"] = Linear(dirs * self.layers["rnn"].output_size, c.num_classes,
-                                     dtype=c.dtype,
-                                     seed=c.seed + 3)
+                                     dtype=c.dtype, seed=c.seed + 3)
         self._finish()
 
     def example_length(self, example) -> int:

@@ -339,8 +339,7 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
     # A translation is scored on its detokenised text: word tokens keep their spacing.
     tok = D.Tokenizer(kind, lower, joins=task == "translate" and kind == "word")
     cfg = TrainConfig(progress=progress, **train_options)
-    rec = RecurrentOptions(**(recurrent or {}))  # unknown fields fail here, before reading
-    rec = asdict(rec)
+    rec = asdict(RecurrentOptions(**(recurrent or {})))  # unknown fields fail here
     extra = {"task": task, "tokenizer": tok.to_json(),
              "data": {"format": fmt, "encoding": encoding, "text_column": text_column,
                       "label_column": label_column, "tag": tag}}

@@ -419,10 +419,11 @@ def forward_time_major(layer, plan, x: Array, h0: Array, c0: Array | None, pk: P
     cn = None if c0 is None else np.empty_like(c0)
     inputs, dir_bufs, masks = [], [], []
     for layer_i in range(layer.num_layers):
-        bufs = []
+        bufs, ws = [], []
         for direction in range(dirs):
             idx, reverse, key = layer_i * dirs + direction, bool(direction), (layer_i, direction)
             w = layer.weights(layer_i, direction, hh_masks)
+            ws.append(w)
             # One matrix product for the input projection of every step (SPEC §5).
             A = _product(inp, w.w_ih.T, plan, work_array(
                 layer, key + ("A",), (pk.size, w.w_ih.shape[0]), owned))
@@ -452,9 +453,8 @@ def forward_time_major(layer, plan, x: Array, h0: Array, c0: Array | None, pk: P
             out = _outputs(bufs[0], w, pk)  # a view when nothing is padded or projected
         else:
             out = work_array(layer, ("out", layer_i), (pk.size, dirs * Ho), owned)
-            for direction, buf in enumerate(bufs):
-                out[:, direction * Ho:(direction + 1) * Ho] = _outputs(
-                    buf, layer.weights(layer_i, direction, hh_masks), pk)
+            for direction, (buf, w) in enumerate(zip(bufs, ws, strict=True)):
+                out[:, direction * Ho:(direction + 1) * Ho] = _outputs(buf, w, pk)
         if not inference:
             inputs.append(inp)
             dir_bufs.append(bufs)
