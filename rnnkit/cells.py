@@ -81,6 +81,19 @@ def lstm_backward(i, f, g, o, c0, c, dh, dc, pi, pf, po, peepholes=True):
             da_i * c0, da_f * c0, da_o * c)
 
 
+def lstm_ln_output(o, c_hat):
+    """The layer-normalised LSTM's output (rnnkit.step_extras): h_t = o ⊙ tanh(ĉ_t), with
+    ĉ_t = LN(c_t) ⊙ γ_c + β_c in place of c_t. NumPy only (the normalisation is a row-wise
+    reduction, which the element-wise kernels do not make)."""
+    return o * tanh(c_hat)
+
+
+def lstm_ln_output_backward(o, c_hat, dh):
+    """→ ∂L/∂a_o = dh ⊙ tanh(ĉ) ⊙ o(1−o) and ∂L/∂ĉ = dh ⊙ o ⊙ (1 − tanh²(ĉ))."""
+    tc = tanh(c_hat)
+    return flush(dh * tc * o * (ONE - o)), dh * o * (ONE - tc * tc)
+
+
 def gru_after_forward(xr, xz, xn, gr, gz, gn, hp, b_hn):
     """Reset after the product: → r, z, n, e = U_n h + b_hn (kept), h_t."""
     r = sigmoid(xr + gr)
@@ -176,6 +189,11 @@ class Cell:
         which b_hh shares wherever it sits in XW); its products by ``matmul(a, b, out=,
         accumulate=)``, the layer's (rnnkit.blas's, or rnnkit's own: rnnkit.runner)."""
         matmul(dA.T, hprev, out=dw, accumulate=True)
+        self.add_hh_bias_grad(db, E, dbias)
+
+    def add_hh_bias_grad(self, db: Array | None, E: Array | None, dbias: Array | None) -> None:
+        """Adds ∂L/∂b_hh into ``dbias`` (when not None): b_hh sits in XW beside b_ih, so it
+        shares db = Σ_P ∂L/∂XW."""
         if dbias is not None:
             dbias += db
 
@@ -299,6 +317,11 @@ class GRUCell(Cell):
         else:
             # The candidate's recurrent product reads r ⊙ h (kept in E), and b_hn sits in XW.
             matmul(dA[:, 2 * H:].T, E, out=dw[2 * H:], accumulate=True)
+        self.add_hh_bias_grad(db, E, dbias)
+
+    def add_hh_bias_grad(self, db, E, dbias):
+        # Reset after: b_hn sits inside the product; E holds ∂L/∂(U_n h + b_hn).
         if dbias is not None:
+            H = self.hidden_size
             dbias[: 2 * H] += db[: 2 * H]
             dbias[2 * H:] += E.sum(axis=0) if self.reset_after else db[2 * H:]

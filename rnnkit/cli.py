@@ -79,6 +79,17 @@ def _add_recurrent_options(t, inits) -> None:
                    help="dropout masks shared by every step of a sequence (Gal & Ghahramani "
                    "2016), on the inputs, between layers and on the outputs (default: off: "
                    "per-step masks tagged EWT better, docs/regularisation.md)")
+    g.add_argument("--recurrent-dropout", type=_fraction, default=0.0, metavar="P",
+                   help="dropout on h_{t-1} where the recurrent products read it, one mask per "
+                   "sequence (Gal & Ghahramani 2016; Keras's recurrent_dropout) (default: 0)")
+    g.add_argument("--zoneout", type=_fraction, default=0.0, metavar="P",
+                   help="each unit keeps its previous state with probability P in training, "
+                   "mixes by P in evaluation (Krueger et al. 2017) (default: 0)")
+    g.add_argument("--zoneout-cell", type=_fraction, default=None, metavar="P",
+                   help="LSTM: zoneout of the cell state c (default: as --zoneout)")
+    g.add_argument("--layer-norm", action="store_true",
+                   help="layer-normalised input and recurrent products, and LSTM cell (Ba et "
+                   "al. 2016; haste's LayerNormLSTM) (default: off)")
 
 
 def _recurrent_options(args) -> dict:
@@ -86,7 +97,9 @@ def _recurrent_options(args) -> dict:
     return dict(init=args.init, gain=args.gain, forget_bias=args.forget_bias,
                 chrono=args.chrono, peepholes=args.peepholes, proj_size=args.proj_size,
                 init_state=args.init_state,
-                weight_drop=args.weight_drop, variational=args.variational)
+                weight_drop=args.weight_drop, variational=args.variational,
+                layer_norm=args.layer_norm, zoneout=args.zoneout, zoneout_cell=args.zoneout_cell,
+                recurrent_dropout=args.recurrent_dropout)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,6 +2,8 @@
 
     σ(x) = ½ (1 + tanh(x/2))        relu(x) = max(x, 0)        positive(x) = [x > 0]
     flush(x) = 0 where |x| < 1e-30 (float32) / 1e-300 (float64), else x
+    layer_norm(x) = (x − μ) / √(σ² + ε) over each row's last axis (μ, σ² the row's mean and
+                    variance; ε = 1e-5, PyTorch's LayerNorm default)
 
 The cells' equations (:mod:`rnnkit.cells`) are written with these and plain arithmetic only, so
 one definition serves every engine: NumPy evaluates it on whole (n, H) blocks, and
@@ -57,6 +59,27 @@ def flush(x):
     x = np.asarray(x)
     tiny = FLUSH32 if x.dtype == np.float32 else FLUSH64
     return np.where(np.abs(x) < tiny, x.dtype.type(0), x)
+
+
+#: ε of :func:`layer_norm` (PyTorch's ``nn.LayerNorm`` default).
+LN_EPS = 1e-5
+
+
+def layer_norm(x):
+    """Each row of x (n, F) normalised over its F values: → (x̂, r), x̂ = (x − μ) r with
+    r = 1/√(σ² + ε) (n, 1) kept for :func:`layer_norm_backward`. No gain or bias: the caller
+    applies them (Ba, Kiros & Hinton 2016)."""
+    mu = x.mean(axis=-1, keepdims=True)
+    d = x - mu
+    r = ONE / np.sqrt((d * d).mean(axis=-1, keepdims=True) + x.dtype.type(LN_EPS))
+    return d * r, r
+
+
+def layer_norm_backward(dxhat, xhat, r):
+    """∂L/∂x from ∂L/∂x̂ (n, F), with x̂ and r from :func:`layer_norm`:
+    ∂L/∂x = r (∂L/∂x̂ − mean(∂L/∂x̂) − x̂ mean(∂L/∂x̂ ⊙ x̂)), the means over each row."""
+    return r * (dxhat - dxhat.mean(axis=-1, keepdims=True)
+                - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True))
 
 
 def adam_update(p, g, m, v, b1, b2, step_size, root2, eps):

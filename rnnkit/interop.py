@@ -112,6 +112,17 @@ def _check_torch_twin(layer: RecurrentLayer) -> None:
     if layer.init_state != "zeros":
         raise ValueError(f"init_state={layer.init_state!r}: PyTorch modules take the initial "
                          "state as an input and have no parameter for it")
+    _check_no_step_extras(layer, "PyTorch's recurrent modules have")
+
+
+def _check_no_step_extras(layer: RecurrentLayer, who: str) -> None:
+    """Refuse what changes the function a trained layer computes beyond the cell's equations
+    (recurrent dropout does not: it is off in evaluation)."""
+    if layer.layer_norm:
+        raise ValueError(f"this layer is layer-normalised, and {who} no layer normalisation")
+    if layer.zoneout or layer.zoneout_c:
+        raise ValueError(f"this layer has zoneout, which mixes h_t = p h_(t-1) + (1 - p) h~_t "
+                         f"in evaluation too, and {who} no zoneout")
 
 
 def to_torch(layer: RecurrentLayer):
@@ -189,6 +200,10 @@ def _recurrent(g: _Graph, layer: RecurrentLayer, prefix: str, x: str, seq_lens: 
     if getattr(layer, "proj_size", 0):
         raise ValueError(f"{prefix}: an LSTM with proj_size={layer.proj_size} cannot be "
                          "exported: ONNX's LSTM operator has no projection")
+    try:
+        _check_no_step_extras(layer, "ONNX's recurrent operators have")
+    except ValueError as e:
+        raise ValueError(f"{prefix}: cannot be exported: {e}") from None
     if layer.init_state != "zeros" and h0 is None:
         h0, c0 = (_stored_state(g, layer, prefix, x, name)
                   for name in ("h0", "c0" if layer.cell.has_cell_state else None))

@@ -809,9 +809,11 @@ class Seq2Seq(Model):
         L["src_embedding"] = Embedding(c.src_vocab_size, c.embedding_dim, 0, c.dtype, c.seed)
         L["tgt_embedding"] = Embedding(c.tgt_vocab_size, c.embedding_dim, 0, c.dtype,
                                        c.seed + 1)
-        if c.weight_drop and c.teacher_forcing < 1:
-            raise ValueError("weight_drop needs teacher_forcing=1: a decoder fed its own "
-                             "predictions runs step by step, and would draw a mask per step")
+        for name in ("weight_drop", "recurrent_dropout"):
+            if getattr(c, name) and c.teacher_forcing < 1:
+                raise ValueError(f"{name} needs teacher_forcing=1: a decoder fed its own "
+                                 "predictions runs step by step, and would draw a mask per "
+                                 "step")
         # The decoder starts from the encoder's final state: init_state is the encoder's.
         L["encoder"] = make_recurrent(c.cell, c.embedding_dim, H, c.num_layers, c,
                                       dtype=c.dtype, seed=c.seed + 2)

@@ -38,6 +38,10 @@ class RecurrentOptions:
     init_state: str = "zeros"  # initial state: zeros | random (fixed) | learned
     weight_drop: float = 0.0  # DropConnect on W_hh, one mask per batch (AWD-LSTM)
     variational: bool = False  # dropout between layers: one mask per sequence, every step
+    layer_norm: bool = False  # layer-normalised products (and LSTM cell) (Ba et al. 2016)
+    zoneout: float = 0.0  # each unit keeps its previous h with this probability (Krueger 2017)
+    zoneout_cell: float | None = None  # LSTM: the same for c (None: as zoneout)
+    recurrent_dropout: float = 0.0  # dropout on h_{t−1} in the products, a mask per sequence
 
 
 def make_recurrent(cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
@@ -50,13 +54,15 @@ def make_recurrent(cell: str, input_size: int, hidden_size: int, num_layers: int
     o = options if options is not None else RecurrentOptions()
     cls, kwargs, default_init = CELL_SPECS[cell]
     kwargs = dict(kwargs)
-    for name in ("peepholes", "proj_size"):
+    for name in ("peepholes", "proj_size", "zoneout_cell"):
         if getattr(o, name):
             if cls is not LSTM:
                 raise ValueError(f"{name} is an LSTM option; cell {cell!r} has none")
             kwargs[name] = getattr(o, name)
     layer = cls(input_size, hidden_size, num_layers, bidirectional=bidirectional,
                 dropout=dropout, dtype=dtype, seed=seed, init_state=o.init_state,
-                weight_drop=o.weight_drop, variational=o.variational, **kwargs)
+                weight_drop=o.weight_drop, variational=o.variational,
+                layer_norm=o.layer_norm, zoneout=o.zoneout,
+                recurrent_dropout=o.recurrent_dropout, **kwargs)
     return init_recurrent(layer, o.init or default_init, o.gain, seed=seed,
                           forget_bias=o.forget_bias, chrono=o.chrono)

@@ -20,8 +20,9 @@ gives the same numbers to rounding; they differ in speed only.
     blocks    row blocks run on threads of their own (rnnkit.blas.run_blocks), forward and
               backward (backward_blocks: the peephole LSTM's backward sums over rows, so one).
 
-The rules of :func:`plan`, in order: the NumPy engine, or a gradient probe (rnnkit.diagnostics
-reads the Python loop), take "step". A compiled engine takes "loop" products for at most
+The rules of :func:`plan`, in order: the NumPy engine, a gradient probe (rnnkit.diagnostics
+reads the Python loop), or a layer with step extras (layer norm, zoneout, recurrent dropout:
+rnnkit.step_extras), take "step". A compiled engine takes "loop" products for at most
 :data:`SMALL_BATCH` rows; above, "packed" where rnnkit's own GEMM measured faster than the
 library's on this machine (:func:`recurrent_products`: timed once, remembered on disk), else
 the library's: "mkl" when rnnkit.blas chose MKL for this machine (a measurement too, not a
@@ -213,12 +214,14 @@ def forced(kernel: str | None = None, products: str | None = None, layout: str |
 
 
 def plan(cell, n: int, padded: bool, inference: bool, probe: bool = False,
-         dropout_between: bool = False, steps: int = 1) -> Plan:
+         dropout_between: bool = False, steps: int = 1, step_only: bool = False) -> Plan:
     """The path for a batch of ``n`` rows through a layer of ``cell`` over ``steps`` steps
     (``padded``: some rows shorter than that; ``probe``: gradient norms requested;
-    ``dropout_between``: dropout between stacked layers active). See the module docstring."""
+    ``dropout_between``: dropout between stacked layers active; ``step_only``: the layer
+    wraps its cell's step in rnnkit.step_extras). See the module docstring."""
     f = getattr(_forced, "value", None) or {}
     kernel = f.get("kernel") or backend.engine()
+    probe = probe or step_only
     if kernel == "numpy" or probe:
         chosen = Plan(kernel, "numpy", "step")
     else:

@@ -63,17 +63,33 @@ class RecurrentLayer:
         init_state: str = "zeros",
         weight_drop: float = 0.0,
         variational: bool = False,
+        layer_norm: bool = False,
+        zoneout: float = 0.0,
+        zoneout_cell: float | None = None,
+        recurrent_dropout: float = 0.0,
     ):
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                             ("num_layers", num_layers)):
             if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name, value in (("dropout", dropout), ("weight_drop", weight_drop)):
+        if zoneout_cell is None:
+            zoneout_cell = zoneout if cell.has_cell_state else 0.0
+        for name, value in (("dropout", dropout), ("weight_drop", weight_drop),
+                            ("zoneout", zoneout), ("zoneout_cell", zoneout_cell),
+                            ("recurrent_dropout", recurrent_dropout)):
             if isinstance(value, bool) or not (isinstance(value, int | float)
                                                and 0.0 <= value < 1.0):
                 raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
         if init_state not in INIT_STATES:
             raise ValueError(f"unknown init_state {init_state!r}; expected one of {INIT_STATES}")
+        if zoneout_cell > 0 and not cell.has_cell_state:
+            raise ValueError("zoneout_cell is the LSTM's cell state's zoneout; this cell has none")
+        extras = bool(layer_norm) or zoneout > 0 or zoneout_cell > 0 or recurrent_dropout > 0
+        for name, value in (("peepholes", getattr(cell, "peepholes", False)),
+                            ("proj_size", cell.proj_size)):
+            if extras and value:
+                raise ValueError(f"{name} cannot be combined with layer_norm, zoneout or "
+                                 f"recurrent_dropout (not implemented)")
         self.cell = cell
         self.input_size = int(input_size)
         self.hidden_size = int(hidden_size)
@@ -83,6 +99,10 @@ class RecurrentLayer:
         self.dropout = float(dropout)
         self.weight_drop = float(weight_drop)
         self.variational = bool(variational)
+        #: The step loop's extras (rnnkit.step_extras).
+        self.layer_norm = bool(layer_norm)
+        self.zoneout, self.zoneout_c = float(zoneout), float(zoneout_cell)
+        self.recurrent_dropout = float(recurrent_dropout)
         self.dtype = resolve_dtype(dtype)
         self.init_state = init_state
         self.training = True
@@ -122,6 +142,13 @@ class RecurrentLayer:
                         continue
                     self.params[f"{name}{s}"] = self.rng.uniform(-k, k, claim(shape)).astype(
                         self.dtype)
+                if self.layer_norm:  # gains 1, bias 0 (rnnkit.step_extras)
+                    GH = self.cell.gates * H
+                    for name, size, value in (("ln_weight_ih", GH, 1), ("ln_weight_hh", GH, 1),
+                                              ("ln_weight_c", H, 1), ("ln_bias_c", H, 0)):
+                        if name.endswith("_c") and not self.cell.has_cell_state:
+                            continue
+                        self.params[f"{name}{s}"] = np.full(size, value, self.dtype)
         names = ("h0", "c0") if self.cell.has_cell_state else ("h0",)
         for name in names:
             state_shape = (self.num_layers * self.num_directions, Ho if name == "h0" else H)
@@ -280,11 +307,18 @@ class RecurrentLayer:
         dropout_between = self.training and (self.dropout > 0 and self.num_layers > 1
                                              or self.weight_drop > 0)
         chosen = plan(self.cell, n, padded, inference, probe=self.probe is not None,
-                      dropout_between=dropout_between, steps=steps)
+                      dropout_between=dropout_between, steps=steps,
+                      step_only=self.needs_step_extras(self.training))
         if self.cell.proj_size and chosen.layout == "batch-major":
             # A projected state starts the loop through XW_0 (rnnkit.runner): time-major only.
             chosen = replace(chosen, layout="time-major")
         return chosen
+
+    def needs_step_extras(self, training: bool) -> bool:
+        """Whether a forward pass runs rnnkit.step_extras around the cell's step (layer norm,
+        zoneout, or in training recurrent dropout): the Python step loop then."""
+        return self.layer_norm or self.zoneout > 0 or self.zoneout_c > 0 or (
+            training and self.recurrent_dropout > 0)
 
     def _keep_mask(self, shape: tuple, p: float) -> Array:
         """Inverted dropout's mask: 0 with probability p, else 1/(1−p)."""
@@ -379,11 +413,12 @@ class RNN(RecurrentLayer):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  nonlinearity: str = "tanh", bias: bool = True, bidirectional: bool = False,
                  dropout: float = 0.0, dtype: str = "float32", seed: int | None = None,
-                 init_state: str = "zeros", weight_drop: float = 0.0, variational: bool = False):
+                 init_state: str = "zeros", weight_drop: float = 0.0, variational: bool = False,
+                 layer_norm: bool = False, zoneout: float = 0.0, recurrent_dropout: float = 0.0):
         self.nonlinearity = nonlinearity
         super().__init__(RNNCell(hidden_size, nonlinearity), input_size, hidden_size,
                          num_layers, bias, bidirectional, dropout, dtype, seed, init_state,
-                         weight_drop, variational)
+                         weight_drop, variational, layer_norm, zoneout, None, recurrent_dropout)
 
 
 class LSTM(RecurrentLayer):
@@ -398,7 +433,8 @@ class LSTM(RecurrentLayer):
                  bias: bool = True, bidirectional: bool = False, dropout: float = 0.0,
                  dtype: str = "float32", seed: int | None = None, init_state: str = "zeros",
                  peepholes: bool = False, weight_drop: float = 0.0, variational: bool = False,
-                 proj_size: int = 0):
+                 proj_size: int = 0, layer_norm: bool = False, zoneout: float = 0.0,
+                 zoneout_cell: float | None = None, recurrent_dropout: float = 0.0):
         self.peepholes = bool(peepholes)
         if isinstance(proj_size, bool) or not isinstance(proj_size, int | np.integer) or (
                 isinstance(hidden_size, int | np.integer) and not 0 <= proj_size < hidden_size):
@@ -407,7 +443,8 @@ class LSTM(RecurrentLayer):
         self.proj_size = int(proj_size)
         super().__init__(LSTMCell(hidden_size, self.peepholes, self.proj_size), input_size,
                          hidden_size, num_layers, bias, bidirectional, dropout, dtype, seed,
-                         init_state, weight_drop, variational)
+                         init_state, weight_drop, variational, layer_norm, zoneout, zoneout_cell,
+                         recurrent_dropout)
 
 
 class GRU(RecurrentLayer):
@@ -420,8 +457,9 @@ class GRU(RecurrentLayer):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, bidirectional: bool = False, dropout: float = 0.0,
                  dtype: str = "float32", seed: int | None = None, init_state: str = "zeros",
-                 reset_after: bool = False, weight_drop: float = 0.0, variational: bool = False):
+                 reset_after: bool = False, weight_drop: float = 0.0, variational: bool = False,
+                 layer_norm: bool = False, zoneout: float = 0.0, recurrent_dropout: float = 0.0):
         self.reset_after = bool(reset_after)
         super().__init__(GRUCell(hidden_size, self.reset_after), input_size, hidden_size,
                          num_layers, bias, bidirectional, dropout, dtype, seed, init_state,
-                         weight_drop, variational)
+                         weight_drop, variational, layer_norm, zoneout, None, recurrent_dropout)

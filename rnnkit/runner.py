@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import blas
+from . import blas, step_extras
 from .backend import kernels_named
 from .cells import GRU_AFTER, GRU_BEFORE, LSTM, RNN
 
@@ -118,6 +118,7 @@ class Buffers:
     E: Array | None
     reverse: bool
     h0: Array | None = None  # a projected LSTM's initial h (N, P): the loops carry m, not h
+    ex: object = None  # rnnkit.step_extras.StepExtras (layer norm, zoneout, ...) or None
 
     def states(self) -> Array:
         """h_t for every t, (T, N, H), a view (time-major)."""
@@ -252,7 +253,9 @@ def _step_loops(layer, K, buf: Buffers, w: Weights, pk: Packing, backward=None):
         if Cx is not None:
             cp, cn = Cx[src], Cx[dst]
         if backward is None:
-            if m:
+            if m and buf.ex is not None:
+                buf.ex.forward(K, cell, w, m, o, A[o:o + m], e, Hx[src], cp, Hx[dst], cn, g, s)
+            elif m:
                 step_forward(K, cell, w, m, A[o:o + m], e, Hx[src], cp, Hx[dst], cn, g, s)
             if m < n:  # ended (or not yet started) sequences carry their state
                 Hx[dst, m:] = Hx[src, m:]
@@ -262,8 +265,12 @@ def _step_loops(layer, K, buf: Buffers, w: Weights, pk: Packing, backward=None):
             dout, dh, dc, probe = backward
             if probe is not None:  # ∂L/∂h_t = what flows back from t+1 plus dout_t
                 probe[ti, :m] = np.linalg.norm(dh[:m] + dout[o:o + m], axis=1)
-            step_backward(K, cell, w, m, A[o:o + m], e, Hx[src], cp, cn, dh, dc,
-                          dout[o:o + m], g, s, s2)
+            if buf.ex is None:
+                step_backward(K, cell, w, m, A[o:o + m], e, Hx[src], cp, cn, dh, dc,
+                              dout[o:o + m], g, s, s2)
+            else:
+                buf.ex.backward(K, cell, w, m, o, A[o:o + m], e, Hx[src], cp, cn, dh, dc,
+                                dout[o:o + m], g, s, s2)
 
 
 # ------------------------------------------------------------------------------ compiled loops
@@ -438,7 +445,11 @@ def forward_time_major(layer, plan, x: Array, h0: Array, c0: Array | None, pk: P
             E = work_array(layer, key + ("E",), (pk.size, H), owned) \
                 if layer.cell.needs_extra else None
             buf = Buffers(A=A, Hx=Hx, Cx=Cx, E=E, reverse=reverse,
-                          h0=None if w.w_hr is None else h0[idx])
+                          h0=None if w.w_hr is None else h0[idx],
+                          ex=step_extras.make(layer, layer_i, direction, pk.size, n,
+                                              inference))
+            if buf.ex is not None:
+                buf.ex.normalise_input(A)
             if plan.layout == "step":
                 if w.b is not None:
                     A += w.b
@@ -671,7 +682,7 @@ def _backward_time_major(layer, dout, dh_n, dc_n, cache: Cache):
             else:
                 _run_compiled(layer, K, cache.plan, buf, w, pk, backward=(d_dir, dh, dc))
             _param_grads(layer, cache.plan, buf.A, inp, pk.pack(buf.hprev()), buf.E, w, d_below,
-                         direction > 0)
+                         direction > 0, buf.ex, pk)
             if w.w_hr is not None:  # h_0 entered through XW of each first step
                 dA0 = buf.A[_first_rows(pk, buf.reverse)]
                 dh = dA0 @ w.u
@@ -698,12 +709,15 @@ def _projection_backward(layer, w: Weights, buf: Buffers, pk: Packing, d_out: Ar
 
 
 def _param_grads(layer, plan, dA: Array, inp: Array, hprev: Array, E: Array | None,
-                 w: Weights, dx: Array, accumulate: bool) -> None:
+                 w: Weights, dx: Array, accumulate: bool, ex=None,
+                 pk: Packing | None = None) -> None:
     """The weight gradients of all steps, one matrix product each (SPEC §5), from
     ∂L/∂XW ``dA`` (P, G·H), the input (P, D_k) and h_{t−1} (P, H), whose rows pair up
-    (any order); ∂L/∂input = dA W_ih written (or added) into ``dx`` (P, D_k)."""
+    (any order); ∂L/∂input = dA W_ih written (or added) into ``dx`` (P, D_k). With step
+    extras ``ex`` (rows packed by ``pk``) the products go through their normalisations."""
     g, s = layer.grads, w.suffix
-    _product(dA.T, inp, plan, g[f"weight_ih{s}"], accumulate=True)
+    d_in = dA if ex is None else ex.input_grad(dA)  # ∂L/∂(X W_ihᵀ)
+    _product(d_in.T, inp, plan, g[f"weight_ih{s}"], accumulate=True)
     db = None
     if w.b is not None:
         db = dA.sum(axis=0)
@@ -712,14 +726,18 @@ def _param_grads(layer, plan, dA: Array, inp: Array, hprev: Array, E: Array | No
     # LSTM's ran U' = U W_hr (see _first_rows).
     own = w.hh_mask is None and w.w_hr is None
     dw = g[f"weight_hh{s}"] if own else np.zeros_like(w.w_hh)
-    layer.cell.add_hh_grad(dA, hprev, E, db, dw, g.get(f"bias_hh{s}"),
-                           lambda a, b, out, accumulate: _product(a, b, plan, out, accumulate))
+    if ex is None:
+        layer.cell.add_hh_grad(dA, hprev, E, db, dw, g.get(f"bias_hh{s}"),
+                               lambda a, b, out, accumulate: _product(a, b, plan, out,
+                                                                      accumulate))
+    else:
+        ex.add_hh_grads(layer.cell, hprev, E, pk.rows, db, dw, g.get(f"bias_hh{s}"))
     if w.w_hr is not None:
         g[f"weight_hr{s}"] += w.u.T @ dw
         dw = dw @ w.w_hr.T
     if not own:
         g[f"weight_hh{s}"] += dw if w.hh_mask is None else dw * w.hh_mask
-    _product(dA, w.w_ih, plan, dx, accumulate)
+    _product(d_in, w.w_ih, plan, dx, accumulate)
 
 
 def unsort(order: Array | None, a: Array, h: Array, c: Array | None):

@@ -34,6 +34,15 @@ def test_options_reach_the_layer():
     np.testing.assert_allclose(w @ w.T, np.eye(4), atol=1e-12)
 
 
+def test_step_extras_reach_the_layer():
+    o = RecurrentOptions(layer_norm=True, zoneout=0.1, zoneout_cell=0.3, recurrent_dropout=0.2)
+    layer = make_recurrent("lstm", 3, 4, 1, o)
+    assert layer.layer_norm and (layer.zoneout, layer.zoneout_c) == (0.1, 0.3)
+    assert layer.recurrent_dropout == 0.2
+    gru = make_recurrent("gru", 3, 4, 1, RecurrentOptions(zoneout=0.1))
+    assert (gru.zoneout, gru.zoneout_c) == (0.1, 0.0)
+
+
 def test_peepholes_are_an_lstm_option():
     with pytest.raises(ValueError, match="peepholes is an LSTM option; cell 'gru' has none"):
         make_recurrent("gru", 3, 4, options=RecurrentOptions(peepholes=True))

@@ -218,8 +218,29 @@ def test_recurrent_options_reach_the_saved_model(tmp_path, capsys):
     assert main(["predict", str(run), str(data)]) == 0
 
 
+def test_step_extras_from_the_command_line(tmp_path, capsys):
+    """Layer norm, zoneout and recurrent dropout: trained, saved, loaded, predicting."""
+    data = need(DATA / "uci_sentiment_labelled_sentences" / "amazon_cells_labelled.txt")
+    run = tmp_path / "ln"
+    assert main(["train", "classify", "--train", str(data), "--out", str(run), "--epochs", "1",
+                 "--hidden", "8", "--embedding-dim", "8", "--quiet", "--cell", "lstm",
+                 "--layer-norm", "--zoneout", "0.1", "--zoneout-cell", "0.4",
+                 "--recurrent-dropout", "0.25"]) == 0
+    capsys.readouterr()
+    cfg = json.loads((run / "best" / "config.json").read_text())["model"]
+    assert (cfg["layer_norm"], cfg["zoneout"], cfg["zoneout_cell"],
+            cfg["recurrent_dropout"]) == (True, 0.1, 0.4, 0.25)
+    from rnnkit.pipeline import Task
+
+    layer = Task.load(run).model.layers["rnn"]
+    assert layer.layer_norm and layer.zoneout_c == 0.4 and "ln_weight_c_l0" in layer.params
+    assert main(["predict", str(run), str(data)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1000
+
+
 @pytest.mark.parametrize("extra,message", [
     (["--weight-drop", "1"], "argument --weight-drop: expected a number in [0, 1), got 1.0"),
+    (["--zoneout-cell", "0.2", "--cell", "gru"], "zoneout_cell is an LSTM option"),
     (["--peepholes", "--cell", "gru"], "peepholes is an LSTM option; cell 'gru' has none"),
     (["--forget-bias", "1", "--chrono", "9"], "not allowed with argument --forget-bias"),
 ])
