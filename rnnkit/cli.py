@@ -187,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
             t.add_argument("--bigram-features", action="store_true",
                            help="add embeddings of the token bigrams (x[t-1] x[t]) and "
                            "(x[t] x[t+1]): with --tokenizer char, the words of Chinese text")
+            t.add_argument("--word-dropout", type=_fraction, default=0.0, metavar="P",
+                           help="training: replace each token by <unk> with probability P "
+                           "(Iyyer et al. 2015) (default: 0)")
         if task == "tag":
             t.add_argument("--format", choices=["conllu", "slash", "columns"], default=None,
                            help="conllu (default for .conllu), slash (word/TAG lines, the "
@@ -204,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="add embeddings of the token bigrams (x[t-1] x[t]) and "
                            "(x[t] x[t+1]): a strong feature for character tagging such as word "
                            "segmentation")
-            t.add_argument("--word-dropout", type=float, default=0.0,
+            t.add_argument("--word-dropout", type=_fraction, default=0.0, metavar="P",
                            help="training: replace each word by <unk> with this probability, "
                            "so that unseen words are tagged from their spelling (default: 0)")
         if task == "lm":
@@ -338,7 +341,7 @@ def _train_task(args) -> int:
     if args.task == "classify":
         opts.update(text_column=args.text_column, label_column=args.label_column,
                     pooling=args.pooling, bidirectional=args.bidirectional,
-                    bigram_features=args.bigram_features)
+                    bigram_features=args.bigram_features, word_dropout=args.word_dropout)
     if args.task == "tag":
         opts.update(tag=args.tag, char_features=not args.no_char_features,
                     bigram_features=args.bigram_features, word_dropout=args.word_dropout,

@@ -185,6 +185,27 @@ class Dropout(Layer):
         return dy if cache is None else dy * cache
 
 
+class TokenDropout(Layer):
+    """Word dropout (Iyyer et al. 2015): in training each token id other than padding becomes
+    ``unk`` with probability p, from the layer's seeded generator; in eval mode ids pass
+    unchanged. Ids in (any shape), ids out; no parameters, nothing to backpropagate."""
+
+    def __init__(self, p: float = 0.0, unk: int = 1, padding: int = 0,
+                 seed: int | None = None):
+        if isinstance(p, bool) or not (isinstance(p, int | float) and 0.0 <= p < 1.0):
+            raise ValueError(f"word_dropout must be a number in [0, 1), got {p!r}")
+        self.p, self.unk, self.padding = float(p), int(unk), int(padding)
+        self.rng = np.random.default_rng(seed)
+        self.params, self.grads = {}, {}
+
+    def forward(self, ids):
+        """ids with some replaced by ``unk`` (training, p > 0), else ids."""
+        if not self.training or self.p == 0.0:
+            return ids
+        drop = (self.rng.random(ids.shape) < self.p) & (ids != self.padding)
+        return np.where(drop, self.unk, ids)
+
+
 def _masked_softmax(scores: Array, mask: Array | None) -> Array:
     """Softmax over the last axis; positions where mask is False get weight 0."""
     if mask is not None:

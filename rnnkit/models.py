@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
-from .layers import Dropout, Embedding, Linear
+from .layers import Dropout, Embedding, Linear, TokenDropout
 from .losses import cross_entropy, mse_loss
 from .options import RecurrentOptions, make_recurrent
 from .recurrent import LSTM
@@ -143,7 +143,9 @@ class ClassifierConfig(RecurrentOptions):
     pooling: str = "last"  # last | mean | max: how the states become one sentence vector
     bigram_vocab_size: int = 0  # token-bigram ids; 0 turns the bigram features off
     bigram_dim: int = 50  # size of a bigram vector (two per token: left and right)
+    word_dropout: float = 0.0  # training: a token becomes <unk> with this probability
     padding_idx: int = 0  # token id used for padding
+    unk_idx: int = 1  # token id of <unk> (rnnkit.data.SPECIALS order)
     seed: int = 0  # initialisation and dropout seed
     dtype: str = "float32"  # float32 | float64 (float64 for gradient checks)
 
@@ -171,6 +173,8 @@ class SequenceClassifier(Model):
         if c.pooling not in ("last", "mean", "max"):
             raise ValueError(f"unknown pooling {c.pooling!r}; expected last, mean or max")
         dirs = 2 if c.bidirectional else 1
+        self.layers["word_dropout"] = TokenDropout(c.word_dropout, c.unk_idx, c.padding_idx,
+                                                   seed=c.seed + 4)
         self.layers["embedding"] = Embedding(c.vocab_size, c.embedding_dim, c.padding_idx,
                                              dtype=c.dtype, seed=c.seed)
         feat = c.embedding_dim
@@ -209,7 +213,7 @@ class SequenceClassifier(Model):
 
     def _forward(self, ids, lengths, bigrams=None):
         L = self.layers
-        x, ecache = L["embedding"].forward(ids)
+        x, ecache = L["embedding"].forward(L["word_dropout"].forward(ids))
         bcache = None
         if bigrams is not None:
             x, bcache = _add_bigrams(L["bigram_embedding"], x, bigrams)
@@ -459,9 +463,9 @@ class SequenceTagger(Model):
     def __init__(self, config: TaggerConfig):
         super().__init__(config)
         c = config
-        if not 0.0 <= c.word_dropout < 1.0:
-            raise ValueError(f"word_dropout must be in [0, 1), got {c.word_dropout!r}")
-        self.word_rng = np.random.default_rng(c.seed + 7)  # seed + 6: the bigram table
+        # seed + 6: the bigram table
+        self.layers["word_dropout"] = TokenDropout(c.word_dropout, c.unk_idx, c.padding_idx,
+                                                   seed=c.seed + 7)
         feat = c.embedding_dim
         self.layers["embedding"] = Embedding(c.vocab_size, c.embedding_dim, c.padding_idx,
                                              dtype=c.dtype, seed=c.seed)
@@ -525,11 +529,7 @@ class SequenceTagger(Model):
 
     def _features(self, ids, lengths, chars, bigrams):
         L = self.layers
-        p = self.config.word_dropout
-        if self.training and p > 0:
-            drop = (self.word_rng.random(ids.shape) < p) & (ids != self.config.padding_idx)
-            ids = np.where(drop, self.config.unk_idx, ids)
-        x, ecache = L["embedding"].forward(ids)
+        x, ecache = L["embedding"].forward(L["word_dropout"].forward(ids))
         bcache = None
         if bigrams is not None:
             x, bcache = _add_bigrams(L["bigram_embedding"], x, bigrams)

@@ -354,7 +354,7 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
         model = SequenceClassifier(ClassifierConfig(
             vocab_size=len(vocab), num_classes=len(labels), embedding_dim=embedding_dim,
             hidden_size=hidden, num_layers=layers, cell=cell, bidirectional=bidirectional,
-            dropout=dropout, pooling=pooling,
+            dropout=dropout, pooling=pooling, word_dropout=word_dropout,
             bigram_vocab_size=len(bigrams) if bigrams else 0, seed=cfg.seed, **rec))
     elif task == "tag":
         words = [[w.lower() if lower else w for w in toks] for toks, _ in raw_train]

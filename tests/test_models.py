@@ -185,8 +185,32 @@ def test_tagger_word_dropout_trains_on_unk_and_leaves_evaluation_alone():
     dropped.eval()
     plain.eval()
     np.testing.assert_array_equal(dropped.predict(batch), plain.predict(batch))
-    with pytest.raises(ValueError, match="word_dropout must be in"):
+    with pytest.raises(ValueError, match="word_dropout must be a number in"):
         make(1.0)
+    assert "word_dropout" in dropped.rng_states()  # a resumed run draws on from where it was
+
+
+def test_classifier_word_dropout_trains_on_unk_and_leaves_evaluation_alone():
+    def make(p):
+        return SequenceClassifier(ClassifierConfig(vocab_size=9, num_classes=2, embedding_dim=3,
+                                                   hidden_size=4, word_dropout=p, pooling="max",
+                                                   dtype="float64", seed=3))
+
+    rng = np.random.default_rng(2)
+    examples = [(rng.integers(2, 9, n).tolist(), int(n % 2)) for n in (5, 3, 4, 6)]
+    dropped, plain = make(0.4), make(0.0)
+    batch = dropped.collate(examples)
+    ids = batch[0]
+    drop = (np.random.default_rng(3 + 4).random(ids.shape) < 0.4) & (ids != 0)
+    assert 0 < drop.sum() < (ids != 0).sum()
+    total, _ = dropped.forward_backward(batch)
+    ref_total, _ = plain.forward_backward((np.where(drop, 1, ids),) + tuple(batch[1:]))
+    assert total == ref_total
+    for name, g in dropped.grads.items():
+        np.testing.assert_array_equal(g, plain.grads[name], err_msg=name)
+    dropped.eval()
+    plain.eval()
+    np.testing.assert_array_equal(dropped.predict_logits(batch), plain.predict_logits(batch))
 
 
 def test_language_model_gradients_and_truncated_bptt():
