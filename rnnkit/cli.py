@@ -207,6 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
                            help="add embeddings of the token bigrams (x[t-1] x[t]) and "
                            "(x[t] x[t+1]): a strong feature for character tagging such as word "
                            "segmentation")
+            t.add_argument("--crf", action="store_true",
+                           help="a linear-chain CRF output layer: the tags are predicted as one "
+                           "sequence by Viterbi decoding (docs/crf.md) (default: per-token "
+                           "softmax)")
+            t.add_argument("--no-constraints", action="store_true",
+                           help="do not restrict decoding to the sequences valid under the tag "
+                           "scheme (BIO, BIOES, BMES: detected from the tags; e.g. no I-X after "
+                           "O) (default: restricted whenever a scheme is detected)")
             t.add_argument("--word-dropout", type=_fraction, default=0.0, metavar="P",
                            help="training: replace each word by <unk> with this probability, "
                            "so that unseen words are tagged from their spelling (default: 0)")
@@ -345,7 +353,8 @@ def _train_task(args) -> int:
     if args.task == "tag":
         opts.update(tag=args.tag, char_features=not args.no_char_features,
                     bigram_features=args.bigram_features, word_dropout=args.word_dropout,
-                    char_dim=args.char_dim, char_hidden=args.char_hidden)
+                    char_dim=args.char_dim, char_hidden=args.char_hidden, crf=args.crf,
+                    constraints=not args.no_constraints)
     if args.task == "lm":
         opts.update(bptt=args.bptt)
     if args.task == "translate":

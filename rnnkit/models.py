@@ -14,8 +14,9 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
+from . import crf
 from .layers import Dropout, Embedding, Linear, TokenDropout
-from .losses import cross_entropy, mse_loss
+from .losses import cross_entropy, log_softmax, mse_loss
 from .options import RecurrentOptions, make_recurrent
 from .recurrent import LSTM
 
@@ -436,6 +437,9 @@ class TaggerConfig(RecurrentOptions):
     bigram_vocab_size: int = 0  # token-bigram ids; 0 turns the bigram features off
     bigram_dim: int = 50  # size of a bigram vector (two per token: left and right)
     word_dropout: float = 0.0  # training: a word becomes <unk> with this probability
+    crf: bool = False  # a linear-chain CRF over the logits instead of per-token softmax
+    scheme: str | None = None  # bio | bioes | bmes: decoding rules out invalid tag sequences
+    tag_names: list | None = None  # the tags in id order (what the scheme's rules read)
     padding_idx: int = 0  # word and character id used for padding
     unk_idx: int = 1  # word id of <unk> (rnnkit.data.SPECIALS order)
     seed: int = 0  # initialisation and dropout seed
@@ -485,6 +489,15 @@ class SequenceTagger(Model):
         self.layers["dropout"] = Dropout(c.dropout, seed=c.seed + 2, variational=c.variational)
         self.layers["head"] = Linear(2 * self.layers["rnn"].output_size, c.num_tags, dtype=c.dtype,
                                      seed=c.seed + 3)
+        constraints = None
+        if c.scheme is not None:
+            if not c.tag_names or len(c.tag_names) != c.num_tags:
+                raise ValueError(f"scheme {c.scheme!r} needs tag_names, one per tag "
+                                 f"({c.num_tags}), got {c.tag_names!r}")
+            constraints = crf.scheme_constraints(list(c.tag_names), c.scheme)
+        self.constraints = None if constraints is None else crf.constraint_scores(*constraints)
+        if c.crf:
+            self.layers["crf"] = crf.CRF(c.num_tags, constraints, dtype=c.dtype)
         self._finish()
 
     def example_length(self, example) -> int:
@@ -564,8 +577,13 @@ class SequenceTagger(Model):
         tags = batch[2]
         mask = tags >= 0
         logits, (fcache, d1, rcache, d2, hcache) = self._logits(batch)
-        loss, dlogits = cross_entropy(logits, tags, mask, reduction="mean")
         L = self.layers
+        if self.config.crf:  # Σ_sentences −log p(y), reported per token
+            n = int(mask.sum())
+            total, ccache = L["crf"].forward(logits, batch[1], tags)
+            loss, dlogits = total / n, L["crf"].backward(1.0 / n, ccache)
+        else:
+            loss, dlogits = cross_entropy(logits, tags, mask, reduction="mean")
         dout = L["dropout"].backward(L["head"].backward(dlogits, hcache), d2)
         dx, _ = L["rnn"].backward(dout, None, rcache)
         dx = L["dropout"].backward(dx, d1)
@@ -587,11 +605,20 @@ class SequenceTagger(Model):
         return loss * n, n
 
     def predict(self, batch) -> np.ndarray:
-        """Tag ids (N, T), −1 at padding."""
+        """Tag ids (N, T), −1 at padding: the CRF's Viterbi path, or with a tag scheme the
+        best valid sequence under the per-token softmax, else each token's argmax."""
         with self.evaluating():
             logits, _ = self._logits(batch)
+        return self._decode(logits, batch[1])
+
+    def _decode(self, logits, lengths) -> np.ndarray:
+        if self.config.crf:
+            return self.layers["crf"].decode(logits, lengths)
+        if self.constraints is not None:
+            return crf.viterbi(log_softmax(logits.astype(np.float64)), lengths,
+                               *self.constraints)
         pred = logits.argmax(axis=2)
-        pred[np.arange(pred.shape[1])[None, :] >= batch[1][:, None]] = -1
+        pred[np.arange(pred.shape[1])[None, :] >= lengths[:, None]] = -1
         return pred
 
     def evaluate(self, batch) -> dict:
@@ -600,9 +627,13 @@ class SequenceTagger(Model):
             logits, _ = self._logits(batch)
         tags = batch[2]
         mask = tags >= 0
-        loss, _ = cross_entropy(logits, tags, mask, reduction="sum")
+        if self.config.crf:
+            loss, _ = self.layers["crf"].forward(logits, batch[1], tags)
+        else:
+            loss, _ = cross_entropy(logits, tags, mask, reduction="sum")
+        pred = self._decode(logits, batch[1])
         return {"loss_sum": loss, "count": int(mask.sum()),
-                "correct": int(((logits.argmax(axis=2) == tags) & mask).sum())}
+                "correct": int(((pred == tags) & mask).sum())}
 
     def metrics(self, totals):
         """Mean loss and token accuracy from summed :meth:`evaluate` parts."""

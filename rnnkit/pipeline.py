@@ -16,6 +16,7 @@ import numpy as np
 
 from . import data as D
 from . import io
+from .crf import detect_scheme
 from .models import (
     ClassifierConfig,
     LanguageModel,
@@ -34,13 +35,9 @@ TAG_FORMATS = ("conllu", "slash", "columns")
 
 
 def chunk_scheme(labels: list[str]) -> str | None:
-    """``"bio"`` for B-/I-/O entity tags, ``"bmes"`` for B/M/E/S segmentation tags, else None."""
-    if set(t.upper() for t in labels) <= {"B", "M", "E", "S"}:
-        return "bmes"
-    if all(t == "O" or t[:2] in ("B-", "I-") for t in labels) and any(
-            t.startswith("B-") for t in labels):
-        return "bio"
-    return None
+    """``"bio"`` / ``"bioes"`` for entity tags, ``"bmes"`` for B/M/E/S segmentation tags,
+    else None (rnnkit.crf.detect_scheme)."""
+    return detect_scheme(labels)
 
 
 def read_task_file(task: str, path, fmt: str | None = None, encoding: str = "utf-8",
@@ -173,7 +170,8 @@ class Task:
         def name(k):
             tag = self.labels[k]
             if scheme == "bmes":  # a word is a chunk: B/M/E/S → B-W/I-W/E-W/S-W
-                return {"B": "B-W", "M": "I-W", "E": "E-W", "S": "S-W"}[tag.upper()]
+                head, _, kind = tag.partition("-")
+                return {"B": "B-", "M": "I-", "E": "E-", "S": "S-"}[head.upper()] + (kind or "W")
             return tag
 
         gold, pred = [], []
@@ -183,7 +181,7 @@ class Task:
             for row_p, row_g, n in zip(p, batch[2], batch[1], strict=True):
                 gold.append([name(k) for k in row_g[:n]])
                 pred.append([name(k) for k in row_p[:n]])
-        if scheme == "bmes":
+        if scheme in ("bmes", "bioes"):
             return float(f1_score(gold, pred, mode="strict", scheme=IOBES))
         return float(f1_score(gold, pred))
 
@@ -306,6 +304,7 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
           dropout: float | None = None, pooling: str = "last", char_features: bool = True,
           bigram_features: bool = False, word_dropout: float = 0.0, char_dim: int = 25,
           char_hidden: int = 25,
+          crf: bool = False, constraints: bool = True,
           attention: str = "dot", teacher_forcing: float = 1.0,
           bptt: int = 64, split_seed: int = 0, progress: bool = True, beam_size: int = 1,
           recurrent: dict | None = None, **train_options) -> dict:
@@ -316,6 +315,8 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
     10% dev). ``train_options`` are TrainConfig fields (epochs, batch_size, lr, …);
     ``beam_size`` is the beam a translation's test set is decoded with (1: greedy);
     ``recurrent`` the recurrent stack's options (rnnkit.options.RecurrentOptions fields);
+    a tagger with ``crf`` has a CRF output layer, and with ``constraints`` decodes only the
+    sequences valid under the tag scheme its labels follow (BIO, BIOES, BMES; detected);
     ``dropout`` None takes the task's :data:`DEFAULT_DROPOUT`.
     """
     if task not in TASKS:
@@ -372,7 +373,8 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
             char_vocab_size=len(chars) if chars else 0, char_embedding_dim=char_dim,
             char_hidden_size=char_hidden,
             bigram_vocab_size=len(bigrams) if bigrams else 0, word_dropout=word_dropout,
-            unk_idx=vocab.stoi[D.UNK], seed=cfg.seed, **rec))
+            unk_idx=vocab.stoi[D.UNK], crf=crf, tag_names=labels,
+            scheme=detect_scheme(labels) if constraints else None, seed=cfg.seed, **rec))
     elif task == "translate":
         vocab = D.Vocab.build((tok(a) for a, _ in raw_train), min_freq, max_vocab)
         tgt = D.Vocab.build((tok(b) for _, b in raw_train), min_freq, max_vocab)

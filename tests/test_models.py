@@ -118,16 +118,21 @@ def test_make_recurrent_rejects_unknown_cells():
         make_recurrent("elman", 2, 3)
 
 
-@pytest.mark.parametrize("chars,bigrams", [(False, False), (True, False), (False, True),
-                                           (True, True)])
-def test_tagger_gradients(chars, bigrams):
+@pytest.mark.parametrize("chars,bigrams,use_crf", [
+    (False, False, False), (True, False, False), (False, True, False), (True, True, False),
+    (True, False, True), (False, True, True)])
+def test_tagger_gradients(chars, bigrams, use_crf):
+    """Through every feature, and through the CRF (with BIO constraints, which decoding
+    applies)."""
     from rnnkit.models import SequenceTagger, TaggerConfig
 
     rng = np.random.default_rng(0)
+    crf_options = dict(crf=True, scheme="bio", tag_names=["O", "B-X", "I-X", "B-Y"]) \
+        if use_crf else {}
     model = SequenceTagger(TaggerConfig(vocab_size=9, num_tags=4, embedding_dim=3, hidden_size=4,
                                         char_vocab_size=7 if chars else 0, char_embedding_dim=3,
                                         char_hidden_size=2, bigram_vocab_size=6 if bigrams else 0,
-                                        bigram_dim=2, dtype="float64", seed=1))
+                                        bigram_dim=2, dtype="float64", seed=1, **crf_options))
     examples = []
     for n in (4, 2, 3):
         words = rng.integers(1, 9, n).tolist()
@@ -152,6 +157,37 @@ def test_tagger_gradients(chars, bigrams):
         assert rel_error(model.grads[name], numeric) < 1e-6, name
     pred = model.predict(batch)
     assert pred.shape == (3, 4) and np.all(pred[1, 2:] == -1)
+    if use_crf:  # I-X (2) never follows O (0) or B-Y (3), nor starts a sentence
+        for row, n in zip(pred, (4, 2, 3), strict=True):
+            y = [0, *row[:n]]
+            assert all(b != 2 or a in (1, 2) for a, b in zip(y[:-1], y[1:], strict=True))
+
+
+def test_tagger_constrained_softmax_decoding_only_yields_valid_sequences():
+    from rnnkit.models import SequenceTagger, TaggerConfig
+
+    tags = ["O", "B-X", "I-X", "B-Y", "I-Y"]
+    rng = np.random.default_rng(5)
+    plain = SequenceTagger(TaggerConfig(vocab_size=9, num_tags=5, embedding_dim=3,
+                                        hidden_size=4, seed=4))
+    ruled = SequenceTagger(TaggerConfig(vocab_size=9, num_tags=5, embedding_dim=3,
+                                        hidden_size=4, seed=4, scheme="bio", tag_names=tags))
+    for p in plain.params.values():
+        p += rng.normal(0, 2.0, p.shape).astype(p.dtype)
+    for name, p in ruled.params.items():
+        p[...] = plain.params[name]
+    examples = [(rng.integers(1, 9, n).tolist(), [0] * n) for n in rng.integers(1, 9, 60)]
+    batch = plain.collate(examples)
+    free, fixed = plain.predict(batch), ruled.predict(batch)
+    bad = 0
+    for row_free, row, n in zip(free, fixed, batch[1], strict=True):
+        pairs = lambda y: zip([0, *y[:-1]], y, strict=True)  # noqa: E731
+        invalid = lambda a, b: b in (2, 4) and a != b - 1 and a != b  # noqa: E731
+        bad += any(invalid(a, b) for a, b in pairs(list(row_free[:n])))
+        assert not any(invalid(a, b) for a, b in pairs(list(row[:n])))
+    assert bad > 0  # the unconstrained argmax does produce invalid sequences here
+    with pytest.raises(ValueError, match="needs tag_names"):
+        SequenceTagger(TaggerConfig(vocab_size=9, num_tags=5, scheme="bio"))
 
 
 def test_tagger_word_dropout_trains_on_unk_and_leaves_evaluation_alone():
