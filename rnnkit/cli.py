@@ -261,6 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="global gradient-norm clipping, or 'none' (default: 5)")
         t.add_argument("--patience", type=_positive_int, default=None,
                        help="early stopping after this many epochs without improvement")
+        t.add_argument("--ema", type=_fraction, default=0.0, metavar="DECAY",
+                       help="evaluate, select and save an exponential moving average of the "
+                       "weights with this decay per step, e.g. 0.999 (Polyak averaging) "
+                       "(default: 0, off)")
         t.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
         t.add_argument("--quiet", action="store_true", help="no progress bar")
         _add_recurrent_options(t, INITS)
@@ -345,6 +349,7 @@ def _train_task(args) -> int:
                 layers=args.layers, embedding_dim=args.embedding_dim, dropout=args.dropout,
                 epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
                 lr=args.lr, clip_norm=args.clip, patience=args.patience, seed=args.seed,
+                ema=args.ema,
                 progress=not args.quiet, recurrent=_recurrent_options(args))
     if args.task == "classify":
         opts.update(text_column=args.text_column, label_column=args.label_column,

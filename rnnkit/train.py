@@ -20,6 +20,7 @@ import math
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -39,6 +40,8 @@ from .optim import (
 from .plan import RECURRENT, recurrent_products, set_recurrent_products
 
 SCHEDULES = ("none", "step", "cosine", "warmup", "plateau")
+#: The optimiser state slot that holds the weights' moving average (TrainConfig.ema).
+EMA_SLOT = "ema"
 
 
 class TrainingDiverged(RuntimeError):
@@ -67,6 +70,7 @@ class TrainConfig:
     progress: bool = True  # show a progress bar
     keep_checkpoints: int = 2  # step directories kept besides last and best
     max_minutes: float | None = None  # stop after the epoch that passes this wall time
+    ema: float = 0.0  # evaluate and save a moving average of the weights with this decay
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1:
@@ -76,6 +80,8 @@ class TrainConfig:
             raise ValueError(f"unknown schedule {self.schedule!r}; expected one of {SCHEDULES}")
         if self.on_nan not in ("stop", "skip"):
             raise ValueError(f"on_nan must be 'stop' or 'skip', got {self.on_nan!r}")
+        if isinstance(self.ema, bool) or not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema must be a decay in [0, 1), got {self.ema!r}")
 
 
 def batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
@@ -137,6 +143,8 @@ class Trainer:
         if c.optimizer in ("sgd", "rmsprop"):
             kwargs["momentum"] = c.momentum
         self.optimizer = make_optimizer(c.optimizer, model.params, model.grads, **kwargs)
+        if c.ema:  # the average lives beside the optimiser's slots: checkpoints carry it
+            self.optimizer.state[EMA_SLOT] = {k: p.copy() for k, p in model.params.items()}
         self.schedule = {"none": lambda o: None, "step": lambda o: StepLR(o, c.step_size, c.gamma),
                          "cosine": lambda o: CosineLR(o, c.epochs),
                          "warmup": lambda o: LinearWarmup(o, c.warmup_steps),
@@ -187,6 +195,8 @@ class Trainer:
                  if k not in ("format_version", "rnnkit_version", "model_type", "model")}
         trainer = cls(model, train_data, dev_data, tc, run_dir, extra)
         state = io.load_training_state(last, trainer.optimizer)
+        if tc.ema:  # 'last' holds the average as the model and the raw weights as the slot
+            trainer._swap_average()
         trainer.epoch, trainer.step = state["epoch"], state["step"]
         trainer.best, trainer.best_epoch = state["best"], state["best_epoch"]
         trainer.skipped = state["skipped"]
@@ -216,8 +226,9 @@ class Trainer:
             # Written whole by a run killed before it pointed 'last' at it: this run redid
             # the same steps from the previous checkpoint, so replace it.
             shutil.rmtree(path)
-        io.save_checkpoint(path, self.model, self.optimizer, self.state(),
-                           {**self.extra_config, "train": asdict(self.config)})
+        with self._averaged():  # the model a checkpoint holds is the one evaluated
+            io.save_checkpoint(path, self.model, self.optimizer, self.state(),
+                               {**self.extra_config, "train": asdict(self.config)})
         io.point(self.run_dir / "last", path)
         if best:
             io.point(self.run_dir / "best", path)
@@ -237,9 +248,41 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def evaluate(self, data: list, batch_size: int | None = None) -> dict:
-        """Metrics of the model on ``data`` (eval mode; no gradients)."""
-        return evaluate(self.model, data, batch_size or self.config.batch_size,
-                        in_order=not self.config.shuffle)
+        """Metrics of the model on ``data`` (eval mode; no gradients), with ``ema`` of the
+        averaged weights."""
+        with self._averaged():
+            return evaluate(self.model, data, batch_size or self.config.batch_size,
+                            in_order=not self.config.shuffle)
+
+    # Polyak averaging (Polyak & Juditsky 1992), as an exponential moving average: after each
+    # step w̄ ← d w̄ + (1 − d) w, with d = min(ema, (1 + step) / (10 + step)) so that the first
+    # steps' weights (the random start) fade quickly. Dev evaluation, model selection and
+    # checkpoints see w̄; training goes on from w.
+    def _update_average(self) -> None:
+        d = min(self.config.ema, (1 + self.step) / (10 + self.step))
+        for name, p in self.model.params.items():
+            avg = self.optimizer.state[EMA_SLOT][name]
+            avg *= d
+            avg += (1 - d) * p
+
+    def _swap_average(self) -> None:
+        for name, p in self.model.params.items():
+            avg = self.optimizer.state[EMA_SLOT][name]
+            raw = p.copy()
+            p[...] = avg
+            avg[...] = raw
+
+    @contextmanager
+    def _averaged(self):
+        """The averaged weights in the model inside the block (nothing without ``ema``)."""
+        if not self.config.ema:
+            yield
+            return
+        self._swap_average()
+        try:
+            yield
+        finally:
+            self._swap_average()
 
     def fit(self) -> list[dict]:
         """Train until ``config.epochs`` (or early stopping); returns the per-epoch records."""
@@ -279,6 +322,8 @@ class Trainer:
                     self._non_finite(loss, norm)
                     continue
                 self.optimizer.step()
+                if c.ema:
+                    self._update_average()
                 if c.schedule == "warmup":
                     self.schedule.step()
                 loss_sum, count = loss_sum + loss, count + n

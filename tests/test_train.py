@@ -69,6 +69,45 @@ def test_training_learns_and_resume_is_bit_exact(tmp_path):
     assert [r["train_loss"] for r in logs[0]] == [r["train_loss"] for r in logs[1]]
 
 
+def test_moving_average_is_what_is_evaluated_and_saved_and_resumes_exactly(tmp_path):
+    """With ema the dev metrics, 'best' and 'last' hold w̄ (w̄ ← d w̄ + (1 − d) w after each
+    step, d = min(ema, (1 + step)/(10 + step))), training goes on from w, and a resumed run
+    ends bit-identical to an uninterrupted one."""
+    c = config(epochs=3, ema=0.9)
+    full = Trainer(make_model(), TRAIN, DEV, c, tmp_path / "full")
+    raw = {k: p.copy() for k, p in full.model.params.items()}
+    avg = {k: p.copy() for k, p in raw.items()}
+    step = full.optimizer.step
+
+    def step_and_follow():  # the average written out independently, step by step
+        step()
+        d = min(0.9, (1 + full.step) / (10 + full.step))
+        for k, p in full.model.params.items():
+            avg[k] = d * avg[k] + (1 - d) * p
+            raw[k] = p.copy()
+
+    full.optimizer.step = step_and_follow
+    history = full.fit()
+    saved, _ = io.load_model(tmp_path / "full" / "last")
+    for k, p in saved.params.items():
+        np.testing.assert_allclose(p, avg[k], rtol=1e-5, atol=1e-6, err_msg=k)
+        assert np.array_equal(full.model.params[k], raw[k]), k  # the model trains on w
+        assert not np.allclose(p, raw[k])
+    assert history[-1]["dev_loss"] == pytest.approx(
+        Trainer(saved, TRAIN, DEV, config()).evaluate(DEV)["loss"], rel=1e-6)
+    half = Trainer(make_model(), TRAIN, DEV, config(epochs=1, ema=0.9), tmp_path / "half")
+    half.fit()
+    resumed = Trainer.resume(tmp_path / "half", TRAIN, DEV, epochs=3)
+    resumed.fit()
+    for name, p in full.model.params.items():
+        assert np.array_equal(p, resumed.model.params[name]), name
+    again, _ = io.load_model(tmp_path / "half" / "last")
+    for name, p in saved.params.items():
+        assert np.array_equal(p, again.params[name]), name
+    with pytest.raises(ValueError, match="ema must be a decay in"):
+        config(ema=1.0)
+
+
 def test_resume_keeps_the_blas_the_run_started_with(tmp_path, monkeypatch):
     """"auto" picks MKL or NumPy's BLAS by a measurement; a resumed run takes the library of
     its checkpoint, so that it ends bit-identical to an uninterrupted one."""
