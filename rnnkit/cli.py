@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .init import INITS
     from .options import CELL_SPECS
-    from .pipeline import DEFAULT_DROPOUT
+    from .pipeline import DEFAULT_DROPOUT, TAG_FORMATS
 
     cells = list(CELL_SPECS)
     ap = argparse.ArgumentParser(prog="rnnkit", description="Recurrent neural networks on NumPy "
@@ -191,9 +191,19 @@ def build_parser() -> argparse.ArgumentParser:
                            help="training: replace each token by <unk> with probability P "
                            "(Iyyer et al. 2015) (default: 0)")
         if task == "tag":
-            t.add_argument("--format", choices=["conllu", "slash", "columns"], default=None,
-                           help="conllu (default for .conllu), slash (word/TAG lines, the "
-                           "default otherwise) or columns (two-column IOB2)")
+            t.add_argument("--format", choices=list(TAG_FORMATS), default=None,
+                           help="conllu (default for .conllu); slash (word/TAG lines); a "
+                           "column file (columns, conll, iob2, bio, bioes, tsv: one token a "
+                           "line, blank lines between sentences, '#' comments; default for "
+                           ".conll, .iob2, .bio, .bioes, .tsv) (default: by extension, then by "
+                           "content)")
+            t.add_argument("--token-column", type=int, default=None, metavar="K",
+                           help="column files: the token's column, 0-based (default: detected: "
+                           "the first column that is not an id)")
+            t.add_argument("--tag-column", type=int, default=None, metavar="K",
+                           help="column files: the tag's column, 0-based, -1 the last "
+                           "(default: detected: the last column of B-/I-/O-style tags, else the "
+                           "last that is not _ or -)")
             t.add_argument("--tag", choices=["upos", "xpos"], default="upos",
                            help="CoNLL-U tag column (default: upos)")
             t.add_argument("--no-char-features", action="store_true",
@@ -359,6 +369,7 @@ def _train_task(args) -> int:
         opts.update(tag=args.tag, char_features=not args.no_char_features,
                     bigram_features=args.bigram_features, word_dropout=args.word_dropout,
                     char_dim=args.char_dim, char_hidden=args.char_hidden, crf=args.crf,
+                    token_column=args.token_column, tag_column=args.tag_column,
                     constraints=not args.no_constraints)
     if args.task == "lm":
         opts.update(bptt=args.bptt)
@@ -382,7 +393,8 @@ def _eval(args) -> int:
     task = Task.load(args.dir)
     o = task.options
     raw = read_task_file(task.task, args.data, o.get("format"), o.get("encoding", "utf-8"),
-                         o.get("text_column", 0), o.get("label_column", 1), o.get("tag", "upos"))
+                         o.get("text_column", 0), o.get("label_column", 1), o.get("tag", "upos"),
+                         o.get("token_column"), o.get("tag_column"))
     metrics = task.evaluate(raw, beam_size=args.beam_size)
     if args.plot:
         from .plots import plot_confusion

@@ -345,29 +345,6 @@ def read_slash_tagged(path, encoding: str = "utf-8", sep: str = "/") -> list[tup
     return _nonempty(out, path)
 
 
-def read_columns(path, encoding: str = "utf-8", token_column: int = 0,
-                 tag_column: int = -1) -> list[tuple[list, list]]:
-    """Two-column IOB2 (CoNLL-2003 style): ``token TAG`` per line, blank lines between
-    sentences, ``-DOCSTART-`` lines ignored: [(tokens, tags)]."""
-    out, tokens, tags = [], [], []
-    for number, line in _lines(path, encoding):
-        cols = line.split()
-        if not cols:
-            if tokens:
-                out.append((tokens, tags))
-                tokens, tags = [], []
-            continue
-        if cols[0] == "-DOCSTART-":
-            continue
-        if len(cols) < 2:
-            raise DataError(f"{path}:{number}: expected 'token TAG' columns, got {line!r}")
-        tokens.append(cols[token_column])
-        tags.append(cols[tag_column])
-    if tokens:
-        out.append((tokens, tags))
-    return _nonempty(out, path)
-
-
 def read_conllu(path, encoding: str = "utf-8", tag: str = "upos") -> list[tuple[list, list]]:
     """CoNLL-U (parsed with the ``conllu`` library): [(words, tags)] with ``tag`` = upos or
     xpos. Multi-word tokens (ids like ``3-4``) and empty nodes (``3.1``) are skipped: the

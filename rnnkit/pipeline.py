@@ -16,6 +16,7 @@ import numpy as np
 
 from . import data as D
 from . import io
+from .columns import read_columns
 from .crf import detect_scheme
 from .models import (
     ClassifierConfig,
@@ -31,7 +32,10 @@ from .options import RecurrentOptions
 from .train import TrainConfig, Trainer, evaluate
 
 TASKS = ("classify", "tag", "translate", "lm")
-TAG_FORMATS = ("conllu", "slash", "columns")
+TAG_FORMATS = ("conllu", "slash", "columns", "conll", "iob2", "bio", "bioes", "tsv")
+#: Names users give column files (all read by rnnkit.columns), and their file extensions.
+COLUMN_FORMATS = ("columns", "conll", "iob2", "bio", "bioes", "tsv")
+_COLUMN_SUFFIXES = (".conll", ".iob2", ".iob", ".bio", ".bioes", ".tsv", ".tab", ".col")
 
 
 def chunk_scheme(labels: list[str]) -> str | None:
@@ -40,21 +44,49 @@ def chunk_scheme(labels: list[str]) -> str | None:
     return detect_scheme(labels)
 
 
+def _sniff_tag_format(path, encoding: str) -> str:
+    """conllu or a column format by extension; else "slash" when the first lines are
+    ``word/TAG`` tokens, "columns" otherwise."""
+    name = str(path).lower()
+    if name.endswith(".conllu"):
+        return "conllu"
+    if name.endswith(_COLUMN_SUFFIXES):
+        return "columns"
+    slash = rows = 0
+    for _, text in D._lines(path, encoding):
+        fields = text.split()
+        if not fields or text.startswith("#"):
+            continue
+        rows += 1
+        slash += all("/" in f.strip("/") for f in fields)
+        if rows == 20:
+            break
+    return "slash" if slash * 2 > rows else "columns"
+
+
+def read_tag_file(path, fmt: str | None = None, encoding: str = "utf-8", tag: str = "upos",
+                  token_column: int | None = None, tag_column: int | None = None):
+    """[(tokens, tags)] of a tagging file and, for column files, the ColumnChoice made (else
+    None). ``fmt`` None: by extension, then by content (:func:`_sniff_tag_format`)."""
+    fmt = fmt or _sniff_tag_format(path, encoding)
+    if fmt == "conllu":
+        return D.read_conllu(path, encoding, tag=tag), None
+    if fmt == "slash":
+        return D.read_slash_tagged(path, encoding), None
+    if fmt in COLUMN_FORMATS:
+        return read_columns(path, encoding, token_column, tag_column)
+    raise ValueError(f"unknown tagging format {fmt!r}; expected one of {', '.join(TAG_FORMATS)}")
+
+
 def read_task_file(task: str, path, fmt: str | None = None, encoding: str = "utf-8",
-                   text_column: int = 0, label_column: int = 1, tag: str = "upos"):
+                   text_column: int = 0, label_column: int = 1, tag: str = "upos",
+                   token_column: int | None = None, tag_column: int | None = None):
     """The raw examples of a file: classify [(text, label)], tag [(tokens, tags)], lm str."""
     if task == "classify":
         delim = "," if (fmt == "csv" or (fmt is None and str(path).endswith(".csv"))) else "\t"
         return D.read_labelled(path, encoding, text_column, label_column, delimiter=delim)
     if task == "tag":
-        fmt = fmt or ("conllu" if str(path).endswith(".conllu") else "slash")
-        if fmt == "conllu":
-            return D.read_conllu(path, encoding, tag=tag)
-        if fmt == "slash":
-            return D.read_slash_tagged(path, encoding)
-        if fmt == "columns":
-            return D.read_columns(path, encoding)
-        raise ValueError(f"unknown tagging format {fmt!r}; expected one of {TAG_FORMATS}")
+        return read_tag_file(path, fmt, encoding, tag, token_column, tag_column)[0]
     if task == "lm":
         return D.read_text(path, encoding)
     if task == "translate":
@@ -299,7 +331,8 @@ DEFAULT_DROPOUT = {
 def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | None = None,
           encoding: str = "utf-8", tokenizer: str | None = None, lower: bool = False,
           min_freq: int = 1, max_vocab: int | None = None, text_column: int = 0,
-          label_column: int = 1, tag: str = "upos", cell: str = "lstm", hidden: int = 128,
+          label_column: int = 1, tag: str = "upos", token_column: int | None = None,
+          tag_column: int | None = None, cell: str = "lstm", hidden: int = 128,
           layers: int = 1, embedding_dim: int = 100, bidirectional: bool = True,
           dropout: float | None = None, pooling: str = "last", char_features: bool = True,
           bigram_features: bool = False, word_dropout: float = 0.0, char_dim: int = 25,
@@ -324,8 +357,15 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
     if dropout is None:
         dropout = DEFAULT_DROPOUT[task][0]
     read = dict(fmt=fmt, encoding=encoding, text_column=text_column,
-                label_column=label_column, tag=tag)
-    raw_train = read_task_file(task, train_path, **read)
+                label_column=label_column, tag=tag, token_column=token_column,
+                tag_column=tag_column)
+    if task == "tag":  # the columns chosen for the training file hold for the others too
+        raw_train, choice = read_tag_file(train_path, fmt, encoding, tag, token_column,
+                                          tag_column)
+        if choice is not None:
+            read.update(token_column=choice.token, tag_column=choice.tag)
+    else:
+        raw_train = read_task_file(task, train_path, **read)
     raw_dev = read_task_file(task, dev_path, **read) if dev_path else None
     raw_test = read_task_file(task, test_path, **read) if test_path else None
     if task == "lm":
@@ -343,7 +383,8 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
     rec = asdict(RecurrentOptions(**(recurrent or {})))  # unknown fields fail here
     extra = {"task": task, "tokenizer": tok.to_json(),
              "data": {"format": fmt, "encoding": encoding, "text_column": text_column,
-                      "label_column": label_column, "tag": tag}}
+                      "label_column": label_column, "tag": tag,
+                      "token_column": read["token_column"], "tag_column": read["tag_column"]}}
     if task == "classify":
         vocab = D.Vocab.build((tok(t) for t, _ in raw_train), min_freq, max_vocab)
         bigrams = _bigram_vocab(tok(t) for t, _ in raw_train) if bigram_features else None

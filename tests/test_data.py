@@ -8,7 +8,6 @@ from rnnkit.data import (
     DataError,
     Tokenizer,
     Vocab,
-    read_columns,
     read_conllu,
     read_labelled,
     read_parallel,
@@ -18,6 +17,12 @@ from rnnkit.data import (
 )
 
 from .helpers import SHARED
+
+
+def read_columns(path, **kw):
+    from rnnkit.columns import read_columns as read
+
+    return read(path, **kw)[0]
 
 
 def test_vocab_build_encode_decode():
@@ -93,7 +98,7 @@ def test_readers_on_small_files(tmp_path):
     ("ok\t1\nno label\t\n", read_labelled, r":2: empty label in column 1"),
     ("a/b c\n", read_slash_tagged, r":1: expected 'token/TAG', got 'c'"),
     ("only-source\n", read_parallel, r":1: expected 'source<TAB>target'"),
-    ("EU\n", read_columns, r":1: expected 'token TAG' columns"),
+    ("EU\n", read_columns, r":1: one column per line; expected 'token TAG' columns"),
     ("\n\n", read_parallel, "no examples in the file"),
 ])
 def test_reader_errors_name_file_and_line(tmp_path, content, reader, message):
