@@ -379,10 +379,12 @@ def _train_task(args) -> int:
     summary = train(args.task, args.train, args.out, args.dev, args.test, **opts)
     dev = summary["dev"] or {}
     shown = {k: v for k, v in dev.items() if k.startswith("dev_")}
-    print(f"trained {args.task} for {summary['epochs']} epochs: "
+    print(f"trained {args.task} for {summary['epochs']} epochs; the best, epoch "
+          f"{summary['best_epoch']} (kept as 'best'): "
           + ", ".join(f"{k} {v:.4g}" for k, v in shown.items()))
     if "test" in summary:
-        print("test: " + ", ".join(f"{k} {v:.4g}" for k, v in summary["test"].items()))
+        print("test (best): " + ", ".join(f"{k} {v:.4g}" for k, v in summary["test"].items()
+                                          if isinstance(v, float)))
     print(f"run directory: {args.out}")
     return 0
 
@@ -403,9 +405,16 @@ def _eval(args) -> int:
                        f"{Path(args.data).name}: gold × predicted (share of each gold row)")
     if args.json:
         print(json.dumps(metrics))
-    else:
-        for k, v in metrics.items():
-            print(f"{k}: {v:.6g}")
+        return 0
+    per_type = metrics.pop("per_type", None)
+    for k, v in metrics.items():
+        print(f"{k}: {v:.6g}")
+    if per_type:  # seqeval's classification report, from rnnkit.schemes' counts
+        width = max(len("type"), *(len(k) for k in per_type))
+        print(f"{'type':>{width}s} precision    recall        f1   support")
+        for kind, s in per_type.items():
+            print(f"{kind or '(none)':>{width}s} {s['precision']:9.4f} {s['recall']:9.4f} "
+                  f"{s['f1']:9.4f} {s['support']:9d}")
     return 0
 
 
@@ -517,6 +526,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run one ``rnnkit`` command; returns the exit status (2 with a one-line error for bad
     input: a missing file, a malformed line, an unknown option).
     """
+    import warnings
+
+    # A warning is one line for the user, like an error (no source path and line of rnnkit).
+    warnings.formatwarning = lambda message, *_, **__: f"rnnkit: warning: {message}\n"
     ap = build_parser()
     args = ap.parse_args(argv)
     if args.command is None:

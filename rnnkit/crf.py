@@ -14,7 +14,7 @@ and p(y) = exp S(y) / Z, Z = Σ_y' exp S(y'). With α_1 = s + E_1,
 exp(α_t[j] + β_t[j] − log Z), ∂ log Z/∂A[i, j] = Σ_t exp(α_{t−1}[i] + A[i, j] + E_t[j] + β_t[j]
 − log Z), ∂ log Z/∂s = p(y_1), ∂ log Z/∂e = p(y_n); ∂S(y)/∂θ counts y's own terms.
 
-Constraints enter as −∞ scores (the ``allowed`` masks of :func:`scheme_constraints`): a
+Constraints enter as −∞ scores (the ``allowed`` masks of rnnkit.schemes.scheme_constraints): a
 forbidden transition, start or end gets probability 0, and Viterbi never takes it. The layer
 applies them when decoding only: real corpora hold a few invalid gold sequences (an I- after
 an O), whose likelihood under the constraints would be 0 and whose loss infinite; trained
@@ -136,64 +136,6 @@ def viterbi(E: Array, lengths: Array, A: Array, s: Array, e: Array) -> Array:
             out[i, t] = y
             y = back[i, t, y]
     return out
-
-
-# ------------------------------------------------------------------------- tag schemes
-def detect_scheme(tags: list[str]) -> str | None:
-    """"bioes", "bio" or "bmes" from a tag set (prefixes before '-', or bare letters for
-    BMES word segmentation); None when the tags follow none of them."""
-    prefixes = {t.split("-", 1)[0] if "-" in t else t for t in tags}
-    typed = all("-" in t for t in tags if t != "O")
-    if typed and prefixes <= {"B", "I", "O", "E", "S"} and "B" in prefixes:
-        return "bioes" if prefixes & {"E", "S"} else "bio"
-    lower = {p.lower() for p in prefixes}
-    if lower <= {"b", "m", "e", "s"} and {"b", "e"} <= lower:
-        return "bmes"
-    return None
-
-
-def _parts(tag: str, scheme: str) -> tuple[str, str]:
-    if scheme == "bmes":
-        head, _, kind = tag.partition("-")
-        return head.lower(), kind
-    if tag == "O":
-        return "o", ""
-    head, _, kind = tag.partition("-")
-    return head.lower(), kind
-
-
-def scheme_constraints(tags: list[str], scheme: str) -> tuple[Array, Array, Array]:
-    """Allowed (K, K) transitions, starts (K,) and ends (K,) of a scheme, as booleans.
-
-    BIO: I-X only after B-X or I-X (not first). BIOES: B-X and I-X continue with I-X or E-X
-    of the same type; E-X, S-X, O end a chunk; I-X, E-X only inside one. BMES: B and M
-    continue with M or E (same type when typed); E and S end a word.
-    """
-    k = len(tags)
-    parts = [_parts(t, scheme) for t in tags]
-    if scheme == "bio":
-        def can_follow(a, b):
-            (ha, ka), (hb, kb) = a, b
-            return hb != "i" or (ha in ("b", "i") and ka == kb)
-        opens = {"b", "o"}
-        closes = {"b", "i", "o"}
-    elif scheme in ("bioes", "bmes"):
-        inside = {"bioes": ("i", "e"), "bmes": ("m", "e")}[scheme]
-        ends = {"bioes": ("e", "s", "o"), "bmes": ("e", "s")}[scheme]
-
-        def can_follow(a, b):
-            (ha, ka), (hb, kb) = a, b
-            if ha in ends:
-                return hb not in inside
-            return hb in inside and ka == kb  # a chunk is open: continue it
-        opens = {"b", "s", "o"}
-        closes = set(ends)
-    else:
-        raise ValueError(f"unknown tag scheme {scheme!r}; expected bio, bioes or bmes")
-    allowed = np.array([[can_follow(parts[i], parts[j]) for j in range(k)] for i in range(k)])
-    start = np.array([p[0] in opens for p in parts])
-    end = np.array([p[0] in closes for p in parts])
-    return allowed, start, end
 
 
 def constraint_scores(allowed: Array, start: Array, end: Array):

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
-from . import crf
+from . import crf, schemes
 from .layers import Dropout, Embedding, Linear, TokenDropout
 from .losses import cross_entropy, log_softmax, mse_loss
 from .options import RecurrentOptions, make_recurrent
@@ -438,8 +438,10 @@ class TaggerConfig(RecurrentOptions):
     bigram_dim: int = 50  # size of a bigram vector (two per token: left and right)
     word_dropout: float = 0.0  # training: a word becomes <unk> with this probability
     crf: bool = False  # a linear-chain CRF over the logits instead of per-token softmax
-    scheme: str | None = None  # bio | bioes | bmes: decoding rules out invalid tag sequences
+    scheme: str | None = None  # bio | bioes | bmes: the tags' chunk scheme (None: plain tags)
+    constrained: bool = True  # with a scheme: decoding rules out invalid tag sequences
     tag_names: list | None = None  # the tags in id order (what the scheme's rules read)
+    select_metric: str | None = None  # f1 | accuracy | loss on dev (None: f1 with a scheme)
     padding_idx: int = 0  # word and character id used for padding
     unk_idx: int = 1  # word id of <unk> (rnnkit.data.SPECIALS order)
     seed: int = 0  # initialisation and dropout seed
@@ -462,7 +464,13 @@ class SequenceTagger(Model):
     """
 
     config_class = TaggerConfig
-    primary_metric = ("accuracy", True)
+
+    @property
+    def primary_metric(self) -> tuple[str, bool]:
+        """What model selection and early stopping read: chunk F1 where the tags follow a
+        scheme, token accuracy otherwise, unless ``select_metric`` says."""
+        name = self.config.select_metric or ("f1" if self.config.scheme else "accuracy")
+        return {"f1": "chunk_f1"}.get(name, name), name != "loss"
 
     def __init__(self, config: TaggerConfig):
         super().__init__(config)
@@ -489,12 +497,18 @@ class SequenceTagger(Model):
         self.layers["dropout"] = Dropout(c.dropout, seed=c.seed + 2, variational=c.variational)
         self.layers["head"] = Linear(2 * self.layers["rnn"].output_size, c.num_tags, dtype=c.dtype,
                                      seed=c.seed + 3)
+        if c.select_metric not in (None, "f1", "accuracy", "loss"):
+            raise ValueError(f"unknown select_metric {c.select_metric!r}; expected f1, "
+                             "accuracy or loss")
+        if c.select_metric == "f1" and c.scheme is None:
+            raise ValueError("select_metric 'f1' needs chunk tags (a BIO, BIOES or BMES scheme)")
         constraints = None
         if c.scheme is not None:
             if not c.tag_names or len(c.tag_names) != c.num_tags:
                 raise ValueError(f"scheme {c.scheme!r} needs tag_names, one per tag "
                                  f"({c.num_tags}), got {c.tag_names!r}")
-            constraints = crf.scheme_constraints(list(c.tag_names), c.scheme)
+            if c.constrained:
+                constraints = schemes.scheme_constraints(list(c.tag_names), c.scheme)
         self.constraints = None if constraints is None else crf.constraint_scores(*constraints)
         if c.crf:
             self.layers["crf"] = crf.CRF(c.num_tags, constraints, dtype=c.dtype)
@@ -626,19 +640,37 @@ class SequenceTagger(Model):
         with self.evaluating():
             logits, _ = self._logits(batch)
         tags = batch[2]
+        # −2: a tag this run never saw (Task.encode with unseen="count"): an error in the
+        # accuracy, left out of the softmax's loss, read as tag 0 by the CRF's.
         mask = tags >= 0
         if self.config.crf:
-            loss, _ = self.layers["crf"].forward(logits, batch[1], tags)
+            loss, _ = self.layers["crf"].forward(logits, batch[1], np.where(tags == -2, 0, tags))
         else:
             loss, _ = cross_entropy(logits, tags, mask, reduction="sum")
         pred = self._decode(logits, batch[1])
-        return {"loss_sum": loss, "count": int(mask.sum()),
+        part = {"loss_sum": loss, "count": int((tags != -1).sum()),
                 "correct": int(((pred == tags) & mask).sum())}
+        if self.config.scheme is not None:  # entity (chunk) counts: correct, predicted, gold
+            names, totals = self.config.tag_names, [0, 0, 0]
+            for g, p, n in zip(tags, pred, batch[1], strict=True):
+                # (a tag the run never saw, −2, reads as O here; Task.evaluate names it)
+                counts = schemes.chunk_counts([names[k] if k >= 0 else "O" for k in g[:n]],
+                                              [names[k] for k in p[:n]], self.config.scheme)
+                for c in counts.values():
+                    totals = [a + b for a, b in zip(totals, c, strict=True)]
+            part.update(chunks_correct=totals[0], chunks_predicted=totals[1],
+                        chunks_gold=totals[2])
+        return part
 
     def metrics(self, totals):
-        """Mean loss and token accuracy from summed :meth:`evaluate` parts."""
+        """Mean loss and token accuracy from summed :meth:`evaluate` parts; with a tag
+        scheme, chunk precision, recall and F1 too."""
         n = max(totals["count"], 1)
-        return {"loss": totals["loss_sum"] / n, "accuracy": totals["correct"] / n}
+        out = {"loss": totals["loss_sum"] / n, "accuracy": totals["correct"] / n}
+        if "chunks_gold" in totals:
+            out["chunk_precision"], out["chunk_recall"], out["chunk_f1"] = schemes.prf(
+                totals["chunks_correct"], totals["chunks_predicted"], totals["chunks_gold"])
+        return out
 
 
 @dataclass

@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from . import data as D
-from . import io
+from . import io, schemes
 from .columns import read_columns
-from .crf import detect_scheme
 from .models import (
     ClassifierConfig,
     LanguageModel,
@@ -29,6 +28,7 @@ from .models import (
     TaggerConfig,
 )
 from .options import RecurrentOptions
+from .schemes import detect_scheme
 from .train import TrainConfig, Trainer, evaluate
 
 TASKS = ("classify", "tag", "translate", "lm")
@@ -124,10 +124,10 @@ class Task:
         return cls(model, config)
 
     # -------------------------------------------------------------- encoding
-    def encode(self, raw) -> list:
+    def encode(self, raw, unseen: str = "error") -> list:
         """Raw examples (as :func:`read_task_file` returns them) → model examples with this
-        run's vocabularies and labels; a label or tag not known to the run is an error.
-        """
+        run's vocabularies and labels; a label not known to the run is an error, and so is a
+        tag unless ``unseen="count"``: then it becomes −2 (an error in every metric)."""
         if self.task == "classify":
             index = {name: i for i, name in enumerate(self.labels)}
             out = []
@@ -143,9 +143,9 @@ class Task:
             for tokens, tags in raw:
                 words = [t.lower() if self.tokenizer.lower else t for t in tokens]
                 unknown = [t for t in tags if t not in index]
-                if unknown:
+                if unknown and unseen != "count":
                     raise ValueError(f"tag {unknown[0]!r} was not seen in training")
-                ex = (self.vocab.encode(words), [index[t] for t in tags])
+                ex = (self.vocab.encode(words), [index.get(t, -2) for t in tags])
                 if self.chars is not None or self.bigrams is not None:
                     ex += ([self.chars.encode(list(w)) for w in tokens]
                            if self.chars is not None else None,)
@@ -172,50 +172,44 @@ class Task:
     def evaluate(self, raw, beam_size: int = 1) -> dict:
         """Metrics on raw examples: loss always; classify accuracy and macro-F1; tag token
         accuracy; translate BLEU and chrF (sacrebleu); lm perplexity and bits per token."""
-        examples = self.encode(raw)
         lm = self.task == "lm"
+        examples = self.encode(raw, unseen="count") if self.task == "tag" else self.encode(raw)
+        if self.task == "tag":
+            unseen = sorted({t for _, tags in raw for t in tags} - set(self.labels))
+            if unseen:
+                import warnings
+
+                shown = ", ".join(map(repr, unseen[:10]))
+                warnings.warn(f"{len(unseen)} tag(s) not seen in training, scored as errors: "
+                              f"{shown}", stacklevel=2)
         metrics = evaluate(self.model, examples, 1 if lm else 64, in_order=lm)
         if self.task == "classify":
             metrics["macro_f1"] = self._macro_f1(examples)
         if self.task == "translate":
             metrics.update(self._bleu(raw, beam_size))
-        if self.task == "tag":
-            scheme = chunk_scheme(self.labels)
-            if scheme is not None:
-                try:
-                    import seqeval  # noqa: F401
-                except ImportError:
-                    import warnings
-
-                    warnings.warn("chunk F1 needs seqeval (pip install 'rnnkit[eval]'); "
-                                  "reporting token accuracy only", stacklevel=2)
-                else:
-                    metrics["chunk_f1"] = self._chunk_f1(examples, scheme)
+        scheme = chunk_scheme(self.labels) if self.task == "tag" else None
+        if scheme is not None:
+            metrics.update(self.chunk_scores(raw, examples, scheme))
         return metrics
 
-    def _chunk_f1(self, examples, scheme: str) -> float:
-        """Entity F1 (BIO tags, conlleval's rules) or word F1 (B/M/E/S segmentation tags,
-        strict IOBES), computed by seqeval."""
-        from seqeval.metrics import f1_score
-        from seqeval.scheme import IOBES
-
-        def name(k):
-            tag = self.labels[k]
-            if scheme == "bmes":  # a word is a chunk: B/M/E/S → B-W/I-W/E-W/S-W
-                head, _, kind = tag.partition("-")
-                return {"B": "B-", "M": "I-", "E": "E-", "S": "S-"}[head.upper()] + (kind or "W")
-            return tag
-
-        gold, pred = [], []
+    def chunk_scores(self, raw, examples, scheme: str) -> dict:
+        """Chunk (entity; word for B/M/E/S) precision, recall and F1 over the gold tags as
+        written in the file (unseen ones too), overall and per type (``per_type``: {type:
+        {precision, recall, f1, support}}); conlleval's reading (rnnkit.schemes)."""
+        totals: dict[str, list[int]] = {}
         for i in range(0, len(examples), 64):
-            batch = self.model.collate(examples[i:i + 64])
-            p = self.model.predict(batch)
-            for row_p, row_g, n in zip(p, batch[2], batch[1], strict=True):
-                gold.append([name(k) for k in row_g[:n]])
-                pred.append([name(k) for k in row_p[:n]])
-        if scheme in ("bmes", "bioes"):
-            return float(f1_score(gold, pred, mode="strict", scheme=IOBES))
-        return float(f1_score(gold, pred))
+            pred = self.model.predict(self.model.collate(examples[i:i + 64]))
+            for (_, gold), row in zip(raw[i:i + 64], pred, strict=True):
+                names = [self.labels[k] for k in row[:len(gold)]]
+                for kind, c in schemes.chunk_counts(gold, names, scheme).items():
+                    t = totals.setdefault(kind, [0, 0, 0])
+                    totals[kind] = [a + b for a, b in zip(t, c, strict=True)]
+        overall = [sum(c[k] for c in totals.values()) for k in range(3)]
+        p, r, f = schemes.prf(*overall)
+        per_type = {kind: dict(zip(("precision", "recall", "f1"), schemes.prf(*c),
+                                   strict=True), support=c[2])
+                    for kind, c in sorted(totals.items())}
+        return {"chunk_precision": p, "chunk_recall": r, "chunk_f1": f, "per_type": per_type}
 
     def _bleu(self, raw, beam_size: int) -> dict:
         import sacrebleu
@@ -337,7 +331,7 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
           dropout: float | None = None, pooling: str = "last", char_features: bool = True,
           bigram_features: bool = False, word_dropout: float = 0.0, char_dim: int = 25,
           char_hidden: int = 25,
-          crf: bool = False, constraints: bool = True,
+          crf: bool = False, constraints: bool = True, select_metric: str | None = None,
           attention: str = "dot", teacher_forcing: float = 1.0,
           bptt: int = 64, split_seed: int = 0, progress: bool = True, beam_size: int = 1,
           recurrent: dict | None = None, **train_options) -> dict:
@@ -415,7 +409,8 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
             char_hidden_size=char_hidden,
             bigram_vocab_size=len(bigrams) if bigrams else 0, word_dropout=word_dropout,
             unk_idx=vocab.stoi[D.UNK], crf=crf, tag_names=labels,
-            scheme=detect_scheme(labels) if constraints else None, seed=cfg.seed, **rec))
+            scheme=detect_scheme(labels), constrained=constraints,
+            select_metric=select_metric, seed=cfg.seed, **rec))
     elif task == "translate":
         vocab = D.Vocab.build((tok(a) for a, _ in raw_train), min_freq, max_vocab)
         tgt = D.Vocab.build((tok(b) for _, b in raw_train), min_freq, max_vocab)
@@ -441,7 +436,10 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
     train_ex, dev_ex = task_obj.encode(raw_train), task_obj.encode(raw_dev)
     trainer = Trainer(model, train_ex, dev_ex, cfg, out, extra_config=extra)
     history = trainer.fit()
-    summary = {"task": task, "epochs": len(history), "dev": history[-1] if history else None,
+    best = trainer.best_epoch or len(history)
+    summary = {"task": task, "epochs": len(history), "best_epoch": best,
+               "dev": history[best - 1] if history else None,
+               "dev_last": history[-1] if history else None,
                "train_examples": len(train_ex), "vocab_size": len(vocab)}
     if raw_test is not None:
         summary["test"] = Task.load(out).evaluate(raw_test, beam_size=beam_size)

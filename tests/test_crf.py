@@ -9,7 +9,7 @@ import itertools
 import numpy as np
 import pytest
 
-from rnnkit import crf
+from rnnkit import crf, schemes
 from rnnkit.diagnostics import numerical_gradient
 
 from .helpers import rel_error
@@ -78,8 +78,8 @@ def test_marginals_sum_to_one_and_gradient_is_marginal_minus_gold():
 ])
 def test_schemes_are_detected_and_constrained_decoding_only_yields_valid_sequences(tags,
                                                                                     scheme):
-    assert crf.detect_scheme(tags) == scheme
-    allowed, start, end = crf.scheme_constraints(tags, scheme)
+    assert schemes.detect_scheme(tags) == scheme
+    allowed, start, end = schemes.scheme_constraints(tags, scheme)
     A, s, e = crf.constraint_scores(allowed, start, end)
     rng = np.random.default_rng(4)
     k = len(tags)
@@ -101,18 +101,18 @@ def test_schemes_are_detected_and_constrained_decoding_only_yields_valid_sequenc
 
 def test_bio_rules():
     tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
-    allowed, start, _ = crf.scheme_constraints(tags, "bio")
+    allowed, start, _ = schemes.scheme_constraints(tags, "bio")
     ix = {t: i for i, t in enumerate(tags)}
     assert not allowed[ix["O"], ix["I-PER"]] and not allowed[ix["B-LOC"], ix["I-PER"]]
     assert allowed[ix["B-PER"], ix["I-PER"]] and allowed[ix["I-PER"], ix["I-PER"]]
     assert allowed[ix["I-PER"], ix["B-LOC"]] and not start[ix["I-LOC"]]
-    assert crf.detect_scheme(["NN", "VB", "DT"]) is None
+    assert schemes.detect_scheme(["NN", "VB", "DT"]) is None
 
 
 def test_layer_trains_unconstrained_and_decodes_constrained():
     """An invalid gold sequence (I- after O) keeps a finite loss; decoding never yields one."""
     tags = ["O", "B-PER", "I-PER"]
-    layer = crf.CRF(3, crf.scheme_constraints(tags, "bio"), dtype="float64")
+    layer = crf.CRF(3, schemes.scheme_constraints(tags, "bio"), dtype="float64")
     E = np.zeros((1, 3, 3))
     E[0, :, 2] = 5.0  # the emissions favour I-PER everywhere
     loss, cache = layer.forward(E, np.array([3]), np.array([[0, 2, 2]]))
@@ -120,3 +120,46 @@ def test_layer_trains_unconstrained_and_decodes_constrained():
     dE = layer.backward(1.0, cache)
     assert dE.shape == E.shape and np.all(np.isfinite(layer.grads["transitions"]))
     assert list(layer.decode(E, np.array([3]))[0]) == [1, 2, 2]
+
+
+def test_bio_chunk_counts_equal_seqeval_on_random_sequences():
+    """Entity F1 from rnnkit.schemes.chunks against seqeval's (conlleval's reading), on random,
+    and so often invalid, BIO sequences."""
+    seqeval = pytest.importorskip("seqeval.metrics")
+    tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    rng = np.random.default_rng(7)
+    gold = [[tags[k] for k in rng.integers(0, 5, rng.integers(1, 12))] for _ in range(300)]
+    pred = [[t if rng.random() < 0.7 else tags[rng.integers(0, 5)] for t in g] for g in gold]
+    assert abs(_f1(gold, pred, "bio") - seqeval.f1_score(gold, pred)) < 1e-12
+
+
+def test_bioes_chunk_counts_equal_seqeval_strict_on_valid_sequences():
+    seqeval = pytest.importorskip("seqeval.metrics")
+    from seqeval.scheme import IOBES
+
+    rng = np.random.default_rng(8)
+
+    def valid(n):
+        out = []
+        while len(out) < n:
+            size, kind = int(rng.integers(1, 4)), ["PER", "LOC"][rng.integers(0, 2)]
+            if rng.random() < 0.4 or len(out) + size > n:
+                out.append("O")
+            elif size == 1:
+                out.append(f"S-{kind}")
+            else:
+                out += [f"B-{kind}"] + [f"I-{kind}"] * (size - 2) + [f"E-{kind}"]
+        return out
+
+    gold = [valid(int(rng.integers(1, 12))) for _ in range(300)]
+    pred = [g if rng.random() < 0.5 else valid(len(g)) for g in gold]
+    ref = seqeval.f1_score(gold, pred, mode="strict", scheme=IOBES)
+    assert abs(_f1(gold, pred, "bioes") - ref) < 1e-12
+
+
+def _f1(gold, pred, scheme):
+    totals = [0, 0, 0]
+    for g, p in zip(gold, pred, strict=True):
+        for c in schemes.chunk_counts(g, p, scheme).values():
+            totals = [a + b for a, b in zip(totals, c, strict=True)]
+    return schemes.prf(*totals)[2]

@@ -26,7 +26,7 @@ def test_classify_train_predict_eval(tmp_path, capsys):
     assert main(["train", "classify", "--train", str(data), "--out", str(run), "--epochs", "2",
                  "--hidden", "16", "--embedding-dim", "16", "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "dev_accuracy" in out and "test: loss" in out and "macro_f1" in out
+    assert "dev_accuracy" in out and "test (best): loss" in out and "macro_f1" in out
     summary = json.loads((run / "summary.json").read_text())
     assert summary["train_examples"] == 800 and 0 <= summary["test"]["accuracy"] <= 1
     inp = tmp_path / "in.txt"
@@ -252,3 +252,48 @@ def test_recurrent_option_errors(extra, message, tmp_path, capsys):
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+UNER_SENTENCES = [
+    [("上海", "B-ORG"), ("交通", "I-ORG"), ("大学", "I-ORG"), ("位于", "O"), ("中国", "B-LOC")],
+    [("张", "B-PER"), ("三", "I-PER"), ("去", "O"), ("北京", "B-LOC")],
+    [("李", "B-PER"), ("四", "I-PER"), ("在", "O"), ("清华", "B-ORG"), ("大学", "I-ORG")],
+]
+
+
+def _uner(path, sentences, repeat):
+    lines = []
+    for i in range(repeat):
+        for k, s in enumerate(sentences):
+            lines.append(f"# sent_id = s{i}-{k}")
+            lines.append("# text = " + "".join(w for w, _ in s))
+            lines += [f"{j}\t{w}\t{t}\t-\t-" for j, (w, t) in enumerate(s, 1)]
+            lines.append("")
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def test_a_universal_ner_file_trains_with_a_crf_and_reports_entities(tmp_path, capsys):
+    """No --format: the .iob2 file's id, token and tag columns are found, a CRF tagger trains,
+    selects on entity F1, and eval reports precision, recall and F1 per type; a tag the run
+    never saw is scored as an error with a warning, not refused."""
+    data = _uner(tmp_path / "zh_pud-ud-test.iob2", UNER_SENTENCES, 20)
+    run = tmp_path / "ner"
+    assert main(["train", "tag", "--train", str(data), "--dev", str(data), "--out", str(run),
+                 "--epochs", "4", "--hidden", "16", "--embedding-dim", "16", "--quiet",
+                 "--crf", "--lr", "0.01"]) == 0
+    out = capsys.readouterr().out
+    assert "the best, epoch" in out and "dev_chunk_f1" in out
+    cfg = json.loads((run / "best" / "config.json").read_text())
+    assert (cfg["data"]["token_column"], cfg["data"]["tag_column"]) == (1, 2)
+    assert cfg["model"]["crf"] and cfg["model"]["scheme"] == "bio"
+    assert main(["eval", str(run), "--data", str(data)]) == 0
+    report = capsys.readouterr().out
+    assert "chunk_f1:" in report and "precision" in report
+    assert {line.split()[0] for line in report.splitlines()[-3:]} == {"LOC", "ORG", "PER"}
+    other = _uner(tmp_path / "other.iob2", [[("王", "B-MISC"), ("去", "O")]], 1)
+    with pytest.warns(UserWarning, match="1 tag\\(s\\) not seen in training.*'B-MISC'"):
+        assert main(["eval", str(run), "--data", str(other), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["chunk_recall"] == 0.0 and metrics["per_type"]["MISC"]["support"] == 1
+    assert metrics["accuracy"] <= 0.5
