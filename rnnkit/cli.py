@@ -221,6 +221,16 @@ def build_parser() -> argparse.ArgumentParser:
                            help="a linear-chain CRF output layer: the tags are predicted as one "
                            "sequence by Viterbi decoding (docs/crf.md) (default: per-token "
                            "softmax)")
+            t.add_argument("--embeddings", default=None, metavar="FILE",
+                           help="pretrained word vectors (word2vec text or binary, GloVe, "
+                           "fastText .vec), read as a stream, rows of the vocabulary kept "
+                           "(lower-case forms as a fallback); --embedding-dim becomes the "
+                           "file's (default: none)")
+            t.add_argument("--freeze-embeddings", action="store_true",
+                           help="keep the pretrained vectors fixed in training")
+            t.add_argument("--embeddings-extend", action="store_true",
+                           help="also add the words of --dev/--test that the vectors know to "
+                           "the vocabulary (with their vectors)")
             t.add_argument("--select-metric", choices=["f1", "accuracy", "loss"], default=None,
                            help="what picks the best epoch and early stopping reads on dev "
                            "(default: chunk F1 when the tags follow BIO, BIOES or BMES, else "
@@ -374,7 +384,9 @@ def _train_task(args) -> int:
                     bigram_features=args.bigram_features, word_dropout=args.word_dropout,
                     char_dim=args.char_dim, char_hidden=args.char_hidden, crf=args.crf,
                     token_column=args.token_column, tag_column=args.tag_column,
-                    constraints=not args.no_constraints, select_metric=args.select_metric)
+                    constraints=not args.no_constraints, select_metric=args.select_metric,
+                    embeddings=args.embeddings, freeze_embeddings=args.freeze_embeddings,
+                    embeddings_extend=args.embeddings_extend)
     if args.task == "lm":
         opts.update(bptt=args.bptt)
     if args.task == "translate":

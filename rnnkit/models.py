@@ -39,6 +39,8 @@ class Model:
     def __init__(self, config):
         self.config = config
         self.layers: dict = {}
+        #: Parameters the trainer leaves alone (e.g. frozen pretrained embeddings).
+        self.frozen: set[str] = set()
         self.training = True
 
     def _finish(self) -> None:
@@ -437,6 +439,7 @@ class TaggerConfig(RecurrentOptions):
     bigram_vocab_size: int = 0  # token-bigram ids; 0 turns the bigram features off
     bigram_dim: int = 50  # size of a bigram vector (two per token: left and right)
     word_dropout: float = 0.0  # training: a word becomes <unk> with this probability
+    freeze_embeddings: bool = False  # keep the word vectors as loaded (pretrained)
     crf: bool = False  # a linear-chain CRF over the logits instead of per-token softmax
     scheme: str | None = None  # bio | bioes | bmes: the tags' chunk scheme (None: plain tags)
     constrained: bool = True  # with a scheme: decoding rules out invalid tag sequences
@@ -513,6 +516,8 @@ class SequenceTagger(Model):
         if c.crf:
             self.layers["crf"] = crf.CRF(c.num_tags, constraints, dtype=c.dtype)
         self._finish()
+        if c.freeze_embeddings:
+            self.frozen = {"embedding.weight"}
 
     def example_length(self, example) -> int:
         """The sentence's token count."""

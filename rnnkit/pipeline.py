@@ -30,6 +30,7 @@ from .models import (
 from .options import RecurrentOptions
 from .schemes import detect_scheme
 from .train import TrainConfig, Trainer, evaluate
+from .vectors import load_into, read_vectors
 
 TASKS = ("classify", "tag", "translate", "lm")
 TAG_FORMATS = ("conllu", "slash", "columns", "conll", "iob2", "bio", "bioes", "tsv")
@@ -332,6 +333,8 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
           bigram_features: bool = False, word_dropout: float = 0.0, char_dim: int = 25,
           char_hidden: int = 25,
           crf: bool = False, constraints: bool = True, select_metric: str | None = None,
+          embeddings: str | None = None, freeze_embeddings: bool = False,
+          embeddings_extend: bool = False,
           attention: str = "dot", teacher_forcing: float = 1.0,
           bptt: int = 64, split_seed: int = 0, progress: bool = True, beam_size: int = 1,
           recurrent: dict | None = None, **train_options) -> dict:
@@ -395,6 +398,14 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
     elif task == "tag":
         words = [[w.lower() if lower else w for w in toks] for toks, _ in raw_train]
         vocab = D.Vocab.build(words, min_freq, max_vocab)
+        found = None
+        if embeddings is not None:  # pretrained vectors: their size is the embedding's
+            others = {w.lower() if lower else w for part in (raw_dev, raw_test) if part
+                      for toks, _ in part for w in toks} if embeddings_extend else set()
+            found, embedding_dim = read_vectors(embeddings, set(vocab.itos) | others)
+            new = sorted(w for w in others - set(vocab.itos)
+                         if w in found or w.lower() in found)
+            vocab = D.Vocab(vocab.itos + new)  # dev/test words the vectors know
         labels = sorted({t for part in (raw_train, raw_dev, raw_test) if part
                          for _, tags in part for t in tags})  # as for classify
         chars = D.Vocab.build(list(w) for toks, _ in raw_train for w in toks) \
@@ -410,7 +421,12 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
             bigram_vocab_size=len(bigrams) if bigrams else 0, word_dropout=word_dropout,
             unk_idx=vocab.stoi[D.UNK], crf=crf, tag_names=labels,
             scheme=detect_scheme(labels), constrained=constraints,
-            select_metric=select_metric, seed=cfg.seed, **rec))
+            select_metric=select_metric, freeze_embeddings=freeze_embeddings,
+            seed=cfg.seed, **rec))
+        if found is not None:
+            hits = load_into(model.layers["embedding"].params["weight"], vocab, found)
+            extra["embeddings"] = {"file": str(embeddings), "dim": embedding_dim,
+                                   "rows_found": hits, "vocab_size": len(vocab)}
     elif task == "translate":
         vocab = D.Vocab.build((tok(a) for a, _ in raw_train), min_freq, max_vocab)
         tgt = D.Vocab.build((tok(b) for _, b in raw_train), min_freq, max_vocab)

@@ -142,7 +142,11 @@ class Trainer:
         kwargs = {"lr": c.lr, "weight_decay": c.weight_decay}
         if c.optimizer in ("sgd", "rmsprop"):
             kwargs["momentum"] = c.momentum
-        self.optimizer = make_optimizer(c.optimizer, model.params, model.grads, **kwargs)
+        frozen = getattr(model, "frozen", set())
+        self.trained = {k: p for k, p in model.params.items() if k not in frozen}
+        self.trained_grads = {k: g for k, g in model.grads.items() if k not in frozen}
+        self.optimizer = make_optimizer(c.optimizer, self.trained, self.trained_grads,
+                                        **kwargs)
         if c.ema:  # the average lives beside the optimiser's slots: checkpoints carry it
             self.optimizer.state[EMA_SLOT] = {k: p.copy() for k, p in model.params.items()}
         self.schedule = {"none": lambda o: None, "step": lambda o: StepLR(o, c.step_size, c.gamma),
@@ -368,7 +372,7 @@ class Trainer:
         return history
 
     def _clip(self) -> float:
-        c, grads = self.config, self.model.grads
+        c, grads = self.config, self.trained_grads
         if c.clip_norm is not None:
             norm = clip_grad_norm(grads, c.clip_norm)
         else:
