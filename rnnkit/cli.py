@@ -342,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--plot", metavar="PNG", default=None,
                     help="translate: draw the attention of the first line's greedy "
                     "translation as a heat map to this PNG")
+    pr.add_argument("--segment-with", metavar="SEG_RUN", default=None,
+                    help="tag: first cut each line into words with this word segmentation "
+                    "run (a B/M/E/S tagger trained with rnnkit), for unsegmented Chinese")
     ge = sub.add_parser("generate", help="sample text from a language model",
                         description="Sample text from a trained language model.")
     ge.add_argument("dir", help="run directory or checkpoint")
@@ -443,8 +446,11 @@ def _predict(args) -> int:
     else:
         with open(args.file, encoding=args.encoding) as f:
             lines = f.read().splitlines()
+    segmenter = Task.load(args.segment_with) if args.segment_with else None
+    if segmenter is not None and task.task != "tag":
+        raise ValueError(f"--segment-with feeds a tagger; {args.dir} is a {task.task} run")
     outputs = (task.translate(lines, args.beam_size) if task.task == "translate"
-               else task.predict(lines))
+               else task.predict(lines, segmenter=segmenter))
     for line in outputs:
         print(line)
     if args.plot:

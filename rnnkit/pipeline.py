@@ -9,6 +9,7 @@ names, tokenizer and data options.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from .train import TrainConfig, Trainer, evaluate
 from .vectors import load_into, read_vectors
 
 TASKS = ("classify", "tag", "translate", "lm")
+_CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]+")
 TAG_FORMATS = ("conllu", "slash", "columns", "conll", "iob2", "bio", "bioes", "tsv")
 #: Names users give column files (all read by rnnkit.columns), and their file extensions.
 COLUMN_FORMATS = ("columns", "conll", "iob2", "bio", "bioes", "tsv")
@@ -109,6 +111,7 @@ class Task:
         self.tgt_vocab = D.Vocab.from_json(config["tgt_vocab"]) if config.get("tgt_vocab") \
             else None
         self.options = config.get("data", {})
+        self._warned_unsegmented = False
 
     @classmethod
     def load(cls, directory) -> Task:
@@ -272,8 +275,13 @@ class Task:
         out = self.tgt_vocab.decode(ids, strip=False)
         return src_tokens or [D.UNK], out + [D.EOS] * (len(weights) - len(out)), weights
 
-    def predict(self, lines: list[str], batch_size: int = 64) -> list[str]:
-        """One output line per input line: a label, ``word/TAG`` tokens or a translation."""
+    def predict(self, lines: list[str], batch_size: int = 64,
+                segmenter: Task | None = None) -> list[str]:
+        """One output line per input line: a label, ``word/TAG`` tokens or a translation.
+        A tagger reads each line as its training data was tokenised (characters for a
+        character tagger, else whitespace-separated words; ``segmenter``, a B/M/E/S word
+        segmentation run, first cuts unsegmented text into words); a blank line gives a blank
+        line."""
         out = []
         for i in range(0, len(lines), batch_size):
             chunk = lines[i:i + batch_size]
@@ -284,13 +292,59 @@ class Task:
             elif self.task == "translate":
                 out += self.translate(chunk)
             elif self.task == "tag":
-                toks = [t.split() or ["<empty>"] for t in chunk]
-                raw = [(t, [self.labels[0]] * len(t)) for t in toks]
-                pred = self.model.predict(self.model.collate(self.encode(raw)))
-                out += [" ".join(f"{w}/{self.labels[k]}" for w, k in zip(t, row, strict=False))
-                        for t, row in zip(toks, pred, strict=True)]
+                out += self._tag_lines(chunk, segmenter)
             else:
                 raise ValueError("a language model generates; use 'rnnkit generate'")
+        return out
+
+    def tokens(self, line: str, segmenter: Task | None = None) -> list[str]:
+        """A tagger's tokens of a raw line (see :meth:`predict`)."""
+        if segmenter is not None:
+            return segmenter.segment(line)
+        if self.tokenizer.kind == "char":
+            return [c for c in line if not c.isspace()]
+        words = line.split()
+        if not self._warned_unsegmented and any(
+                len(run) > 6 for w in words for run in _CJK_RUN.findall(w)):
+            import warnings
+
+            self._warned_unsegmented = True
+            warnings.warn("a line holds Chinese or Japanese text without spaces, which this "
+                          "word-level tagger reads as one token; segment it first (rnnkit "
+                          "predict RUN --segment-with SEG_RUN) or train on characters",
+                          stacklevel=3)
+        return words
+
+    def segment(self, line: str) -> list[str]:
+        """Words of a line by this run, a B/M/E/S segmentation tagger over characters."""
+        if chunk_scheme(self.labels) != "bmes":
+            raise ValueError("--segment-with needs a word segmentation run (B/M/E/S tags), "
+                             f"this one tags {', '.join(self.labels[:6])}")
+        chars = [c for c in line if not c.isspace()]
+        if not chars:
+            return []
+        raw = [(chars, [self.labels[0]] * len(chars))]
+        pred = self.model.predict(self.model.collate(self.encode(raw)))[0]
+        words: list[str] = []
+        for c, k in zip(chars, pred, strict=False):
+            head = self.labels[k].partition("-")[0].lower()
+            if head in ("b", "s") or not words:
+                words.append(c)
+            else:
+                words[-1] += c
+        return words
+
+    def _tag_lines(self, lines: list[str], segmenter: Task | None) -> list[str]:
+        toks = [self.tokens(t, segmenter) for t in lines]
+        live = [i for i, t in enumerate(toks) if t]
+        out = [""] * len(lines)
+        if not live:
+            return out
+        raw = [(toks[i], [self.labels[0]] * len(toks[i])) for i in live]
+        pred = self.model.predict(self.model.collate(self.encode(raw)))
+        for i, row in zip(live, pred, strict=True):
+            out[i] = " ".join(f"{w}/{self.labels[k]}" for w, k in zip(toks[i], row,
+                                                                        strict=False))
         return out
 
     def generate(self, prompt: str, length: int = 200, temperature: float = 1.0,
@@ -303,6 +357,12 @@ class Task:
         ids = self.vocab.encode(toks) or [self.vocab.stoi[D.UNK]]
         new = self.model.generate(ids, length, temperature, top_k, seed)
         return prompt + self.tokenizer.detokenize(self.vocab.decode(new, strip=False))
+
+
+def _one_character_tokens(raw, sample: int = 2000) -> bool:
+    """Whether a tagging corpus's tokens are single characters (≥ 98% of a sample)."""
+    sizes = [len(w) for tokens, _ in raw[:sample] for w in tokens]
+    return bool(sizes) and sum(s == 1 for s in sizes) >= 0.98 * len(sizes)
 
 
 def _bigram_vocab(token_lists) -> D.Vocab:
@@ -374,6 +434,8 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
         raw_train, raw_dev = a, b
         raw_test = raw_test if raw_test is not None else c
     kind = tokenizer or ("char" if task == "lm" else "word")
+    if task == "tag" and tokenizer is None and _one_character_tokens(raw_train):
+        kind = "char"  # a character tagger: raw text is read character by character
     # A translation is scored on its detokenised text: word tokens keep their spacing.
     tok = D.Tokenizer(kind, lower, joins=task == "translate" and kind == "word")
     cfg = TrainConfig(progress=progress, **train_options)

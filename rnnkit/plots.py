@@ -5,11 +5,65 @@ matrix, as PNGs (matplotlib, no pyplot state). Training curves are drawn by
 
 from __future__ import annotations
 
+import functools
+import re
+import warnings
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 
 from .data import JOINER
+
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+#: Font families that cover Chinese, Japanese and Korean, most common first.
+CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans SC", "Source Han Sans SC",
+             "Source Han Sans CN", "WenQuanYi Micro Hei", "WenQuanYi Zen Hei", "Droid Sans "
+             "Fallback", "AR PL UMing CN", "SimHei", "Microsoft YaHei", "PingFang SC",
+             "Hiragino Sans GB", "Heiti SC", "Arial Unicode MS")
+_warned = False
+
+
+def _cjk_family() -> str | None:
+    """The first of CJK_FONTS installed on this machine, or None."""
+    from matplotlib import font_manager
+
+    names = {f.name for f in font_manager.fontManager.ttflist}
+    return next((n for n in CJK_FONTS if n in names), None)
+
+
+def _texts(value) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list | tuple):
+        return [v for v in value if isinstance(v, str)]
+    return []
+
+
+def _cjk_aware(draw):
+    """Draw with a CJK font when any text argument holds CJK characters; without one on the
+    machine, warn once (the characters would show as empty boxes)."""
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs):
+        global _warned
+        texts = [t for a in (*args, *kwargs.values()) for t in _texts(a)]
+        context = nullcontext()
+        if any(_CJK.search(t) for t in texts):
+            family = _cjk_family()
+            if family is not None:
+                import matplotlib
+
+                context = matplotlib.rc_context({"font.family": "sans-serif", "font.sans-serif":
+                                                 [family, *matplotlib.rcParams["font.sans-serif"]]})
+            elif not _warned:
+                _warned = True
+                warnings.warn("no CJK font found (e.g. install fonts-noto-cjk): Chinese text in "
+                              "the plot shows as empty boxes", stacklevel=2)
+        with context, warnings.catch_warnings():
+            # matplotlib's own warning comes once per missing glyph: ours said it once
+            warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+            return draw(*args, **kwargs)
+    return wrapper
 
 
 def _figure(width: float, height: float):
@@ -30,6 +84,7 @@ def _save(fig, path: str | Path) -> Path:
     return path
 
 
+@_cjk_aware
 def plot_attention(source: list[str], output: list[str], weights, path: str | Path,
                    title: str | None = None) -> Path:
     """Heat map of attention weights A (T_out, S): row t, the source positions the decoder
@@ -54,6 +109,7 @@ def plot_attention(source: list[str], output: list[str], weights, path: str | Pa
     return _save(fig, path)
 
 
+@_cjk_aware
 def plot_confusion(labels: list[str], matrix, path: str | Path, title: str | None = None,
                    top: int = 20) -> Path:
     """Row-normalised confusion matrix M (K, K) (gold i predicted as j), the ``top`` most

@@ -297,3 +297,68 @@ def test_a_universal_ner_file_trains_with_a_crf_and_reports_entities(tmp_path, c
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["chunk_recall"] == 0.0 and metrics["per_type"]["MISC"]["support"] == 1
     assert metrics["accuracy"] <= 0.5
+
+
+def test_raw_chinese_is_tagged_end_to_end(tmp_path, capsys):
+    """A character tagger (tokens of one character: detected) reads raw lines character by
+    character; a word tagger is fed words by --segment-with; blank lines stay blank; a word
+    tagger given a long unsegmented line warns."""
+    ner = _uner(tmp_path / "chars.iob2", [[(c, t) for w, tag in s for c, t in zip(
+        w, [tag] + [tag.replace("B-", "I-")] * (len(w) - 1), strict=True)]
+        for s in UNER_SENTENCES], 10)
+    run = tmp_path / "ner"
+    assert main(["train", "tag", "--train", str(ner), "--out", str(run), "--epochs", "2",
+                 "--hidden", "8", "--embedding-dim", "8", "--quiet"]) == 0
+    capsys.readouterr()
+    lines = tmp_path / "raw.txt"
+    lines.write_text("张三去北京\n\n李四在清华大学\n", encoding="utf-8")
+    assert main(["predict", str(run), str(lines)]) == 0
+    out = capsys.readouterr().out.split("\n")
+    assert out[0].split()[0].startswith("张/") and len(out[0].split()) == 5
+    assert out[1] == "" and len(out[2].split()) == 7
+    seg = tmp_path / "seg.txt"
+    seg.write_text("\n".join("张/b 三/e 去/s 北/b 京/e" for _ in range(30)) + "\n",
+                   encoding="utf-8")
+    seg_run = tmp_path / "seg"
+    assert main(["train", "tag", "--train", str(seg), "--out", str(seg_run), "--epochs", "3",
+                 "--hidden", "8", "--embedding-dim", "8", "--quiet", "--lr", "0.02"]) == 0
+    words = tmp_path / "words.txt"
+    words.write_text("\n".join("张三/nr 去/v 北京/ns" for _ in range(30)) + "\n",
+                     encoding="utf-8")
+    word_run = tmp_path / "words"
+    assert main(["train", "tag", "--train", str(words), "--out", str(word_run), "--epochs",
+                 "2", "--hidden", "8", "--embedding-dim", "8", "--quiet"]) == 0
+    capsys.readouterr()
+    long = tmp_path / "long.txt"
+    long.write_text("张三去北京张三去北京\n", encoding="utf-8")
+    with pytest.warns(UserWarning, match="without spaces"):
+        assert main(["predict", str(word_run), str(long)]) == 0
+    assert len(capsys.readouterr().out.split()) == 1
+    assert main(["predict", str(word_run), str(long), "--segment-with", str(seg_run)]) == 0
+    assert len(capsys.readouterr().out.split()) > 1
+    with pytest.raises(SystemExit):
+        main(["predict", str(word_run), str(long), "--segment-with", str(word_run)])
+
+
+def test_plots_of_chinese_text_use_a_cjk_font_or_warn_once(tmp_path, monkeypatch):
+    import warnings
+
+    from rnnkit import plots
+
+    monkeypatch.setattr(plots, "_warned", False)
+    monkeypatch.setattr(plots, "_cjk_family", lambda: None)
+    with pytest.warns(UserWarning, match="no CJK font found"):
+        plots.plot_attention(["北", "京"], ["Bei", "jing"], [[1, 0], [0, 1]], tmp_path / "a.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once only
+        plots.plot_attention(["北", "京"], ["Bei", "jing"], [[1, 0], [0, 1]], tmp_path / "b.png")
+    from matplotlib import font_manager
+
+    family = font_manager.fontManager.ttflist[0].name  # any installed font stands in
+    monkeypatch.setattr(plots, "_cjk_family", lambda: family)
+    seen = []
+    real = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path: seen.append(
+        __import__("matplotlib").rcParams["font.sans-serif"][0]) or real(fig, path))
+    plots.plot_confusion(["名词", "动词"], [[3, 1], [0, 2]], tmp_path / "c.png")
+    assert seen == [family]
