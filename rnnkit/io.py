@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,65 @@ def _write_bytes(path: Path, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
+
+
+def write_atomic(path: str | Path, data: bytes) -> Path:
+    """Write a file whole or not at all: a temporary file of this process's own name beside
+    it, fsynced, then renamed over ``path``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    _write_bytes(tmp, data)
+    os.replace(tmp, path)
+    return path
+
+
+#: Lock files this process holds, by run directory: (open file, how many holders).
+_held: dict[Path, list] = {}
+
+
+@contextmanager
+def run_lock(run_dir: str | Path):
+    """One writer per run directory: an exclusive lock on ``run_dir/.lock`` (fcntl.flock,
+    released by the OS when the process dies), held for the block; re-entrant within this
+    process. A second process is refused with the holder's pid."""
+    run_dir = Path(run_dir).resolve()
+    held = _held.get(run_dir)
+    if held is not None:
+        held[1] += 1
+        try:
+            yield
+        finally:
+            held[1] -= 1
+        return
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    f = open(run_dir / ".lock", "a+")
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks here; one writer is the user's to keep
+        fcntl = None
+    if fcntl is not None:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            pid = f.read().strip() or "unknown"
+            f.close()
+            raise ValueError(f"{run_dir} is being written by another rnnkit process (pid "
+                             f"{pid}); wait for it, or train into another --out") from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    _held[run_dir] = [f, 1]
+    try:
+        yield
+    finally:
+        del _held[run_dir]
+        if created and [p.name for p in run_dir.iterdir()] == [".lock"]:
+            (run_dir / ".lock").unlink()  # nothing was written: leave no directory behind
+            run_dir.rmdir()
+        f.close()  # closing releases the lock
 
 
 def _save_tensors(path: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -8,6 +8,7 @@ names, tokenizer and data options.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import asdict
@@ -383,6 +384,16 @@ DEFAULT_DROPOUT = {
 }
 
 
+def _holding_run_lock(fn):
+    """The run directory ``out`` is locked for the whole of ``fn`` (io.run_lock)."""
+    @functools.wraps(fn)
+    def wrapper(task, train_path, out, *args, **kwargs):
+        with io.run_lock(out):
+            return fn(task, train_path, out, *args, **kwargs)
+    return wrapper
+
+
+@_holding_run_lock
 def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | None = None,
           encoding: str = "utf-8", tokenizer: str | None = None, lower: bool = False,
           min_freq: int = 1, max_vocab: int | None = None, text_column: int = 0,
@@ -523,5 +534,5 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
         summary["test"] = Task.load(out).evaluate(raw_test, beam_size=beam_size)
         if task == "translate":
             summary["test_beam_size"] = beam_size
-    Path(out, "summary.json").write_text(json.dumps(summary, indent=1))
+    io.write_atomic(Path(out, "summary.json"), json.dumps(summary, indent=1).encode())
     return summary

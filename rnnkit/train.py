@@ -289,7 +289,12 @@ class Trainer:
             self._swap_average()
 
     def fit(self) -> list[dict]:
-        """Train until ``config.epochs`` (or early stopping); returns the per-epoch records."""
+        """Train until ``config.epochs`` (or early stopping); returns the per-epoch records.
+        The run directory is locked meanwhile: a second writer is refused (io.run_lock)."""
+        with io.run_lock(self.run_dir):
+            return self._fit()
+
+    def _fit(self) -> list[dict]:
         from tqdm import tqdm
 
         c = self.config
@@ -299,8 +304,8 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         for tmp in (self.run_dir / "checkpoints").glob(".*.tmp-*"):  # left by a killed write
             shutil.rmtree(tmp, ignore_errors=True)
-        for tmp in self.run_dir.glob(".*.tmp-*"):  # a link a killed swap never put in place
-            if tmp.is_symlink():
+        for tmp in self.run_dir.glob(".*.tmp-*"):  # a link a killed swap never put in place,
+            if tmp.is_symlink() or tmp.is_file():  # a log or plot a killed write left
                 tmp.unlink()
         history = self.history
         metric_name, higher = self.model.primary_metric
@@ -395,7 +400,7 @@ class Trainer:
     # ------------------------------------------------------------------ logs
     def _log(self, history: list[dict]) -> None:
         path = self.run_dir / "metrics.jsonl"
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         with open(tmp, "w") as f:  # rewritten whole: a resumed run drops epochs it redoes
             for r in history:
                 f.write(json.dumps(r) + "\n")
@@ -435,7 +440,7 @@ def plot_history(history: list[dict], path: str | Path) -> None:
         ax.legend()
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = Path(path).with_suffix(".tmp.png")
+    tmp = Path(path).with_name(f".{Path(path).stem}.tmp-{os.getpid()}.png")
     fig.savefig(tmp, dpi=100)
     tmp.replace(path)
     del fig, axes, ax

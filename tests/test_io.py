@@ -155,3 +155,37 @@ def test_huge_json_is_refused_unread(ckpt, monkeypatch):
     path, _ = ckpt
     monkeypatch.setattr(io, "MAX_JSON_BYTES", 100)
     load_fails(path, r"config.json: \d+ bytes, more than any rnnkit writes")
+
+
+def test_one_writer_per_run_directory(tmp_path):
+    """A second process is refused with the holder's pid while the first holds the run; the
+    lock goes with the process (SIGKILL included); the holder itself may re-enter."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from rnnkit.io import run_lock
+
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from rnnkit.io import run_lock\n"
+        f"with run_lock({str(run)!r}):\n    print('held', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ValueError, match=rf"another rnnkit process \(pid {holder.pid}\)"):
+            with run_lock(run):
+                pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    time.sleep(0.05)
+    with run_lock(run):
+        with run_lock(run):  # re-entrant in one process
+            (run / "x").write_text("ok")
+    assert (run / "x").read_text() == "ok"
+    empty = tmp_path / "never-written"
+    with run_lock(empty):
+        pass
+    assert not empty.exists()  # a lock alone leaves no directory behind
