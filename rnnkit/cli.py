@@ -589,6 +589,10 @@ def main(argv: list[str] | None = None) -> int:
             return _export(args)
     except (ValueError, OSError) as exc:
         ap.exit(2, f"rnnkit {args.command}: error: {exc}\n")
+    except MemoryError as exc:
+        detail = f" ({exc})" if str(exc) else ""
+        ap.exit(1, f"rnnkit {args.command}: error: not enough memory{detail}; use smaller "
+                "sizes (--hidden, --layers, --batch-size, --max-vocab)\n")
     return 0
 
 

@@ -172,29 +172,62 @@ def split(items: list, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> tuple[list, 
 
 # ----------------------------------------------------------------------------- readers
 def _lines(path: str | Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
-    """(line number, text without the newline), streaming; decoding errors name the line."""
+    """(line number, text without its line ending), streaming; lines end at ``\n``, ``\r\n``
+    or a lone ``\r`` (old Mac files), split after decoding; decoding errors name the line."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    any_line = False
+    try:
+        ascii_compatible = "\n".encode(encoding) == b"\n"
+    except LookupError:
+        raise DataError(f"unknown encoding {encoding!r}") from None
+    number = 0
+    source = _byte_lines(path, encoding) if ascii_compatible else _text_lines(path, encoding)
+    for text in source:
+        if number == 0 and text.startswith("\ufeff"):
+            text = text[1:]
+        text = text[:-1] if text.endswith("\n") else text
+        text = text[:-1] if text.endswith("\r") else text
+        for part in text.split("\r"):
+            number += 1
+            if "\x00" in part:
+                raise DataError(f"{path}:{number}: a NUL character — a binary file, or a "
+                                f"UTF-16 text read as {encoding}? (try --encoding utf-16)")
+            yield number, part
+    if number == 0:
+        raise DataError(f"{path}: the file is empty")
+
+
+def _byte_lines(path: Path, encoding: str) -> Iterator[str]:
+    """Decoded lines of a file in an ASCII-compatible encoding (UTF-8, GBK, Latin-1 …), cut
+    at b"\\n" before decoding, so that an error names its line."""
     with open(path, "rb") as f:
-        for number, raw in enumerate(f, 1):
+        number = 0
+        for raw in f:
             try:
                 text = raw.decode(encoding)
             except UnicodeDecodeError as exc:
-                raise DataError(f"{path}:{number}: not valid {encoding} ({exc.reason} at byte "
+                line = number + 1 + raw[:exc.start].count(b"\r")
+                raise DataError(f"{path}:{line}: not valid {encoding} ({exc.reason} at byte "
                                 f"{exc.start}); try --encoding") from None
-            except LookupError:
-                raise DataError(f"unknown encoding {encoding!r}") from None
-            if number == 1 and text.startswith("\ufeff"):
-                text = text[1:]
-            if "\x00" in text:
-                raise DataError(f"{path}:{number}: a NUL character — a binary file, or a "
-                                f"UTF-16 text read as {encoding}? (try --encoding utf-16)")
-            any_line = True
-            yield number, text.rstrip("\r\n")
-    if not any_line:
-        raise DataError(f"{path}: the file is empty")
+            number += 1 + text.rstrip("\r\n").count("\r")
+            yield text
+
+
+def _text_lines(path: Path, encoding: str) -> Iterator[str]:
+    """Decoded lines of a UTF-16 or UTF-32 file (not ASCII-compatible: decoded as a stream)."""
+    with open(path, encoding=encoding, newline="") as f:
+        number = 0
+        while True:
+            try:
+                text = f.readline()
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{path}:{number + 1}: not valid {encoding} ({exc.reason})") \
+                    from None
+            if not text:
+                return
+            number += 1
+            yield text
 
 
 def _nonempty(examples: list, path) -> list:

@@ -31,8 +31,8 @@ class Optimizer:
 
     def __init__(self, params: dict[str, Array], grads: dict[str, Array], lr: float,
                  weight_decay: float = 0.0):
-        if not (isinstance(lr, int | float) and lr > 0):
-            raise ValueError(f"lr must be a positive number, got {lr!r}")
+        if isinstance(lr, bool) or not (isinstance(lr, int | float) and 0 < lr < math.inf):
+            raise ValueError(f"lr must be a positive finite number, got {lr!r}")
         if weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
         missing = set(params) - set(grads)

@@ -117,3 +117,27 @@ def test_cli_bad_input(argv, message, capsys):
         main(argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_no_traceback_for_an_infinite_lr_or_too_little_memory(tmp_path, capsys, monkeypatch):
+    data = tmp_path / "d.tsv"
+    data.write_text("".join(f"text {i}\t{i % 2}\n" for i in range(30)))
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "classify", "--train", str(data), "--out", str(tmp_path / "r"),
+              "--lr", "inf", "--quiet"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "lr must be a positive finite number, got inf" in err and "Traceback" not in err
+    import rnnkit.pipeline
+
+    def no_memory(*a, **k):
+        raise MemoryError("Unable to allocate 74.5 GiB")
+
+    monkeypatch.setattr(rnnkit.pipeline, "SequenceClassifier", no_memory)
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "classify", "--train", str(data), "--out", str(tmp_path / "r"),
+              "--hidden", "100000", "--quiet"])
+    assert exc.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rnnkit train: error: not enough memory (Unable to allocate")
+    assert len(err.splitlines()) == 1 and not (tmp_path / "r").exists()

@@ -257,3 +257,17 @@ def test_readers_stream_instead_of_copying_the_file(tmp_path):
         tracemalloc.stop()
     assert peak < 1_000_000, peak
     assert len(text) == 5_000_000 - 1 and peak_text < 2.5 * 5_000_000, peak_text
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n", "\r"], ids=["unix", "windows", "old-mac"])
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16", "utf-16-le", "gbk"])
+def test_every_line_ending_and_utf16(tmp_path, ending, encoding):
+    rows = [f"好 film {i}\t{i % 2}" for i in range(300)]
+    f = tmp_path / "d.tsv"
+    f.write_bytes((ending.join(rows) + ending).encode(encoding))
+    got = read_labelled(f, encoding=encoding)
+    assert len(got) == 300 and got[299] == ("好 film 299", "1")
+    bad = rows[:5] + ["no label here"] + rows[5:]
+    f.write_bytes(ending.join(bad).encode(encoding))
+    with pytest.raises(DataError, match=r"d.tsv:6: "):
+        read_labelled(f, encoding=encoding)

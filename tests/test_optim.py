@@ -137,8 +137,11 @@ def test_warmup_and_plateau():
 
 def test_bad_options():
     p, g = {"w": np.zeros(1)}, {"w": np.zeros(1)}
-    with pytest.raises(ValueError, match="lr must be a positive number, got 0"):
+    with pytest.raises(ValueError, match="lr must be a positive finite number, got 0"):
         optim.SGD(p, g, lr=0)
+    for bad in (float("inf"), float("nan"), True):
+        with pytest.raises(ValueError, match="lr must be a positive finite number"):
+            optim.Adam(p, g, lr=bad)
     with pytest.raises(ValueError, match="unknown optimizer 'lbfgs'"):
         optim.make_optimizer("lbfgs", p, g, lr=1)
     with pytest.raises(ValueError, match=r"no gradient for parameter\(s\) \['w'\]"):
