@@ -285,6 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="global gradient-norm clipping, or 'none' (default: 5)")
         t.add_argument("--patience", type=_positive_int, default=None,
                        help="early stopping after this many epochs without improvement")
+        t.add_argument("--resume", action="store_true",
+                       help="continue the run in --out from its last checkpoint, on the same "
+                       "data files (checked by size and SHA-256); it ends as an uninterrupted "
+                       "run would. --epochs, --max-minutes and --patience may change; the "
+                       "run's other settings are its own")
+        t.add_argument("--max-minutes", type=float, default=None, metavar="M",
+                       help="stop after the epoch that passes M minutes of training")
         t.add_argument("--ema", type=_fraction, default=0.0, metavar="DECAY",
                        help="evaluate, select and save an exponential moving average of the "
                        "weights with this decay per step, e.g. 0.999 (Polyak averaging) "
@@ -376,7 +383,7 @@ def _train_task(args) -> int:
                 layers=args.layers, embedding_dim=args.embedding_dim, dropout=args.dropout,
                 epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
                 lr=args.lr, clip_norm=args.clip, patience=args.patience, seed=args.seed,
-                ema=args.ema,
+                ema=args.ema, max_minutes=args.max_minutes,
                 progress=not args.quiet, recurrent=_recurrent_options(args))
     if args.task == "classify":
         opts.update(text_column=args.text_column, label_column=args.label_column,
@@ -395,7 +402,15 @@ def _train_task(args) -> int:
     if args.task == "translate":
         opts.update(attention=args.attention, teacher_forcing=args.teacher_forcing,
                     beam_size=args.beam_size)
-    summary = train(args.task, args.train, args.out, args.dev, args.test, **opts)
+    if args.resume:
+        from .pipeline import resume
+
+        summary = resume(args.task, args.train, args.out, args.dev, args.test,
+                         progress=not args.quiet, beam_size=opts.get("beam_size", 1),
+                         epochs=args.epochs, max_minutes=args.max_minutes,
+                         patience=args.patience)
+    else:
+        summary = train(args.task, args.train, args.out, args.dev, args.test, **opts)
     dev = summary["dev"] or {}
     shown = {k: v for k, v in dev.items() if k.startswith("dev_")}
     print(f"trained {args.task} for {summary['epochs']} epochs; the best, epoch "

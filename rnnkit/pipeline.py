@@ -360,6 +360,58 @@ class Task:
         return prompt + self.tokenizer.detokenize(self.vocab.decode(new, strip=False))
 
 
+def _holding_run_lock(fn):
+    """The run directory ``out`` is locked for the whole of ``fn`` (io.run_lock)."""
+    @functools.wraps(fn)
+    def wrapper(task, train_path, out, *args, **kwargs):
+        with io.run_lock(out):
+            return fn(task, train_path, out, *args, **kwargs)
+    return wrapper
+
+
+@_holding_run_lock
+def resume(task: str, train_path, out, dev_path=None, test_path=None, progress: bool = True,
+           beam_size: int = 1, **overrides) -> dict:
+    """Continue the run in ``out`` from its ``last`` checkpoint on the same data files (checked
+    by size and SHA-256), ending as an uninterrupted run would; ``overrides``: ``epochs``,
+    ``max_minutes``, ``patience`` (the run's other settings are its own). Writes summary.json
+    and test metrics like :func:`train`."""
+    last = Path(out) / "last"
+    if not (last / "config.json").is_file():
+        raise ValueError(f"{out}: no checkpoint to resume from (no 'last'); train without "
+                         "--resume")
+    config = io.load_model(last)[1]
+    if config.get("task") != task:
+        raise ValueError(f"{out} is a {config.get('task')!r} run, not {task!r}")
+    recorded = config.get("files", {})
+    for name, path in (("train", train_path), ("dev", dev_path), ("test", test_path)):
+        want = recorded.get(name)
+        if (want is None) != (path is None):
+            raise ValueError(f"the run was trained {'with' if want else 'without'} a {name} "
+                             f"file; resume with the same files ({name}: "
+                             f"{want['path'] if want else 'none'})")
+        if want is not None:
+            got = _fingerprint(path)
+            if (got["size"], got["sha256"]) != (want["size"], want["sha256"]):
+                raise ValueError(f"{path} differs from the {name} file the run was trained on "
+                                 f"({want['path']}: {want['size']} bytes, sha256 "
+                                 f"{want['sha256'][:12]}…); a resumed run needs the same data")
+    task_obj = Task.load(last)
+    o = task_obj.options
+    read = dict(fmt=o.get("format"), encoding=o.get("encoding", "utf-8"),
+                text_column=o.get("text_column", 0), label_column=o.get("label_column", 1),
+                tag=o.get("tag", "upos"), token_column=o.get("token_column"),
+                tag_column=o.get("tag_column"))
+    raw_train = read_task_file(task, train_path, **read)
+    raw_train, raw_dev, raw_test = _splits(task, raw_train, dev_path, test_path, read,
+                                           o.get("split_seed", 0))
+    train_ex, dev_ex = task_obj.encode(raw_train), task_obj.encode(raw_dev)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    trainer = Trainer.resume(out, train_ex, dev_ex, progress=progress, **overrides)
+    return _finish(task, trainer, out, raw_test, beam_size, len(train_ex),
+                   len(task_obj.vocab))
+
+
 def _one_character_tokens(raw, sample: int = 2000) -> bool:
     """Whether a tagging corpus's tokens are single characters (≥ 98% of a sample)."""
     sizes = [len(w) for tokens, _ in raw[:sample] for w in tokens]
@@ -382,15 +434,6 @@ DEFAULT_DROPOUT = {
     "translate": (0.0, "not measured yet"),
     "lm": (0.0, "not measured yet"),
 }
-
-
-def _holding_run_lock(fn):
-    """The run directory ``out`` is locked for the whole of ``fn`` (io.run_lock)."""
-    @functools.wraps(fn)
-    def wrapper(task, train_path, out, *args, **kwargs):
-        with io.run_lock(out):
-            return fn(task, train_path, out, *args, **kwargs)
-    return wrapper
 
 
 @_holding_run_lock
@@ -434,16 +477,8 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
             read.update(token_column=choice.token, tag_column=choice.tag)
     else:
         raw_train = read_task_file(task, train_path, **read)
-    raw_dev = read_task_file(task, dev_path, **read) if dev_path else None
-    raw_test = read_task_file(task, test_path, **read) if test_path else None
-    if task == "lm":
-        if raw_dev is None:
-            cut = int(len(raw_train) * 0.9)
-            raw_train, raw_dev = raw_train[:cut], raw_train[cut:]
-    elif raw_dev is None:
-        a, b, c = D.split(raw_train, seed=split_seed)
-        raw_train, raw_dev = a, b
-        raw_test = raw_test if raw_test is not None else c
+    raw_train, raw_dev, raw_test = _splits(task, raw_train, dev_path, test_path, read,
+                                           split_seed)
     kind = tokenizer or ("char" if task == "lm" else "word")
     if task == "tag" and tokenizer is None and _one_character_tokens(raw_train):
         kind = "char"  # a character tagger: raw text is read character by character
@@ -454,7 +489,10 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
     extra = {"task": task, "tokenizer": tok.to_json(),
              "data": {"format": fmt, "encoding": encoding, "text_column": text_column,
                       "label_column": label_column, "tag": tag,
-                      "token_column": read["token_column"], "tag_column": read["tag_column"]}}
+                      "token_column": read["token_column"], "tag_column": read["tag_column"],
+                      "split_seed": split_seed},
+             "files": {name: _fingerprint(p) for name, p in
+                       (("train", train_path), ("dev", dev_path), ("test", test_path)) if p}}
     if task == "classify":
         vocab = D.Vocab.build((tok(t) for t, _ in raw_train), min_freq, max_vocab)
         bigrams = _bigram_vocab(tok(t) for t, _ in raw_train) if bigram_features else None
@@ -524,12 +562,44 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
     task_obj = Task(model, {**extra, "model": model.config_dict()})
     train_ex, dev_ex = task_obj.encode(raw_train), task_obj.encode(raw_dev)
     trainer = Trainer(model, train_ex, dev_ex, cfg, out, extra_config=extra)
+    return _finish(task, trainer, out, raw_test, beam_size, len(train_ex), len(vocab))
+
+
+def _splits(task, raw_train, dev_path, test_path, read: dict, split_seed: int):
+    """(train, dev, test) raw examples: the files given, else cuts of the training file."""
+    raw_dev = read_task_file(task, dev_path, **read) if dev_path else None
+    raw_test = read_task_file(task, test_path, **read) if test_path else None
+    if task == "lm":
+        if raw_dev is None:
+            cut = int(len(raw_train) * 0.9)
+            raw_train, raw_dev = raw_train[:cut], raw_train[cut:]
+    elif raw_dev is None:
+        a, b, c = D.split(raw_train, seed=split_seed)
+        raw_train, raw_dev = a, b
+        raw_test = raw_test if raw_test is not None else c
+    return raw_train, raw_dev, raw_test
+
+
+def _fingerprint(path) -> dict:
+    """Size and SHA-256 of a data file: what a resumed run checks it is given again."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return {"path": str(path), "size": Path(path).stat().st_size, "sha256": h.hexdigest()}
+
+
+def _finish(task: str, trainer: Trainer, out, raw_test, beam_size: int, train_examples: int,
+            vocab_size: int) -> dict:
+    """Fit, then evaluate the best checkpoint on the test set; writes summary.json."""
     history = trainer.fit()
     best = trainer.best_epoch or len(history)
     summary = {"task": task, "epochs": len(history), "best_epoch": best,
                "dev": history[best - 1] if history else None,
                "dev_last": history[-1] if history else None,
-               "train_examples": len(train_ex), "vocab_size": len(vocab)}
+               "train_examples": train_examples, "vocab_size": vocab_size}
     if raw_test is not None:
         summary["test"] = Task.load(out).evaluate(raw_test, beam_size=beam_size)
         if task == "translate":

@@ -40,6 +40,9 @@ from .optim import (
 from .plan import RECURRENT, recurrent_products, set_recurrent_products
 
 SCHEDULES = ("none", "step", "cosine", "warmup", "plateau")
+#: TrainConfig fields a resumed run may change; the others are the checkpoint's.
+RESUMABLE = frozenset({"epochs", "max_minutes", "patience", "progress", "keep_checkpoints",
+                       "on_nan"})
 #: The optimiser state slot that holds the weights' moving average (TrainConfig.ema).
 EMA_SLOT = "ema"
 
@@ -192,6 +195,10 @@ class Trainer:
         bad = set(overrides) - known
         if bad:
             raise ValueError(f"unknown training option(s) {sorted(bad)}")
+        fixed = set(overrides) - RESUMABLE
+        if fixed:  # the checkpoint's state decides them (the optimiser's lr, the batches …)
+            raise ValueError(f"a resumed run keeps its {', '.join(sorted(fixed))}; only "
+                             f"{', '.join(sorted(RESUMABLE))} may change")
         if not isinstance(config.get("train"), dict):
             raise ValueError(f"{last}/config.json: no training configuration ('train')")
         tc = TrainConfig(**{**config["train"], **overrides})
@@ -300,7 +307,8 @@ class Trainer:
         c = self.config
         if self.epoch == 0 and (self.run_dir / "last").exists():
             raise ValueError(f"{self.run_dir} already holds a training run; continue it with "
-                             "Trainer.resume, or train into another directory")
+                             "rnnkit train ... --resume (in Python, Trainer.resume), or train "
+                             "into another directory")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         for tmp in (self.run_dir / "checkpoints").glob(".*.tmp-*"):  # left by a killed write
             shutil.rmtree(tmp, ignore_errors=True)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from rnnkit.cli import main
@@ -141,3 +142,39 @@ def test_no_traceback_for_an_infinite_lr_or_too_little_memory(tmp_path, capsys, 
     err = capsys.readouterr().err.strip()
     assert err.startswith("rnnkit train: error: not enough memory (Unable to allocate")
     assert len(err.splitlines()) == 1 and not (tmp_path / "r").exists()
+
+
+def test_resume_from_the_command_line_ends_as_an_uninterrupted_run(tmp_path, capsys):
+    """Three epochs at once, and one then two more with --resume: the same weights, bit for
+    bit, and a summary with test metrics; other data is refused, and so is a setting the
+    checkpoint decides."""
+    import json
+
+    from rnnkit import io
+
+    rows = [f"{'good' if i % 3 else 'bad'} thing number {i}\t{int(i % 3 > 0)}" for i in range(90)]
+    data = tmp_path / "d.tsv"
+    data.write_text("\n".join(rows) + "\n")
+    common = ["train", "classify", "--train", str(data), "--hidden", "6", "--embedding-dim",
+              "5", "--quiet", "--lr", "0.01"]
+    assert main(common + ["--out", str(tmp_path / "full"), "--epochs", "3"]) == 0
+    assert main(common + ["--out", str(tmp_path / "part"), "--epochs", "1"]) == 0
+    with pytest.raises(SystemExit):  # without --resume: refused, pointing at --resume
+        main(common + ["--out", str(tmp_path / "part"), "--epochs", "3"])
+    assert "--resume" in capsys.readouterr().err
+    assert main(common + ["--out", str(tmp_path / "part"), "--epochs", "3", "--resume"]) == 0
+    full, _ = io.load_model(tmp_path / "full" / "last")
+    part, _ = io.load_model(tmp_path / "part" / "last")
+    for name, p in full.params.items():
+        assert np.array_equal(p, part.params[name]), name
+    summary = json.loads((tmp_path / "part" / "summary.json").read_text())
+    assert summary["epochs"] == 3 and "accuracy" in summary["test"]
+    capsys.readouterr()
+    data.write_text("\n".join(rows[:-1]) + "\n")
+    with pytest.raises(SystemExit):
+        main(common + ["--out", str(tmp_path / "part"), "--epochs", "4", "--resume"])
+    assert "differs from the train file the run was trained on" in capsys.readouterr().err
+    from rnnkit.train import Trainer
+
+    with pytest.raises(ValueError, match="a resumed run keeps its lr"):
+        Trainer.resume(tmp_path / "part", [([4, 5], 1)], lr=1e38)
