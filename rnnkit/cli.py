@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from .train import TrainingDiverged
+
 
 def _positive_int(text: str) -> int:
     try:
@@ -113,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="rnnkit", description="Recurrent neural networks on NumPy "
                                  "with hand-derived backpropagation through time.")
     ap.add_argument("--version", action="version", version=f"rnnkit {__version__}")
+    ap.add_argument("--debug", action="store_true",
+                    help="show Python's traceback of an error (default: one line)")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="train one model of each family on built-in data",
@@ -603,8 +607,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "export":
             return _export(args)
     except (ValueError, OSError) as exc:
+        if args.debug:
+            raise
         ap.exit(2, f"rnnkit {args.command}: error: {exc}\n")
+    except TrainingDiverged as exc:  # a failure during training: exit 1, the checkpoint named
+        if args.debug:
+            raise
+        ap.exit(1, f"rnnkit {args.command}: training diverged: {exc}\n")
     except MemoryError as exc:
+        if args.debug:
+            raise
         detail = f" ({exc})" if str(exc) else ""
         ap.exit(1, f"rnnkit {args.command}: error: not enough memory{detail}; use smaller "
                 "sizes (--hidden, --layers, --batch-size, --max-vocab)\n")

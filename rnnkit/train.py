@@ -40,6 +40,9 @@ from .optim import (
 from .plan import RECURRENT, recurrent_products, set_recurrent_products
 
 SCHEDULES = ("none", "step", "cosine", "warmup", "plateau")
+#: A loss past both of these (absolute, and times the first epoch's) is a divergence.
+DIVERGED_LOSS = 1e4
+DIVERGED_FACTOR = 1e3
 #: TrainConfig fields a resumed run may change; the others are the checkpoint's.
 RESUMABLE = frozenset({"epochs", "max_minutes", "patience", "progress", "keep_checkpoints",
                        "on_nan"})
@@ -356,6 +359,7 @@ class Trainer:
                       "tokens_per_s": round(tokens / max(time.perf_counter() - t0, 1e-9), 1)}
             if self.dev_data is not None:
                 record.update({f"dev_{k}": v for k, v in self.evaluate(self.dev_data).items()})
+            self._check_diverged(record, history)
             score = record.get(f"dev_{metric_name}", record["train_loss"] if not higher else None)
             improved = score is not None and (
                 self.best is None or (score > self.best if higher else score < self.best))
@@ -393,6 +397,21 @@ class Trainer:
         if c.clip_value is not None:
             clip_grad_value(grads, c.clip_value)
         return norm
+
+    def _check_diverged(self, record: dict, history: list[dict]) -> None:
+        """A loss that stays finite but explodes (SGD at lr 1e30: dev loss 1.5e30) is a
+        divergence too: past DIVERGED_FACTOR × the first epoch's training loss and past
+        DIVERGED_LOSS, the epoch is not checkpointed and training stops."""
+        first = (history[0] if history else record)["train_loss"]
+        limit = max(DIVERGED_LOSS, DIVERGED_FACTOR * abs(first))
+        for key in ("train_loss", "dev_loss"):
+            value = record.get(key)
+            if value is not None and not (abs(value) <= limit):
+                last = self.run_dir / "last"
+                kept = (f"; the last good checkpoint {last.resolve()} is intact"
+                        if last.exists() else "")
+                raise TrainingDiverged(f"{key} {value:.3g} at epoch {self.epoch} (step "
+                                       f"{self.step}), above {limit:.3g}{kept}")
 
     def _non_finite(self, loss: float, norm: float) -> None:
         what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {norm}"

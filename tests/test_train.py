@@ -246,3 +246,28 @@ def test_memory_stays_flat_over_a_long_run(tmp_path):
     assert [s["step"] for s in samples] == list(range(2_500, 20_001, 2_500))
     warm = samples[2]["rss_mb"]  # after the first epoch's end, which imports matplotlib
     assert samples[-1]["rss_mb"] - warm < 4.0, samples
+
+
+def test_a_finite_explosion_is_a_divergence_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    """A loss that stays finite but explodes stops training with the epoch and the intact
+    checkpoint named; from the command line a divergence (here SGD at lr 1e30 without
+    clipping, which reaches NaN at step 2) exits with status 1 and one line."""
+    trainer = Trainer(make_model(), TRAIN, DEV, config(epochs=2), tmp_path / "run")
+    trainer.fit()
+    first = {"train_loss": 0.7}
+    trainer._check_diverged({"train_loss": 0.5, "dev_loss": 650.0}, [first])  # not yet
+    with pytest.raises(TrainingDiverged, match=r"dev_loss 1\.5e\+30 at epoch 2 .*the last good "
+                                               r"checkpoint .* is intact"):
+        trainer._check_diverged({"train_loss": 3.0, "dev_loss": 1.5e30}, [first])
+    from rnnkit.cli import main
+
+    data = tmp_path / "d.tsv"
+    data.write_text("".join(f"word{i % 7} other{i % 5}\t{i % 2}\n" for i in range(60)))
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "classify", "--train", str(data), "--out", str(tmp_path / "r"),
+              "--optimizer", "sgd", "--lr", "1e30", "--clip", "none", "--quiet",
+              "--epochs", "3"])
+    assert exc.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("rnnkit train: training diverged: non-finite loss")
+    assert len(err.splitlines()) == 1
