@@ -149,6 +149,8 @@ def _read_json(path: Path) -> dict:
         obj = json.loads(path.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply for a config") from None
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: expected a JSON object, got {type(obj).__name__}")
     return obj
@@ -209,8 +211,9 @@ def read_config(directory: str | Path) -> dict:
     return config
 
 
-def load_weights(model, directory: str | Path) -> None:
-    """Copy model.safetensors into ``model.params``, checking names, shapes and dtypes."""
+def load_weights(model, directory: str | Path, allow_nonfinite: bool = False) -> None:
+    """Copy model.safetensors into ``model.params``, checking names, shapes, dtypes and (unless
+    ``allow_nonfinite``) that every value is finite: rnnkit never saves NaN or inf."""
     path = Path(directory) / "model.safetensors"
     arrays = _load_tensors(path)
     missing = sorted(set(model.params) - set(arrays))
@@ -223,6 +226,9 @@ def load_weights(model, directory: str | Path) -> None:
         if src.shape != dst.shape or src.dtype != dst.dtype:
             raise ValueError(f"{path}: {name} is {src.dtype}{list(src.shape)}, the model "
                              f"expects {dst.dtype}{list(dst.shape)}")
+        if not allow_nonfinite and not np.isfinite(src).all():
+            raise ValueError(f"{path}: {name} holds NaN or infinite values (a broken or "
+                             "tampered checkpoint)")
     for name, dst in model.params.items():
         dst[...] = arrays[name]
 

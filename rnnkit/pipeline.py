@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import data as D
-from . import io, schemes
+from . import io, run_config, schemes
 from .columns import read_columns
 from .models import (
     ClassifierConfig,
@@ -126,6 +126,7 @@ class Task:
         if config.get("task") not in TASKS:
             raise ValueError(f"{directory}: not a classify/tag/translate/lm run (task "
                              f"{config.get('task')!r})")
+        run_config.check(config, model, f"{directory}/config.json")
         return cls(model, config)
 
     # -------------------------------------------------------------- encoding

@@ -189,3 +189,62 @@ def test_one_writer_per_run_directory(tmp_path):
     with run_lock(empty):
         pass
     assert not empty.exists()  # a lock alone leaves no directory behind
+
+
+@pytest.fixture(scope="module")
+def tagger_run(tmp_path_factory):
+    from rnnkit.cli import main
+
+    root = tmp_path_factory.mktemp("tagrun")
+    data = root / "t.txt"
+    data.write_text("\n".join(["the/DET cat/NOUN", "dogs/NOUN run/VERB"] * 10) + "\n")
+    assert main(["train", "tag", "--train", str(data), "--out", str(root / "run"),
+                 "--epochs", "1", "--hidden", "4", "--embedding-dim", "3", "--quiet"]) == 0
+    return root / "run" / "best"
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c.pop("vocab"), "'vocab' must be a list of strings"),
+    (lambda c: c.pop("tokenizer"), "'tokenizer' must be an object"),
+    (lambda c: c.update(labels=c["labels"][:-1]), r"labels for \d+ outputs"),
+    (lambda c: c.update(labels="NOUN"), "'labels' must be a list of strings"),
+    (lambda c: c.update(vocab=c["vocab"][:-1]), "the model's embedding"),
+    (lambda c: c["tokenizer"].update(pattern="(a|a)+$"), "does not supply a regular expression"),
+    (lambda c: c["tokenizer"].update(kind="regex"), "unknown tokenizer kind"),
+    (lambda c: c["data"].update(encoding=["utf-8"]), "data option 'encoding' has the wrong"),
+    (lambda c: c.update(chars=["x"]), "'chars' has 1 entries"),
+])
+def test_every_task_field_of_a_checkpoint_is_checked(tagger_run, tmp_path, change, message):
+    import json
+    import shutil
+
+    from rnnkit.pipeline import Task
+
+    run = tmp_path / "ckpt"
+    shutil.copytree(tagger_run.resolve(), run)
+    cfg = json.loads((run / "config.json").read_text())
+    change(cfg)
+    (run / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=message):
+        Task.load(run)
+
+
+def test_deep_json_and_nonfinite_weights_are_refused(tagger_run, tmp_path):
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    from rnnkit.pipeline import Task
+
+    run = tmp_path / "deep"
+    shutil.copytree(tagger_run.resolve(), run)
+    (run / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match="nested too deeply|not valid JSON"):
+        Task.load(run)
+    run = tmp_path / "nan"
+    shutil.copytree(tagger_run.resolve(), run)
+    arrays = load_file(run / "model.safetensors")
+    arrays["head.bias"][0] = np.nan
+    save_file(arrays, run / "model.safetensors")
+    with pytest.raises(ValueError, match="head.bias holds NaN or infinite values"):
+        Task.load(run)
