@@ -137,6 +137,8 @@ def _safetensors(path: Path, read):
         raise ValueError(f"{path}: missing")
     try:
         return read(str(path))
+    except _Refused:
+        raise
     except Exception as exc:  # safetensors raises its own error types
         raise ValueError(f"{path}: not a readable safetensors file ({exc})") from None
 
@@ -211,26 +213,49 @@ def read_config(directory: str | Path) -> dict:
     return config
 
 
+_DTYPES = {"F32": np.float32, "F64": np.float64, "F16": np.float16, "I64": np.int64,
+           "I32": np.int32, "BF16": None}
+
+
 def load_weights(model, directory: str | Path, allow_nonfinite: bool = False) -> None:
-    """Copy model.safetensors into ``model.params``, checking names, shapes, dtypes and (unless
-    ``allow_nonfinite``) that every value is finite: rnnkit never saves NaN or inf."""
+    """Copy model.safetensors into ``model.params``: names, shapes and dtypes checked against
+    the model from the file's header alone, before any tensor is read; then one tensor at a
+    time (memory: the largest tensor, not the file), each checked finite unless
+    ``allow_nonfinite`` (rnnkit never saves NaN or inf)."""
+    from safetensors import safe_open
+
     path = Path(directory) / "model.safetensors"
-    arrays = _load_tensors(path)
-    missing = sorted(set(model.params) - set(arrays))
-    unexpected = sorted(set(arrays) - set(model.params))
-    if missing or unexpected:
-        raise ValueError(f"{path}: weights do not match the model: missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}")
-    for name, dst in model.params.items():
-        src = arrays[name]
-        if src.shape != dst.shape or src.dtype != dst.dtype:
-            raise ValueError(f"{path}: {name} is {src.dtype}{list(src.shape)}, the model "
-                             f"expects {dst.dtype}{list(dst.shape)}")
-        if not allow_nonfinite and not np.isfinite(src).all():
-            raise ValueError(f"{path}: {name} holds NaN or infinite values (a broken or "
-                             "tampered checkpoint)")
-    for name, dst in model.params.items():
-        dst[...] = arrays[name]
+
+    def read(p):
+        with safe_open(p, framework="numpy") as f:
+            names = set(f.keys())
+            missing = sorted(set(model.params) - names)
+            unexpected = sorted(names - set(model.params))
+            if missing or unexpected:
+                raise _Refused(f"weights do not match the model: missing {missing[:5]}, "
+                               f"unexpected {unexpected[:5]}")
+            for name, dst in model.params.items():
+                s = f.get_slice(name)
+                shape, dtype = tuple(s.get_shape()), _DTYPES.get(s.get_dtype())
+                if shape != dst.shape or dtype is None or np.dtype(dtype) != dst.dtype:
+                    shown = np.dtype(dtype).name if dtype is not None else s.get_dtype()
+                    raise _Refused(f"{name} is {shown}{list(shape)}, the model "
+                                   f"expects {dst.dtype}{list(dst.shape)}")
+            for name, dst in model.params.items():
+                src = f.get_tensor(name)
+                if not allow_nonfinite and not np.isfinite(src).all():
+                    raise _Refused(f"{name} holds NaN or infinite values (a broken or "
+                                   "tampered checkpoint)")
+                dst[...] = src
+
+    try:
+        _safetensors(path, read)
+    except _Refused as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+class _Refused(Exception):
+    """A weights file that reads, but not as this model's (kept apart from read errors)."""
 
 
 def load_model(directory: str | Path, expected_type: str | None = None):

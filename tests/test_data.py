@@ -271,3 +271,14 @@ def test_every_line_ending_and_utf16(tmp_path, ending, encoding):
     f.write_bytes(ending.join(bad).encode(encoding))
     with pytest.raises(DataError, match=r"d.tsv:6: "):
         read_labelled(f, encoding=encoding)
+
+
+def test_a_line_past_the_limit_is_refused_and_the_limit_can_be_raised(tmp_path, monkeypatch):
+    f = tmp_path / "one-line.tsv"
+    f.write_text("ok\t1\n" + "x" * 5000 + "\t0\n")
+    monkeypatch.setenv("RNNKIT_MAX_LINE_CHARS", "4000")
+    with pytest.raises(DataError, match=r"one-line.tsv:2: a line of 5,003 characters, more than "
+                                        r"the limit of 4,000 .*RNNKIT_MAX_LINE_CHARS"):
+        read_labelled(f)
+    monkeypatch.setenv("RNNKIT_MAX_LINE_CHARS", "6000")
+    assert len(read_labelled(f)) == 2
