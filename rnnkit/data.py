@@ -205,9 +205,9 @@ def _lines(path: str | Path, encoding: str = "utf-8") -> Iterator[tuple[int, str
 
 
 def max_line_chars() -> int:
-    """The longest line the line readers take (``RNNKIT_MAX_LINE_CHARS``, default 1,000,000):
+    """The longest line the line readers take (``RNNKIT_MAX_LINE_CHARS``, default 2,000,000):
     one 100 MB line once grew training to 5.8 GB with no message."""
-    value = os.environ.get("RNNKIT_MAX_LINE_CHARS", "1000000")
+    value = os.environ.get("RNNKIT_MAX_LINE_CHARS", "2000000")
     try:
         return max(1, int(value))
     except ValueError:
