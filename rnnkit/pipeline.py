@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 from dataclasses import asdict
 from pathlib import Path
@@ -118,6 +119,12 @@ class Task:
     def load(cls, directory) -> Task:
         """From a run directory (its ``best``, else ``last`` checkpoint) or a checkpoint."""
         directory = Path(directory)
+        for sub in ("best", "last", "run/best", "run/last"):
+            link = directory / sub
+            if link.is_symlink() and not link.exists():  # never a silent fall back to last
+                raise ValueError(f"{link} points at {os.readlink(link)}, which is missing: "
+                                 "the run directory is damaged (load 'last' explicitly to "
+                                 "use it)")
         for sub in ("best", "last", "run/best", "run/last"):  # run/: a demo family's folder
             if (directory / sub / "config.json").is_file():
                 directory = directory / sub

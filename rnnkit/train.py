@@ -313,6 +313,12 @@ class Trainer:
                              "rnnkit train ... --resume (in Python, Trainer.resume), or train "
                              "into another directory")
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        ckpts = self.run_dir / "checkpoints"
+        if ckpts.is_symlink() or (ckpts.exists() and ckpts.resolve().parent
+                                  != self.run_dir.resolve()):
+            # Pruning deletes old checkpoints: never anything outside the run directory.
+            raise ValueError(f"{ckpts} is a link to {ckpts.resolve()}; a run keeps its "
+                             "checkpoints inside its own directory")
         for tmp in (self.run_dir / "checkpoints").glob(".*.tmp-*"):  # left by a killed write
             shutil.rmtree(tmp, ignore_errors=True)
         for tmp in self.run_dir.glob(".*.tmp-*"):  # a link a killed swap never put in place,

@@ -271,3 +271,26 @@ def test_a_finite_explosion_is_a_divergence_and_keeps_the_last_good_checkpoint(t
     err = capsys.readouterr().err
     assert err.startswith("rnnkit train: training diverged: non-finite loss")
     assert len(err.splitlines()) == 1
+
+
+def test_checkpoints_never_leave_the_run_directory_and_a_dangling_best_is_an_error(tmp_path):
+    import os
+
+    from rnnkit.pipeline import Task
+
+    elsewhere = tmp_path / "precious"
+    elsewhere.mkdir()
+    (elsewhere / "step-00000001").mkdir()
+    run = tmp_path / "run"
+    run.mkdir()
+    os.symlink(elsewhere, run / "checkpoints")
+    with pytest.raises(ValueError, match="a run keeps its checkpoints inside its own"):
+        Trainer(make_model(), TRAIN[:32], None, config(epochs=1), run).fit()
+    assert (elsewhere / "step-00000001").is_dir()
+    good = tmp_path / "good"
+    Trainer(make_model(), TRAIN[:32], DEV, config(epochs=1), good).fit()
+    (good / "best").unlink()
+    os.symlink("checkpoints/step-99999999", good / "best")
+    with pytest.raises(ValueError, match="best points at checkpoints/step-99999999, which is "
+                                         "missing"):
+        Task.load(good)
