@@ -635,6 +635,11 @@ def from_onnx(source, node: str | int | list | None = None,
     else:
         model = source
     graph = model.graph
+    seen_names: set[str] = set()
+    for t in graph.initializer:  # two tensors of one name: which one would run is undefined
+        if t.name in seen_names:
+            raise ValueError(f"{where}: two initializers are named {t.name!r}")
+        seen_names.add(t.name)
     tensors = {t.name: t for t in graph.initializer}
     for n in graph.node:
         if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
@@ -670,7 +675,11 @@ def from_onnx(source, node: str | int | list | None = None,
         if n.input[k] not in tensors:
             raise ValueError(f"{where}: {n.op_type} node {n.name!r}: {what} ({n.input[k]!r}) is "
                              "computed at run time, not stored in the file")
-        return numpy_helper.to_array(tensors[n.input[k]])
+        a = numpy_helper.to_array(tensors[n.input[k]])
+        if a.dtype.kind != "f":
+            raise ValueError(f"{where}: {n.op_type} node {n.name!r}: {what} holds {a.dtype} "
+                             "values; weights must be floating point")
+        return a
 
     op = chosen[0].op_type
     layers = []
@@ -690,6 +699,9 @@ def from_onnx(source, node: str | int | list | None = None,
         if direction == "reverse":
             raise ValueError(f"{what}: a reverse-only node has no rnnkit layer (rnnkit runs "
                              "forward or bidirectional)")
+        if direction not in ("forward", "bidirectional"):
+            raise ValueError(f"{what}: unknown direction {direction!r} (ONNX has forward, "
+                             "reverse and bidirectional)")
         acts = [a.decode() if isinstance(a, bytes) else a for a in attrs.get("activations", [])]
         nonlinearity = "tanh"
         if op == "RNN" and acts:

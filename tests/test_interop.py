@@ -250,9 +250,11 @@ def test_from_onnx_errors(tmp_path):
 def test_from_onnx_refuses_unsupported_attributes():
     from onnx import TensorProto, helper, numpy_helper
 
-    def model(**attrs):
-        inits = [numpy_helper.from_array(np.zeros((1, 12, 2), np.float32), "W"),
+    def model(dtype=np.float32, twice=False, **attrs):
+        inits = [numpy_helper.from_array(np.zeros((1, 12, 2), dtype), "W"),
                  numpy_helper.from_array(np.zeros((1, 12, 3), np.float32), "R")]
+        if twice:
+            inits.append(numpy_helper.from_array(np.ones((1, 12, 3), np.float32), "R"))
         node = helper.make_node("LSTM", ["X", "W", "R"], ["Y"], hidden_size=3, **attrs)
         x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 1, 2])
         y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)
@@ -261,7 +263,10 @@ def test_from_onnx_refuses_unsupported_attributes():
     assert from_onnx(model()).hidden_size == 3
     for attrs, message in ((dict(clip=1.0), "'clip'"), (dict(input_forget=1), "input_forget"),
                            (dict(direction="reverse"), "reverse-only"),
-                           (dict(activations=["Relu", "Tanh", "Tanh"]), "activations")):
+                           (dict(activations=["Relu", "Tanh", "Tanh"]), "activations"),
+                           (dict(direction="sideways"), "unknown direction 'sideways'"),
+                           (dict(twice=True), "two initializers are named 'R'"),
+                           (dict(dtype=np.int32), "W holds int32 values")):
         with pytest.raises(ValueError, match=message):
             from_onnx(model(**attrs))
 
