@@ -1,6 +1,16 @@
-"""Reliability figures for docs/reliability.md: memory over a long training run.
+"""Reliability figures for docs/reliability.md: memory over a long training run, runs killed
+and resumed from the command line, and concurrent writers of one run directory.
 
-    python benchmarks/reliability.py --steps 100000
+    python benchmarks/reliability.py memory --steps 100000
+    python benchmarks/reliability.py kills --kills 20     # SIGKILL, then rnnkit train --resume
+    python benchmarks/reliability.py writers --trials 4   # two rnnkit train into one --out
+
+``kills``: a small classifier trained by ``rnnkit train`` is killed with SIGKILL at random
+instants (inside epochs, checkpoint writes and link swaps alike) and continued each time with
+``--resume`` (or started again while no checkpoint exists), until it finishes; its weights
+must equal, bit for bit, those of the same command run without interruption. ``writers``:
+two ``rnnkit train`` into the same ``--out`` at once; exactly one may write, the other must
+be refused naming the holder.
 
 Trains a small GRU classifier for ``--steps`` optimiser steps with the real Trainer
 (checkpoints, metrics log and curves every epoch) and samples the process's resident memory
@@ -57,12 +67,92 @@ def long_run(steps: int, every: int, run_dir: Path, steps_per_epoch: int = 10_00
     return samples
 
 
+def _train_command(data: Path, out: Path, resume: bool) -> list[str]:
+    return [sys.executable, "-m", "rnnkit", "train", "classify", "--train", str(data), "--out",
+            str(out), "--epochs", "6", "--hidden", "32", "--embedding-dim", "16", "--quiet",
+            "--lr", "0.005"] + (["--resume"] if resume else [])
+
+
+def _data(path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(300)]
+    rows = []
+    for _ in range(4000):
+        toks = rng.choice(words, rng.integers(5, 30))
+        rows.append(" ".join(toks) + f"\t{int('w7' in toks or 'w11' in toks)}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def kills(n_kills: int, work: Path, seed: int) -> dict:
+    import subprocess
+
+    from rnnkit import io
+
+    data = _data(work / "d.tsv")
+    t0 = time.perf_counter()
+    subprocess.run(_train_command(data, work / "reference", False), check=True)
+    full_s = time.perf_counter() - t0
+    rng = np.random.default_rng(seed)
+    run, done, killed, starts = work / "killed", False, 0, 0
+    while not done:
+        resume = (run / "last").exists()
+        proc = subprocess.Popen(_train_command(data, run, resume), stderr=subprocess.PIPE,
+                                text=True)
+        starts += 1
+        if killed < n_kills:
+            try:
+                proc.wait(timeout=rng.uniform(0.3, full_s / 3))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                killed += 1
+                continue
+        err = proc.communicate()[1]
+        if proc.returncode != 0:
+            raise SystemExit(f"a run failed after {killed} kills: {err.strip()}")
+        done = True
+    ref, _ = io.load_model(work / "reference" / "last")
+    got, _ = io.load_model(run / "last")
+    equal = all(np.array_equal(p, got.params[k]) for k, p in ref.params.items())
+    return {"kills": killed, "starts": starts, "bit_identical": equal,
+            "uninterrupted_seconds": round(full_s, 1)}
+
+
+def writers(trials: int, work: Path) -> list[dict]:
+    import subprocess
+
+    data = _data(work / "d.tsv")
+    out = []
+    for k in range(trials):
+        run = work / f"shared-{k}"
+        procs = [subprocess.Popen(_train_command(data, run, False), stderr=subprocess.PIPE,
+                                  text=True) for _ in range(2)]
+        results = [(p.wait(), p.communicate()[1].strip()) for p in procs]
+        codes = sorted(c for c, _ in results)
+        refused = [e for c, e in results if c != 0]
+        out.append({"exit_codes": codes, "refusal": refused[0] if refused else None,
+                    "one_writer": codes == [0, 2] and "another rnnkit process (pid"
+                    in refused[0]})
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("what", choices=["memory", "kills", "writers"], nargs="?", default="memory")
     ap.add_argument("--steps", type=int, default=100_000)
     ap.add_argument("--every", type=int, default=5_000)
+    ap.add_argument("--kills", type=int, default=20)
+    ap.add_argument("--trials", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default="benchmarks/results/reliability.json")
     args = ap.parse_args(argv)
+    if args.what in ("kills", "writers"):
+        with tempfile.TemporaryDirectory() as tmp:
+            result = (kills(args.kills, Path(tmp), args.seed) if args.what == "kills"
+                      else writers(args.trials, Path(tmp)))
+        print(json.dumps(result, indent=1))
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         samples = long_run(args.steps, args.every, Path(tmp) / "run")
     for s in samples:
