@@ -69,7 +69,7 @@ def long_run(steps: int, every: int, run_dir: Path, steps_per_epoch: int = 10_00
 
 def _train_command(data: Path, out: Path, resume: bool) -> list[str]:
     return [sys.executable, "-m", "rnnkit", "train", "classify", "--train", str(data), "--out",
-            str(out), "--epochs", "6", "--hidden", "32", "--embedding-dim", "16", "--quiet",
+            str(out), "--epochs", "12", "--hidden", "32", "--embedding-dim", "16", "--quiet",
             "--lr", "0.005"] + (["--resume"] if resume else [])
 
 
@@ -77,7 +77,7 @@ def _data(path: Path) -> Path:
     rng = np.random.default_rng(0)
     words = [f"w{i}" for i in range(300)]
     rows = []
-    for _ in range(4000):
+    for _ in range(8000):
         toks = rng.choice(words, rng.integers(5, 30))
         rows.append(" ".join(toks) + f"\t{int('w7' in toks or 'w11' in toks)}")
     path.write_text("\n".join(rows) + "\n")
@@ -102,7 +102,7 @@ def kills(n_kills: int, work: Path, seed: int) -> dict:
         starts += 1
         if killed < n_kills:
             try:
-                proc.wait(timeout=rng.uniform(0.3, full_s / 3))
+                proc.wait(timeout=rng.uniform(0.3, 3.0))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
