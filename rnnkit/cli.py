@@ -296,6 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "run's other settings are its own")
         t.add_argument("--max-minutes", type=float, default=None, metavar="M",
                        help="stop after the epoch that passes M minutes of training")
+        t.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                       help="also checkpoint every N steps inside an epoch, so that a kill "
+                       "loses at most N steps (--resume goes on from there) (default: 0, at "
+                       "the end of each epoch only; not for lm)")
         t.add_argument("--ema", type=_fraction, default=0.0, metavar="DECAY",
                        help="evaluate, select and save an exponential moving average of the "
                        "weights with this decay per step, e.g. 0.999 (Polyak averaging) "
@@ -388,6 +392,7 @@ def _train_task(args) -> int:
                 epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
                 lr=args.lr, clip_norm=args.clip, patience=args.patience, seed=args.seed,
                 ema=args.ema, max_minutes=args.max_minutes,
+                checkpoint_every=args.checkpoint_every,
                 progress=not args.quiet, recurrent=_recurrent_options(args))
     if args.task == "classify":
         opts.update(text_column=args.text_column, label_column=args.label_column,

@@ -45,7 +45,7 @@ DIVERGED_LOSS = 1e4
 DIVERGED_FACTOR = 1e3
 #: TrainConfig fields a resumed run may change; the others are the checkpoint's.
 RESUMABLE = frozenset({"epochs", "max_minutes", "patience", "progress", "keep_checkpoints",
-                       "on_nan"})
+                       "on_nan", "checkpoint_every"})
 #: The optimiser state slot that holds the weights' moving average (TrainConfig.ema).
 EMA_SLOT = "ema"
 
@@ -77,6 +77,7 @@ class TrainConfig:
     keep_checkpoints: int = 2  # step directories kept besides last and best
     max_minutes: float | None = None  # stop after the epoch that passes this wall time
     ema: float = 0.0  # evaluate and save a moving average of the weights with this decay
+    checkpoint_every: int = 0  # also checkpoint every this many steps inside an epoch (0: off)
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1:
@@ -169,6 +170,12 @@ class Trainer:
         self.best: float | None = None
         self.best_epoch = 0
         self.skipped = 0
+        #: where an unfinished epoch stands (its batch order's generator state, the next
+        #: batch, the sums so far), saved by a checkpoint inside an epoch; None between epochs
+        self.position: dict | None = None
+        if c.checkpoint_every and hasattr(model, "start_epoch"):
+            raise ValueError("checkpoint_every: a language model carries its state from "
+                             "window to window, which a checkpoint does not hold yet")
         #: one record per finished epoch; saved in every checkpoint, so the log of a resumed
         #: run is whole even when a kill came between a checkpoint and the log write
         self.history: list[dict] = []
@@ -183,7 +190,7 @@ class Trainer:
                 "rng": self.rng.bit_generator.state, "model_rng": self.model.rng_states(),
                 "schedule": None if self.schedule is None else self.schedule.state_dict(),
                 "blas": blas.blas(), "products": recurrent_products(),
-                "history": self.history}  # TrainConfig: config.json
+                "history": self.history, "position": self.position}  # TrainConfig: config.json
 
     @classmethod
     def resume(cls, run_dir: str | Path, train_data: list, dev_data: list | None = None,
@@ -214,6 +221,7 @@ class Trainer:
         trainer.epoch, trainer.step = state["epoch"], state["step"]
         trainer.best, trainer.best_epoch = state["best"], state["best_epoch"]
         trainer.skipped = state["skipped"]
+        trainer.position = state.get("position")
         trainer.history = list(state.get("history", []))
         trainer.rng.bit_generator.state = state["rng"]
         model.set_rng_states(state["model_rng"])
@@ -329,15 +337,32 @@ class Trainer:
         t_start = time.perf_counter()
         while self.epoch < c.epochs:
             self.model.train()
+            position, self.position = self.position, None
+            if position is not None:  # resumed inside an epoch: its batches, from the next
+                self.rng.bit_generator.state = position["plan_rng"]
+            plan_rng = self.rng.bit_generator.state
             plan = batches(self.lengths, c.batch_size, self.rng, c.bucket, c.shuffle)
             if hasattr(self.model, "start_epoch"):  # e.g. reset a carried state
                 self.model.start_epoch()
             loss_sum = count = tokens = 0
             norm_max = 0.0
+            first = 0
+            if position is not None:
+                first = position["next"]
+                loss_sum, count = position["loss_sum"], position["count"]
+                tokens, norm_max = position["tokens"], position["norm_max"]
             t0 = time.perf_counter()
-            bar = tqdm(plan, desc=f"epoch {self.epoch + 1}/{c.epochs}", disable=not c.progress,
-                       leave=False, unit="batch")
-            for idx in bar:
+            bar = tqdm(plan[first:], desc=f"epoch {self.epoch + 1}/{c.epochs}",
+                       disable=not c.progress, leave=False, unit="batch")
+            for k, idx in enumerate(bar, first + 1):
+                if c.checkpoint_every and self.step and self.step % c.checkpoint_every == 0 \
+                        and k > first + 1:
+                    # Inside the epoch: where it stands, so that a resume goes on from here.
+                    self.position = {"plan_rng": plan_rng, "next": k - 1,
+                                     "loss_sum": loss_sum, "count": count, "tokens": tokens,
+                                     "norm_max": norm_max}
+                    self.checkpoint(best=False)
+                    self.position = None
                 batch = self.model.collate([self.train_data[i] for i in idx])
                 self.model.zero_grad()
                 loss, n = self.model.forward_backward(batch)

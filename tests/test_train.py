@@ -294,3 +294,35 @@ def test_checkpoints_never_leave_the_run_directory_and_a_dangling_best_is_an_err
     with pytest.raises(ValueError, match="best points at checkpoints/step-99999999, which is "
                                          "missing"):
         Task.load(good)
+
+
+def test_a_checkpoint_inside_an_epoch_resumes_bit_identical(tmp_path):
+    """checkpoint_every: a run that dies after a checkpoint inside an epoch goes on from that
+    batch, and ends equal, bit for bit, to a run never interrupted."""
+    c = config(epochs=2, checkpoint_every=4)
+    full = Trainer(make_model(), TRAIN, DEV, c, tmp_path / "full")
+    full.fit()
+
+    class Killed(Exception):
+        pass
+
+    died = Trainer(make_model(), TRAIN, DEV, c, tmp_path / "died")
+    real = died.model.forward_backward
+
+    def dies_at_step_22(batch):
+        if died.step == 21:  # steps 1–21 done; the checkpoint after step 20 holds batch 21 on
+            raise Killed
+        return real(batch)
+
+    died.model.forward_backward = dies_at_step_22
+    with pytest.raises(Killed):
+        died.fit()
+    state = json.loads((tmp_path / "died" / "last" / "trainer.json").read_text())
+    assert state["step"] == 20 and state["position"]["next"] == 20 - 15  # 15 batches an epoch
+    resumed = Trainer.resume(tmp_path / "died", TRAIN, DEV)
+    resumed.fit()
+    for name, p in full.model.params.items():
+        assert np.array_equal(p, resumed.model.params[name]), name
+    logs = [[json.loads(x) for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+            for d in ("full", "died")]
+    assert [r["train_loss"] for r in logs[0]] == [r["train_loss"] for r in logs[1]]
