@@ -614,7 +614,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         if args.debug:
             raise
-        ap.exit(2, f"rnnkit {args.command}: error: {exc}\n")
+        # Bad input or usage: 2; the machine failing (a full disk, an I/O error): 1.
+        usage = not isinstance(exc, OSError) or isinstance(exc, FileNotFoundError | PermissionError
+                                                           | IsADirectoryError
+                                                           | NotADirectoryError)
+        ap.exit(2 if usage else 1, f"rnnkit {args.command}: error: {exc}\n")
     except TrainingDiverged as exc:  # a failure during training: exit 1, the checkpoint named
         if args.debug:
             raise

@@ -35,10 +35,14 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:  # a full disk says "No space left on device" without the file
+        raise OSError(exc.errno, f"cannot write {path} ({len(data):,} bytes): "
+                                 f"{exc.strerror or exc}") from None
 
 
 def write_atomic(path: str | Path, data: bytes) -> Path:

@@ -248,3 +248,30 @@ def test_deep_json_and_nonfinite_weights_are_refused(tagger_run, tmp_path):
     save_file(arrays, run / "model.safetensors")
     with pytest.raises(ValueError, match="head.bias holds NaN or infinite values"):
         Task.load(run)
+
+
+def test_a_failed_write_names_its_file(tmp_path, monkeypatch):
+    import builtins
+    import errno
+
+    from rnnkit.io import write_atomic
+
+    real_open = builtins.open
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(builtins, "open", lambda p, mode="r", *a, **k: Full(real_open(
+        p, mode, *a, **k)) if "w" in mode else real_open(p, mode, *a, **k))
+    with pytest.raises(OSError, match=r"cannot write .*summary.json.*No space left on device"):
+        write_atomic(tmp_path / "summary.json", b"{}")
