@@ -41,6 +41,7 @@ class ColumnChoice:
     detected: bool
 
     def describe(self) -> str:
+        """The choice in words, for messages."""
         how = "detected" if self.detected else "given"
         return f"token column {self.token}, tag column {self.tag} of {self.width} ({how})"
 

@@ -169,10 +169,13 @@ class CRF(Layer):
         return A, s, e
 
     def forward(self, E: Array, lengths: Array, tags: Array):
+        """Σ_n −log p(y_n) of the gold tags (N, T) under emissions E (N, T, K), and the cache
+        (its gradients) for :meth:`backward`. Unconstrained: see the module docstring."""
         loss, dE, dA, ds, de = nll(E.astype(np.float64), lengths, tags, *self._scores())
         return float(loss.sum()), (dE, dA, ds, de)
 
     def backward(self, dloss: float, cache) -> Array:
+        """Adds dloss · ∂L/∂(transitions, start, end) into ``grads``; returns dloss · ∂L/∂E."""
         dE, dA, ds, de = cache
         g = self.grads
         g["transitions"] += dloss * np.nan_to_num(dA).astype(self.dtype)
@@ -181,4 +184,5 @@ class CRF(Layer):
         return (dloss * dE).astype(self.dtype)
 
     def decode(self, E: Array, lengths: Array) -> Array:
+        """The Viterbi tag ids (N, T) under the scheme's constraints, −1 past the end."""
         return viterbi(E.astype(np.float64), lengths, *self._scores(constrained=True))
