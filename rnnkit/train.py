@@ -365,7 +365,9 @@ class Trainer:
                     self.position = None
                 batch = self.model.collate([self.train_data[i] for i in idx])
                 self.model.zero_grad()
-                loss, n = self.model.forward_backward(batch)
+                # A diverging step overflows: the checks below report it as such, once.
+                with np.errstate(over="ignore", invalid="ignore"):
+                    loss, n = self.model.forward_backward(batch)
                 self.step += 1
                 norm = self._clip()
                 norm_max = max(norm_max, norm) if math.isfinite(norm) else math.inf
