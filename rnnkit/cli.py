@@ -94,6 +94,16 @@ def _add_recurrent_options(t, inits) -> None:
                    "al. 2016; haste's LayerNormLSTM) (default: off)")
 
 
+def _columns(args) -> tuple:
+    """(token column, tag column) from --columns WORD,TAG or the two single flags."""
+    if args.columns is None:
+        return args.token_column, args.tag_column
+    parts = [p.strip() for p in args.columns.split(",")]
+    if len(parts) != 2 or not all(parts):
+        raise ValueError(f"--columns takes WORD,TAG (two columns), got {args.columns!r}")
+    return tuple(int(p) if p.lstrip("-").isdigit() else p for p in parts)
+
+
 def _recurrent_options(args) -> dict:
     """The RecurrentOptions fields the flags of :func:`_add_recurrent_options` set."""
     return dict(init=args.init, gain=args.gain, forget_bias=args.forget_bias,
@@ -201,6 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
                            "line, blank lines between sentences, '#' comments; default for "
                            ".conll, .iob2, .bio, .bioes, .tsv) (default: by extension, then by "
                            "content)")
+            t.add_argument("--columns", default=None, metavar="WORD,TAG",
+                           help="column files: the token's and the tag's columns, 0-based or "
+                           "named (a '# global.columns = …' header's names, or CoNLL-U's "
+                           "FORM, UPOS … for 10 columns), e.g. 1,2 or FORM,NER (default: "
+                           "detected)")
             t.add_argument("--token-column", type=int, default=None, metavar="K",
                            help="column files: the token's column, 0-based (default: detected: "
                            "the first column that is not an id)")
@@ -402,7 +417,7 @@ def _train_task(args) -> int:
         opts.update(tag=args.tag, char_features=not args.no_char_features,
                     bigram_features=args.bigram_features, word_dropout=args.word_dropout,
                     char_dim=args.char_dim, char_hidden=args.char_hidden, crf=args.crf,
-                    token_column=args.token_column, tag_column=args.tag_column,
+                    token_column=_columns(args)[0], tag_column=_columns(args)[1],
                     constraints=not args.no_constraints, select_metric=args.select_metric,
                     embeddings=args.embeddings, freeze_embeddings=args.freeze_embeddings,
                     embeddings_extend=args.embeddings_extend)

@@ -50,6 +50,39 @@ def _split(line: str, tabs: bool) -> list[str]:
     return [f.strip() for f in line.split("\t")] if tabs else line.split()
 
 
+#: The column names of CoNLL-U (10 columns), used for named columns without a header.
+CONLLU_NAMES = ("ID", "FORM", "LEMMA", "UPOS", "XPOS", "FEATS", "HEAD", "DEPREL", "DEPS", "MISC")
+_GLOBAL = re.compile(r"^#\s*global\.columns\s*=\s*(.+)$")
+
+
+def _column_names(path, encoding: str) -> list[str] | None:
+    """The names a CoNLL-U Plus header (``# global.columns = ID FORM NER``) gives, if any."""
+    for _, text in _lines(path, encoding):
+        m = _GLOBAL.match(text)
+        if m:
+            return m.group(1).split()
+        if text.strip() and not text.startswith("#"):
+            return None
+    return None
+
+
+def _resolve(column, names: list[str] | None, width: int, path) -> int:
+    """A column given by 0-based index or by name (header names, else CoNLL-U's for 10)."""
+    if column is None or isinstance(column, int):
+        return column
+    text = str(column).strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    known = names or (list(CONLLU_NAMES) if width == 10 else None)
+    if known is None:
+        raise DataError(f"{path}: column {text!r} named, but the file has no '# global.columns "
+                        "= …' header (give a 0-based index)")
+    upper = [n.upper() for n in known]
+    if text.upper() not in upper:
+        raise DataError(f"{path}: no column named {text!r} (the columns: {' '.join(known)})")
+    return upper.index(text.upper())
+
+
 def _read_rows(path, encoding: str):
     """[(line number, fields)] per sentence, comments and -DOCSTART- dropped, and the width."""
     lines = list(_lines(path, encoding))
@@ -112,11 +145,17 @@ def _detect(sentences, width: int) -> tuple[int, int]:
     return token, tags[-1]
 
 
-def read_columns(path, encoding: str = "utf-8", token_column: int | None = None,
-                 tag_column: int | None = None) -> tuple[list[tuple[list, list]], ColumnChoice]:
+def read_columns(path, encoding: str = "utf-8", token_column: int | str | None = None,
+                 tag_column: int | str | None = None
+                 ) -> tuple[list[tuple[list, list]], ColumnChoice]:
     """[(tokens, tags)] per sentence and the :class:`ColumnChoice` made; see the module
-    docstring."""
+    docstring. Columns are 0-based indices or names (a ``# global.columns`` header's, or
+    CoNLL-U's for a 10-column file)."""
     sentences, width = _read_rows(path, encoding)
+    if isinstance(token_column, str) or isinstance(tag_column, str):
+        names = _column_names(path, encoding)
+        token_column = _resolve(token_column, names, width, path)
+        tag_column = _resolve(tag_column, names, width, path)
     detected = token_column is None or tag_column is None
     if detected:
         try:

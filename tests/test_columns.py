@@ -87,3 +87,34 @@ def test_ragged_lines_name_their_line(tmp_path):
     f.write_text("EU B-ORG\nrejects O extra\nPeter B-PER\n")
     with pytest.raises(DataError, match=r"r.conll:2: 3 columns, the file's lines have 2"):
         read_columns(f)
+
+
+def test_named_columns_from_a_header_or_conllu(tmp_path):
+    f = tmp_path / "plus.conllup"
+    f.write_text("# global.columns = ID FORM UPOS NER\n1\tEU\tPROPN\tB-ORG\n2\trejects\tVERB\tO\n")
+    sentences, choice = read_columns(f, token_column="FORM", tag_column="ner")
+    assert (choice.token, choice.tag) == (1, 3) and sentences[0][1] == ["B-ORG", "O"]
+    with pytest.raises(DataError, match="no column named 'LEMMA'"):
+        read_columns(f, token_column="LEMMA", tag_column="NER")
+    g = tmp_path / "ud.conll"
+    g.write_text("1\tcats\tcat\tNOUN\tNNS\t_\t0\troot\t_\t_\n")
+    assert read_columns(g, token_column="FORM", tag_column="XPOS")[0] == [(["cats"], ["NNS"])]
+    h = tmp_path / "plain.tsv"
+    h.write_text("EU\tB-ORG\n")
+    with pytest.raises(DataError, match="no '# global.columns"):
+        read_columns(h, token_column="FORM", tag_column="NER")
+
+
+def test_columns_flag_from_the_command_line(tmp_path, capsys):
+    from rnnkit.cli import main
+
+    f = tmp_path / "ner.iob2"
+    f.write_text(UNER * 20, encoding="utf-8")
+    run = tmp_path / "run"
+    assert main(["train", "tag", "--train", str(f), "--out", str(run), "--epochs", "1",
+                 "--hidden", "4", "--embedding-dim", "3", "--quiet", "--columns", "1,2"]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["train", "tag", "--train", str(f), "--out", str(tmp_path / "r2"), "--quiet",
+              "--columns", "1"])
+    assert "--columns takes WORD,TAG" in capsys.readouterr().err
