@@ -12,6 +12,9 @@ each primitive here (numba's ``overload``). The constants ``ONE``, ``HALF`` and 
 float32: exact in float64, and they keep float32 arithmetic in float32 under both engines (a
 Python float would promote a numba float32 to float64).
 
+``layer_norm`` and ``layer_norm_backward`` reduce over each row, so numba's element-wise step
+functions never call them: rnnkit.step_extras applies them with NumPy around a cell's step.
+
 σ as ½ (1 + tanh(x/2)) has the same value as 1 / (1 + e^{−x}) but never overflows and costs one
 transcendental call; its derivative is written from the output, σ' = σ(1 − σ). For x ≪ 0 the tiny
 result carries absolute, not relative, accuracy (σ(−30) ≈ 9.4e-14 to ±1e-16), which no gradient
