@@ -45,7 +45,7 @@ _COLUMN_SUFFIXES = (".conll", ".iob2", ".iob", ".bio", ".bioes", ".tsv", ".tab",
 
 def chunk_scheme(labels: list[str]) -> str | None:
     """``"bio"`` / ``"bioes"`` for entity tags, ``"bmes"`` for B/M/E/S segmentation tags,
-    else None (rnnkit.crf.detect_scheme)."""
+    else None (rnnkit.schemes.detect_scheme)."""
     return detect_scheme(labels)
 
 

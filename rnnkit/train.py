@@ -89,6 +89,9 @@ class TrainConfig:
             raise ValueError(f"on_nan must be 'stop' or 'skip', got {self.on_nan!r}")
         if isinstance(self.ema, bool) or not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema must be a decay in [0, 1), got {self.ema!r}")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0 steps (0: off), got "
+                             f"{self.checkpoint_every}")
 
 
 def batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,

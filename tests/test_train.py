@@ -106,6 +106,8 @@ def test_moving_average_is_what_is_evaluated_and_saved_and_resumes_exactly(tmp_p
         assert np.array_equal(p, again.params[name]), name
     with pytest.raises(ValueError, match="ema must be a decay in"):
         config(ema=1.0)
+    with pytest.raises(ValueError, match="checkpoint_every must be >= 0"):
+        config(checkpoint_every=-1)
 
 
 def test_resume_keeps_the_blas_the_run_started_with(tmp_path, monkeypatch):
