@@ -261,6 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
             t.add_argument("--word-dropout", type=_fraction, default=0.0, metavar="P",
                            help="training: replace each word by <unk> with this probability, "
                            "so that unseen words are tagged from their spelling (default: 0)")
+        if task != "translate":
+            t.add_argument("--init-from", default=None, metavar="RUN",
+                           help="start from the encoder of a trained run, e.g. a language "
+                           "model of in-domain text (ULMFiT): its token vectors (matched by "
+                           "token) and every recurrent weight of the same name and shape; "
+                           "the rest starts fresh (default: none)")
         if task == "lm":
             t.add_argument("--bptt", type=_positive_int, default=64,
                            help="truncated-BPTT window (default: 64)")
@@ -409,6 +415,8 @@ def _train_task(args) -> int:
                 ema=args.ema, max_minutes=args.max_minutes,
                 checkpoint_every=args.checkpoint_every,
                 progress=not args.quiet, recurrent=_recurrent_options(args))
+    if args.task != "translate":
+        opts.update(init_from=args.init_from)
     if args.task == "classify":
         opts.update(text_column=args.text_column, label_column=args.label_column,
                     pooling=args.pooling, bidirectional=args.bidirectional,

@@ -456,7 +456,7 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
           char_hidden: int = 25,
           crf: bool = False, constraints: bool = True, select_metric: str | None = None,
           embeddings: str | None = None, freeze_embeddings: bool = False,
-          embeddings_extend: bool = False,
+          embeddings_extend: bool = False, init_from: str | None = None,
           attention: str = "dot", teacher_forcing: float = 1.0,
           bptt: int = 64, split_seed: int = 0, progress: bool = True, beam_size: int = 1,
           recurrent: dict | None = None, **train_options) -> dict:
@@ -469,10 +469,16 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
     ``recurrent`` the recurrent stack's options (rnnkit.options.RecurrentOptions fields);
     a tagger with ``crf`` has a CRF output layer, and with ``constraints`` decodes only the
     sequences valid under the tag scheme its labels follow (BIO, BIOES, BMES; detected);
-    ``dropout`` None takes the task's :data:`DEFAULT_DROPOUT`.
+    ``dropout`` None takes the task's :data:`DEFAULT_DROPOUT`; ``init_from`` a run directory
+    whose encoder (token vectors matched by token, recurrent weights of the same name and
+    shape) the model starts from (:mod:`rnnkit.transfer`).
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    if init_from is not None and (task == "translate" or embeddings is not None):
+        raise ValueError("--init-from starts a classifier, tagger or language model from "
+                         "another run's encoder; it does not combine with "
+                         + ("translate" if task == "translate" else "--embeddings"))
     if dropout is None:
         dropout = DEFAULT_DROPOUT[task][0]
     read = dict(fmt=fmt, encoding=encoding, text_column=text_column,
@@ -566,11 +572,28 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
         extra["data"].update(batch_size=cfg.batch_size, bptt=bptt)
         cfg = TrainConfig(**{**asdict(cfg), "batch_size": 1, "shuffle": False,
                              "bucket": False})
+    if init_from is not None:
+        extra["init_from"] = _init_from(model, vocab, tok, init_from)
     extra.update(vocab=vocab.to_json(), labels=labels)
     task_obj = Task(model, {**extra, "model": model.config_dict()})
     train_ex, dev_ex = task_obj.encode(raw_train), task_obj.encode(raw_dev)
     trainer = Trainer(model, train_ex, dev_ex, cfg, out, extra_config=extra)
     return _finish(task, trainer, out, raw_test, beam_size, len(train_ex), len(vocab))
+
+
+def _init_from(model, vocab, tok, source) -> dict:
+    """Start ``model`` from the encoder of the run at ``source``; warns of what stays fresh."""
+    import warnings
+
+    from .transfer import init_from
+
+    report = init_from(model, vocab, tok.to_json(), source)
+    if report["fresh"]:
+        warnings.warn(f"--init-from: {len(report['fresh'])} recurrent tensor(s) start fresh "
+                      f"({', '.join(list(report['fresh'])[:4])}"
+                      f"{', …' if len(report['fresh']) > 4 else ''}): "
+                      f"{next(iter(report['fresh'].values()))}", stacklevel=3)
+    return report
 
 
 def _splits(task, raw_train, dev_path, test_path, read: dict, split_seed: int):
