@@ -400,6 +400,26 @@ def build_parser() -> argparse.ArgumentParser:
                         "onnx package: pip install 'rnnkit[onnx]'.")
     ex.add_argument("dir", help="run directory (its best checkpoint) or a checkpoint")
     ex.add_argument("--onnx", required=True, metavar="FILE", help="the .onnx file to write")
+
+    ins = sub.add_parser("inspect", help="a page that shows inside a trained net",
+                         description="Write one self-contained HTML page (no network) of what "
+                         "a run computes on a text: the text coloured by any unit (state, "
+                         "memory, each gate, per layer and direction), the units that "
+                         "correlate with features of the text, gate saturation, span "
+                         "selection, and the gradient through time of an output.")
+    ins.add_argument("dir", help="run directory (its best checkpoint) or a checkpoint")
+    ins.add_argument("--data", required=True, metavar="FILE",
+                     help="the text to show, as the run's task reads it (lm: plain text; "
+                     "classify/translate: a line each, before any tab; tag: its tagging "
+                     "file, gold tags then become features, or plain lines)")
+    ins.add_argument("--out", default=None, metavar="PAGE.html",
+                     help="the page to write (default: inspect.html in the run directory)")
+    ins.add_argument("--max-tokens", type=_positive_int, default=5000, metavar="N",
+                     help="show the first N tokens (default: 5000)")
+    ins.add_argument("--window", type=_positive_int, default=64, metavar="W",
+                     help="lm: the gradient of each token reaches back at most W steps "
+                     "(default: 64)")
+    ins.add_argument("--encoding", default="utf-8", help="data encoding (default: utf-8)")
     return ap
 
 
@@ -507,6 +527,19 @@ def _predict(args) -> int:
 
         src, out, weights = task.attention(lines[0])
         plot_attention(src, out, weights, args.plot, lines[0][:80])
+    return 0
+
+
+def _inspect(args) -> int:
+    from .inspect_page import write_page
+
+    out = args.out or str(Path(args.dir) / "inspect.html")
+    meta = write_page(args.dir, args.data, out, args.max_tokens, args.window, args.encoding)
+    print(f"wrote {out} ({meta['bytes'] / 1e6:.2f} MB): {meta['tokens']} tokens, "
+          f"{meta['model']} {meta['cell']}")
+    for feature, units in meta["correlations"].items():
+        u, r = units[0]
+        print(f"  {feature}: {meta['unit_names'][u]}, r = {r:+.2f}")
     return 0
 
 
@@ -632,6 +665,8 @@ def main(argv: list[str] | None = None) -> int:
             return _predict(args)
         if args.command == "generate":
             return _generate(args)
+        if args.command == "inspect":
+            return _inspect(args)
         if args.command == "export":
             return _export(args)
     except (ValueError, OSError) as exc:

@@ -772,17 +772,20 @@ class LanguageModel(Model):
 
     def forward_backward(self, batch):
         """Mean next-token cross-entropy of a window, starting from the state the previous
-        window ended in (no gradient crosses it); returns (loss · tokens, tokens).
+        window ended in (no gradient crosses it); targets < 0 are left out; returns
+        (loss · tokens, tokens).
         """
         x, y = batch
         logits, final, (ecache, d1, rcache, d2, hcache) = self._logits(x, self._carry(len(x)))
         self._state = final  # carried into the next window, without its gradient
-        loss, dlogits = cross_entropy(logits, y, reduction="mean")
+        mask = y >= 0  # a negative target is left out (rnnkit.inspector: one step's loss)
+        loss, dlogits = cross_entropy(logits, y, mask, reduction="mean")
         L = self.layers
         dout = L["dropout"].backward(L["head"].backward(dlogits, hcache), d2)
         dx, _ = L["rnn"].backward(dout, None, rcache)
         L["embedding"].backward(L["dropout"].backward(dx, d1), ecache)
-        return loss * y.size, y.size
+        n = int(mask.sum())
+        return loss * n, n
 
     def evaluate(self, batch):
         """Summed loss and count of a window, carrying the state (no gradients)."""
