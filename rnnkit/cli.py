@@ -419,6 +419,10 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--window", type=_positive_int, default=64, metavar="W",
                      help="lm: the gradient of each token reaches back at most W steps "
                      "(default: 64)")
+    ins.add_argument("--values", default=None, metavar="KINDS",
+                     help="keep only these values for colouring, e.g. h,c (of h, c, i, f, g, o; "
+                     "GRU r, z, n): a page holds every unit × token in 4 bits, so a big model "
+                     "on long text gets large (default: all)")
     ins.add_argument("--encoding", default="utf-8", help="data encoding (default: utf-8)")
     return ap
 
@@ -534,7 +538,8 @@ def _inspect(args) -> int:
     from .inspect_page import write_page
 
     out = args.out or str(Path(args.dir) / "inspect.html")
-    meta = write_page(args.dir, args.data, out, args.max_tokens, args.window, args.encoding)
+    meta = write_page(args.dir, args.data, out, args.max_tokens, args.window, args.encoding,
+                      args.values)
     print(f"wrote {out} ({meta['bytes'] / 1e6:.2f} MB): {meta['tokens']} tokens, "
           f"{meta['model']} {meta['cell']}")
     for feature, units in meta["correlations"].items():

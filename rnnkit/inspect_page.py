@@ -51,8 +51,9 @@ def _sentences(task, path, encoding: str) -> list:
 
 
 def collect(run, data_path, max_tokens: int = 5000, window: int = 64,
-            encoding: str = "utf-8") -> dict:
-    """Everything the page shows, JSON-able."""
+            encoding: str = "utf-8", kinds: str | None = None) -> dict:
+    """Everything the page shows, JSON-able; ``kinds`` (e.g. "h,c") keeps only those values
+    for colouring and correlations (gate saturation is always over every gate)."""
     from .pipeline import Task
 
     if max_tokens < 1:
@@ -68,8 +69,13 @@ def collect(run, data_path, max_tokens: int = 5000, window: int = 64,
         (I.classify if task.task == "classify" else I.translate)(task, lines, max_tokens, seen)
     if not seen.tokens:
         raise ValueError(f"{data_path}: no text to show")
-    names = list(seen.values[0])
-    blocks = {n: np.concatenate([v[n] for v in seen.values]) for n in names}
+    blocks = {n: np.concatenate([v[n] for v in seen.values]) for n in seen.values[0]}
+    wanted = None if kinds is None else {k.strip() for k in kinds.split(",") if k.strip()}
+    known = {n.split()[1] for n in blocks}
+    if wanted is not None and not wanted <= known:
+        raise ValueError(f"--values: unknown {sorted(wanted - known)} for this "
+                         f"{task.model.config.cell} run; it has {', '.join(sorted(known))}")
+    names = [n for n in blocks if wanted is None or n.split()[1] in wanted]
     values = np.concatenate([blocks[n] for n in names], axis=1)  # (T, U)
     codes, lo, hi = I.quantise(values)
     groups, offset = [], 0
@@ -105,9 +111,9 @@ def collect(run, data_path, max_tokens: int = 5000, window: int = 64,
 
 
 def write_page(run, data_path, out, max_tokens: int = 5000, window: int = 64,
-               encoding: str = "utf-8") -> dict:
+               encoding: str = "utf-8", kinds: str | None = None) -> dict:
     """Write the page; returns its meta (with ``bytes``) and the correlations found."""
-    found = collect(run, data_path, max_tokens, window, encoding)
+    found = collect(run, data_path, max_tokens, window, encoding, kinds)
     template = resources.files("rnnkit").joinpath("inspect_page.html").read_text("utf-8")
     blob = json.dumps(found, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
     page = template.replace("/*DATA*/null", blob, 1).encode("utf-8")

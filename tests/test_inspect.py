@@ -177,6 +177,13 @@ def test_cli_writes_the_page_and_refuses_bad_input_in_one_line(runs, tmp_path, c
             main(["inspect", str(runs / "lm"), *argv, "--out", str(tmp_path / "x.html")])
         err = capsys.readouterr().err
         assert exc.value.code == 2 and message in err and "Traceback" not in err
+    assert main(["inspect", str(runs / "lm"), "--data", str(runs / "text.txt"), "--values", "h",
+                 "--max-tokens", "50",
+                 "--out", str(tmp_path / "hc.html")]) == 0
+    assert (tmp_path / "hc.html").stat().st_size < (tmp_path / "lm.html").stat().st_size
+    with pytest.raises(SystemExit) as exc:
+        main(["inspect", str(runs / "mt"), "--data", str(runs / "pairs.txt"), "--values", "c"])
+    assert exc.value.code == 2 and "--values: unknown ['c']" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["inspect", str(tmp_path), "--data", str(runs / "text.txt")])
     assert exc.value.code == 2 and "no config.json" in capsys.readouterr().err
