@@ -186,6 +186,7 @@ class Seen:
         self.outputs: list[dict] = []  # per sequence: the model's output (class, translation)
 
     def add(self, tokens, values, hover, gold=None) -> int:
+        """Append one sequence; returns the index of its first token."""
         first = len(self.tokens)
         self.tokens += tokens
         self.starts += [True] + [False] * (len(tokens) - 1)
