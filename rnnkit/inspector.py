@@ -230,16 +230,21 @@ def lm(task, text: str, max_tokens: int, window: int, seen: Seen) -> None:
     model.start_epoch()
 
 
+def _texts(lines: list[str], seen: Seen, max_tokens: int):
+    """The first tab-separated column of each non-blank line, until ``max_tokens`` are seen."""
+    for line in lines:
+        if len(seen.tokens) >= max_tokens:
+            return
+        text = line.split("\t")[0]
+        if text.strip():
+            yield text
+
+
 def classify(task, lines: list[str], max_tokens: int, seen: Seen) -> None:
     """Each line's text (the first tab-separated column) as one example."""
     model, rnn = task.model, task.model.layers["rnn"]
     model.eval()
-    for line in lines:
-        if len(seen.tokens) >= max_tokens:
-            break
-        text = line.split("\t")[0]
-        if not text.strip():
-            continue
+    for text in _texts(lines, seen, max_tokens):
         tokens = task.tokenizer(text) or ["<unk>"]
         batch = model.collate([task._text_example(text, 0)])
         with recording(rnn) as calls:
@@ -293,12 +298,7 @@ def translate(task, lines: list[str], max_tokens: int, seen: Seen) -> None:
     the output tokens that attended to it (greedy decoding)."""
     model, enc = task.model, task.model.layers["encoder"]
     model.eval()
-    for line in lines:
-        if len(seen.tokens) >= max_tokens:
-            break
-        src = line.split("\t")[0]
-        if not src.strip():
-            continue
+    for src in _texts(lines, seen, max_tokens):
         tokens = task.tokenizer(src) or ["<unk>"]
         ids = task.vocab.encode(tokens)
         with recording(enc) as calls:
