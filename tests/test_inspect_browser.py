@@ -51,6 +51,45 @@ def _true_values(run, text: str) -> np.ndarray:
     return np.concatenate(list(found.values()), axis=1)
 
 
+@pytest.fixture(scope="module")
+def other_pages(tmp_path_factory):
+    """Pages of a classifier, a CRF tagger (gold tags) and a translation model."""
+    root = tmp_path_factory.mktemp("others")
+    (root / "cls.tsv").write_text("a fine cat\tpos\na bad dog\tneg\n" * 10, encoding="utf-8")
+    (root / "tags.conll").write_text("1\tThe\tB-X\n2\tcat\tI-X\n3\tsat\tO\n\n" * 20,
+                                     encoding="utf-8")
+    (root / "pairs.txt").write_text("the cat\tle chat\na dog\tun chien\n" * 10,
+                                    encoding="utf-8")
+    small = dict(hidden=5, embedding_dim=4, epochs=1, progress=False)
+    train("classify", root / "cls.tsv", root / "cls", **small)
+    train("tag", root / "tags.conll", root / "tag", crf=True, **small)
+    train("translate", root / "pairs.txt", root / "mt", attention="dot", **small)
+    pages = {}
+    for name, data in (("cls", "cls.tsv"), ("tag", "tags.conll"), ("mt", "pairs.txt")):
+        pages[name] = root / f"{name}.html"
+        write_page(root / name, root / data, pages[name])
+    return pages
+
+
+@pytest.mark.parametrize("name, hover", [("cls", "the text's class"), ("tag", "gold: I-X"),
+                                         ("mt", "output tokens attending here")])
+def test_every_task_s_page_opens_without_errors(other_pages, name, hover):
+    errors = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(other_pages[name].as_uri())
+            page.wait_for_selector("body[data-ready='1']", timeout=15000)
+            page.hover("[data-token-index='1']")
+            assert hover in page.inner_text("#tip")
+        finally:
+            browser.close()
+    assert errors == []
+
+
 def test_the_page_works_in_chromium(page_file, tmp_path):
     errors, requests = [], []
     with sync_api.sync_playwright() as p:
