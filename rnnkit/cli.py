@@ -542,6 +542,12 @@ def _inspect(args) -> int:
                       args.values)
     print(f"wrote {out} ({meta['bytes'] / 1e6:.2f} MB): {meta['tokens']} tokens, "
           f"{meta['model']} {meta['cell']}")
+    if meta["bytes"] > 8e6:
+        import warnings
+
+        warnings.warn(f"the page is {meta['bytes'] / 1e6:.1f} MB (every value of "
+                      f"{meta['layers']} layer(s) of {meta['hidden']} units for each token); "
+                      "--values h,c or a smaller --max-tokens makes it lighter", stacklevel=2)
     for feature, units in meta["correlations"].items():
         u, r = units[0]
         print(f"  {feature}: {meta['unit_names'][u]}, r = {r:+.2f}")
