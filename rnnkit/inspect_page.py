@@ -45,7 +45,7 @@ def _sentences(task, path, encoding: str) -> list:
                                 opts.get("token_column"), opts.get("tag_column"))
         return [(toks, tags) for toks, tags in rows]
     except ValueError:
-        lines = Path(path).read_text(encoding=encoding).splitlines()
+        lines = D.read_text(path, encoding).split("\n")
         char = task.tokenizer.kind == "char"
         return [(list(x.strip()) if char else x.split(), None) for x in lines if x.strip()]
 
@@ -65,7 +65,7 @@ def collect(run, data_path, max_tokens: int = 5000, window: int = 64,
     elif task.task == "tag":
         I.tag(task, _sentences(task, data_path, encoding), max_tokens, seen)
     else:
-        lines = Path(data_path).read_text(encoding=encoding).splitlines()
+        lines = D.read_text(data_path, encoding).split("\n")
         (I.classify if task.task == "classify" else I.translate)(task, lines, max_tokens, seen)
     if not seen.tokens:
         raise ValueError(f"{data_path}: no text to show")
