@@ -187,3 +187,26 @@ def test_cli_writes_the_page_and_refuses_bad_input_in_one_line(runs, tmp_path, c
     with pytest.raises(SystemExit) as exc:
         main(["inspect", str(tmp_path), "--data", str(runs / "text.txt")])
     assert exc.value.code == 2 and "no config.json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("opts", [dict(peepholes=True), dict(proj_size=3),
+                                  dict(layer_norm=True)], ids=["peepholes", "proj", "ln"])
+def test_lstm_variants_keep_the_memory_identity(opts):
+    from rnnkit.options import RecurrentOptions, make_recurrent
+
+    layer = make_recurrent("lstm", 3, 4, 2, RecurrentOptions(**opts), bidirectional=True,
+                           dtype="float64", seed=1).eval()
+    x = np.random.default_rng(0).standard_normal((1, 5, 3))
+    with recording(layer) as calls:
+        layer.forward(x)
+    f = states(layer, *calls[0])
+    ref, _, _ = layer.forward(x, inference=True)
+    np.testing.assert_allclose(np.concatenate([f["l1 h"], f["l1r h"]], axis=1), ref[0],
+                               atol=1e-14)
+    for name in ("l0", "l0r", "l1", "l1r"):
+        c = f[f"{name} c"]
+        prev = np.vstack([c[1:], np.zeros((1, 4))]) if name.endswith("r") else \
+            np.vstack([np.zeros((1, 4)), c[:-1]])
+        np.testing.assert_allclose(c, f[f"{name} f"] * prev + f[f"{name} i"] * f[f"{name} g"],
+                                   atol=1e-13)
+        assert ((f[f"{name} i"] > 0) & (f[f"{name} i"] < 1)).all() and (f[f"{name} g"] < 0).any()
