@@ -446,10 +446,11 @@ def _train_task(args) -> int:
                     pooling=args.pooling, bidirectional=args.bidirectional,
                     bigram_features=args.bigram_features, word_dropout=args.word_dropout)
     if args.task == "tag":
+        token_column, tag_column = _columns(args)
         opts.update(tag=args.tag, char_features=not args.no_char_features,
                     bigram_features=args.bigram_features, word_dropout=args.word_dropout,
                     char_dim=args.char_dim, char_hidden=args.char_hidden, crf=args.crf,
-                    token_column=_columns(args)[0], tag_column=_columns(args)[1],
+                    token_column=token_column, tag_column=tag_column,
                     constraints=not args.no_constraints, select_metric=args.select_metric,
                     embeddings=args.embeddings, freeze_embeddings=args.freeze_embeddings,
                     embeddings_extend=args.embeddings_extend)

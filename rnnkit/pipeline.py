@@ -99,6 +99,23 @@ def read_task_file(task: str, path, fmt: str | None = None, encoding: str = "utf
     raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
 
 
+def checkpoint_dir(directory) -> Path:
+    """The checkpoint a run directory stands for: its ``best``, else ``last`` (``run/…``: a
+    demo family's folder), or the directory itself; a dangling link is an error, never a
+    silent fall back to the other checkpoint."""
+    directory = Path(directory)
+    for sub in ("best", "last", "run/best", "run/last"):
+        link = directory / sub
+        if link.is_symlink() and not link.exists():
+            raise ValueError(f"{link} points at {os.readlink(link)}, which is missing: "
+                             "the run directory is damaged (load 'last' explicitly to "
+                             "use it)")
+    for sub in ("best", "last", "run/best", "run/last"):
+        if (directory / sub / "config.json").is_file():
+            return directory / sub
+    return directory
+
+
 class Task:
     """What a trained run knows: model, vocabularies, labels, tokenizer, data options."""
 
@@ -118,17 +135,7 @@ class Task:
     @classmethod
     def load(cls, directory) -> Task:
         """From a run directory (its ``best``, else ``last`` checkpoint) or a checkpoint."""
-        directory = Path(directory)
-        for sub in ("best", "last", "run/best", "run/last"):
-            link = directory / sub
-            if link.is_symlink() and not link.exists():  # never a silent fall back to last
-                raise ValueError(f"{link} points at {os.readlink(link)}, which is missing: "
-                                 "the run directory is damaged (load 'last' explicitly to "
-                                 "use it)")
-        for sub in ("best", "last", "run/best", "run/last"):  # run/: a demo family's folder
-            if (directory / sub / "config.json").is_file():
-                directory = directory / sub
-                break
+        directory = checkpoint_dir(directory)
         model, config = io.load_model(directory)
         if config.get("task") not in TASKS:
             raise ValueError(f"{directory}: not a classify/tag/translate/lm run (task "

@@ -13,21 +13,10 @@ character and bigram tables are the new task's own and are never copied.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from . import io
 from .data import PAD, Vocab
 
 ENCODER = ("embedding.", "rnn.")
-
-
-def _source_dir(directory) -> Path:
-    """A run directory's best checkpoint (else last), or a checkpoint itself."""
-    directory = Path(directory)
-    for sub in ("best", "last"):
-        if (directory / sub / "config.json").is_file():
-            return directory / sub
-    return directory
 
 
 def init_from(model, vocab: Vocab, tokenizer: dict, source) -> dict:
@@ -36,7 +25,9 @@ def init_from(model, vocab: Vocab, tokenizer: dict, source) -> dict:
     ``{"from", "embedding_rows", "tensors", "fresh"}`` (fresh: encoder tensors left as
     initialised, each with the reason). Raises ValueError, naming the flag to change, when
     the runs cannot share an encoder (another tokenizer, embedding size or cell)."""
-    directory = _source_dir(source)
+    from .pipeline import checkpoint_dir  # the pipeline imports this module
+
+    directory = checkpoint_dir(source)
     src, config = io.load_model(directory)
     where = f"--init-from {source}"
     src_tok = config.get("tokenizer") or {}
