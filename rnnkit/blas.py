@@ -340,14 +340,65 @@ def _ptr(x: np.ndarray) -> int:
     return x.__array_interface__["data"][0]
 
 
+_invariant = threading.local()
+
+
+@contextmanager
+def batch_invariant() -> Iterator[None]:
+    """Within this block (this thread), each row of every product is made from that row of
+    ``a`` alone, summed in the order k = 0, 1, … (rnnkit._simd), and the recurrent layers'
+    loops make theirs the same way (rnnkit.plan): a row's numbers then do not depend on how
+    many rows, or which, share its batch. A BLAS's GEMM gives no such promise (OpenBLAS on a
+    Zen 5 EPYC: row 0 of a (40, 100) @ (100, 256) product differs in the last bits from the
+    same row alone), so a served request's probabilities would change with its neighbours.
+    Needs numba (:func:`batch_invariant_available`); without it the block changes nothing."""
+    previous = getattr(_invariant, "on", False)
+    _invariant.on = batch_invariant_available()
+    try:
+        yield
+    finally:
+        _invariant.on = previous
+
+
+def batch_invariant_available() -> bool:
+    """Whether :func:`batch_invariant` can hold here: rnnkit's own products and loops need the
+    numba engine (rnnkit.backend)."""
+    from . import backend
+
+    return backend.engine() == "numba"
+
+
+def batch_invariant_active() -> bool:
+    """Whether this thread is inside :func:`batch_invariant` (and it holds)."""
+    return getattr(_invariant, "on", False)
+
+
+def _invariant_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool):
+    from . import _simd
+
+    m, k = a.shape
+    target = out if out.flags.c_contiguous else np.empty(out.shape, out.dtype)
+    if accumulate and target is not out:
+        target[...] = out
+    _simd.product_rows(0, m, b.shape[1], k, np.ascontiguousarray(a), _simd.pack(b),
+                       1.0 if accumulate else 0.0, target)
+    if target is not out:
+        out[...] = target
+    return out
+
+
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None,
            accumulate: bool = False) -> np.ndarray:
     """``out = a @ b``, or ``out += a @ b`` with ``accumulate``: a (M, K), b (K, N), 2-D, one
-    floating dtype; a and b may be transposed views. ``out`` (M, N) must be row-major."""
+    floating dtype; a and b may be transposed views. ``out`` (M, N) must be row-major. Inside
+    :func:`batch_invariant`, rnnkit's own row-by-row products."""
     m, k = a.shape
     n = b.shape[1]
     if out is None:
         out = (np.zeros if accumulate else np.empty)((m, n), dtype=np.result_type(a, b))
+    if batch_invariant_active() and a.dtype == b.dtype == out.dtype \
+            and a.dtype in (np.float32, np.float64) and 0 not in (m, n, k):
+        return _invariant_matmul(a, b, out, accumulate)
     if blas() != "mkl" or not (a.dtype == b.dtype == out.dtype) or a.dtype.kind != "f" \
             or 0 in (m, n, k):
         if accumulate:

@@ -424,7 +424,47 @@ def build_parser() -> argparse.ArgumentParser:
                      "GRU r, z, n): a page holds every unit × token in 4 bits, so a big model "
                      "on long text gets large (default: all)")
     ins.add_argument("--encoding", default="utf-8", help="data encoding (default: utf-8)")
+
+    sv = sub.add_parser("serve", help="serve trained runs over HTTP",
+                        description="Serve run directories over HTTP (Starlette on uvicorn; "
+                        "pip install 'rnnkit[serve]'): GET /healthz, /v1/models, /metrics, "
+                        "/openapi.json; POST /v1/models/NAME:predict {\"instances\": [...]} "
+                        "and, for language models, /v1/models/NAME:generate. Requests that "
+                        "arrive together run as one batch, each instance's numbers as if alone. "
+                        "SIGTERM or Ctrl-C lets requests in flight finish.")
+    sv.add_argument("dirs", nargs="+", metavar="RUN", help="run directories to serve")
+    sv.add_argument("--name", action="append", default=None, metavar="NAME",
+                    help="the model's name in URLs, once per RUN in order (default: the run "
+                    "directory's name)")
+    sv.add_argument("--host", default="127.0.0.1",
+                    help="address to bind (default: 127.0.0.1, this machine only)")
+    sv.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    sv.add_argument("--max-batch", type=_positive_int, default=64,
+                    help="most instances run as one batch (default: 64)")
+    sv.add_argument("--max-delay-ms", type=_non_negative_float, default=5.0,
+                    help="longest a batch waits for requests still arriving (default: 5)")
+    sv.add_argument("--max-body", type=_positive_int, default=1 << 20, metavar="BYTES",
+                    help="largest request body, 413 above (default: 1048576)")
+    sv.add_argument("--max-length", type=_positive_int, default=10_000, metavar="CHARS",
+                    help="longest instance or prompt, 400 above (default: 10000)")
+    sv.add_argument("--timeout", type=_non_negative_float, default=30.0, metavar="S",
+                    help="seconds before a request is answered 504 (default: 30)")
+    sv.add_argument("--beam-size", type=_positive_int, default=1,
+                    help="translate: beam width (default: 1, greedy)")
+    sv.add_argument("--api-key", default=None,
+                    help="require 'Authorization: Bearer KEY' (default: $RNNKIT_API_KEY, "
+                    "else none)")
     return ap
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
 
 
 def _train_task(args) -> int:
@@ -521,8 +561,7 @@ def _predict(args) -> int:
     segmenter = Task.load(args.segment_with) if args.segment_with else None
     if segmenter is not None and task.task != "tag":
         raise ValueError(f"--segment-with feeds a tagger; {args.dir} is a {task.task} run")
-    outputs = (task.translate(lines, args.beam_size) if task.task == "translate"
-               else task.predict(lines, segmenter=segmenter))
+    outputs = task.predict(lines, segmenter=segmenter, beam_size=args.beam_size)
     for line in outputs:
         print(line)
     if args.plot:
@@ -552,6 +591,16 @@ def _inspect(args) -> int:
     for feature, units in meta["correlations"].items():
         u, r = units[0]
         print(f"  {feature}: {meta['unit_names'][u]}, r = {r:+.2f}")
+    return 0
+
+
+def _serve(args) -> int:
+    from .serve import ServeOptions, serve
+
+    serve(args.dirs, args.host, args.port, args.name,
+          ServeOptions(max_batch=args.max_batch, max_delay_ms=args.max_delay_ms,
+                       max_body=args.max_body, max_length=args.max_length,
+                       timeout=args.timeout, beam_size=args.beam_size, api_key=args.api_key))
     return 0
 
 
@@ -681,6 +730,8 @@ def main(argv: list[str] | None = None) -> int:
             return _inspect(args)
         if args.command == "export":
             return _export(args)
+        if args.command == "serve":
+            return _serve(args)
     except (ValueError, OSError) as exc:
         if args.debug:
             raise

@@ -9,8 +9,10 @@ evaluation parts into the reported numbers.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
+from itertools import islice
 
 import numpy as np
 
@@ -804,33 +806,38 @@ class LanguageModel(Model):
 
     def generate(self, prompt: list[int], length: int, temperature: float = 1.0,
                  top_k: int | None = None, seed: int | None = None) -> list[int]:
-        """Sample ``length`` tokens after ``prompt`` (ids): each from softmax(logits / T),
-        restricted to the ``top_k`` most likely when given. Seeded and repeatable."""
+        """``length`` tokens sampled after ``prompt`` (ids): the first ``length`` of
+        :meth:`sample`. Seeded and repeatable."""
+        if length < 0:
+            raise ValueError(f"length must be >= 0, got {length}")
+        return list(islice(self.sample(prompt, temperature, top_k, seed), length))
+
+    def sample(self, prompt: list[int], temperature: float = 1.0, top_k: int | None = None,
+               seed: int | None = None) -> Iterator[int]:
+        """Tokens after ``prompt`` (ids), one at a time, without end: each drawn from
+        softmax(logits / T), restricted to the ``top_k`` most likely when given. The arguments
+        are checked at the call, before the first token."""
         if not prompt:
             raise ValueError("generate needs a prompt of at least one token")
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         if top_k is not None and not 1 <= top_k <= self.config.vocab_size:
             raise ValueError(f"top_k must be in [1, {self.config.vocab_size}], got {top_k}")
-        if length < 0:
-            raise ValueError(f"length must be >= 0, got {length}")
-        rng = np.random.default_rng(seed)
+        return self._sampling(prompt, temperature, top_k, np.random.default_rng(seed))
+
+    def _sampling(self, prompt, temperature, top_k, rng) -> Iterator[int]:
         with self.evaluating():
             logits, state, _ = self._logits(np.array([prompt], dtype=np.int64), None)
-            last = logits[0, -1].astype(np.float64)
-            out = []
-            for _ in range(length):
-                z = last / temperature
+            while True:
+                z = logits[0, -1].astype(np.float64) / temperature
                 if top_k is not None and top_k < len(z):
                     cut = np.partition(z, -top_k)[-top_k]
                     z = np.where(z >= cut, z, -np.inf)
                 p = np.exp(z - z.max())
                 p /= p.sum()
                 token = int(rng.choice(len(p), p=p))
-                out.append(token)
+                yield token
                 logits, state, _ = self._logits(np.array([[token]], dtype=np.int64), state)
-                last = logits[0, -1].astype(np.float64)
-            return out
 
 
 @dataclass
@@ -1048,6 +1055,24 @@ class Seq2Seq(Model):
         mask = tout >= 0
         loss, _ = cross_entropy(logits, tout, mask, reduction="sum")
         return {"loss_sum": loss, "count": int(mask.sum())}
+
+    def log_likelihood(self, src_ids: list[list[int]], tgt_ids: list[list[int]]) -> np.ndarray:
+        """log p(y | x) = Σ_t log p(y_t | y_<t, x) over each target and its <eos>, under the
+        distribution decoding draws from (no <pad>/<bos>), teacher-forced: (N,) float64."""
+        from .losses import log_softmax
+
+        src, slen, tin, tout = self.collate(list(zip(src_ids, tgt_ids, strict=True)))
+        with self.evaluating():
+            enc_out, enc_state, smask, _ = self._encode(src, slen)
+            e, _ = self.layers["tgt_embedding"].forward(tin)
+            dec_out, _, _ = self.layers["decoder"].forward(e, enc_state, inference=True)
+            logits, _ = self._project(dec_out, enc_out, smask)
+        n, t, v = logits.shape
+        logp = log_softmax(self._decodable(logits.reshape(n * t, v).astype(np.float64)))
+        picked = logp[np.arange(n * t), np.maximum(tout.reshape(-1), 0)].reshape(n, t)
+        # summed left to right (cumsum), so the padding's zeros after a short target leave its
+        # sum as it is alone; NumPy's pairwise sum regroups with the row's length
+        return np.cumsum(np.where(tout >= 0, picked, 0.0), axis=1)[:, -1]
 
     # ------------------------------------------------------------------ decoding
     def _decodable(self, logits):

@@ -12,13 +12,15 @@ import functools
 import json
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import asdict
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
 
+from . import blas, io, run_config, schemes
 from . import data as D
-from . import io, run_config, schemes
 from .columns import read_columns
 from .models import (
     ClassifierConfig,
@@ -292,25 +294,61 @@ class Task:
         return src_tokens or [D.UNK], out + [D.EOS] * (len(weights) - len(out)), weights
 
     def predict(self, lines: list[str], batch_size: int = 64,
-                segmenter: Task | None = None) -> list[str]:
-        """One output line per input line: a label, ``word/TAG`` tokens or a translation.
+                segmenter: Task | None = None, beam_size: int = 1) -> list[str]:
+        """One output line per input line: a label, ``word/TAG`` tokens or a translation
+        (the ``output`` of :meth:`records`)."""
+        return [r["output"] for r in self.records(lines, batch_size, segmenter, beam_size)]
+
+    def records(self, lines: list[str], batch_size: int = 64, segmenter: Task | None = None,
+                beam_size: int = 1) -> list[dict]:
+        """One record per input line: ``output``, the line ``rnnkit predict`` prints, and the
+        fields it is made of — classify: ``label`` and ``probabilities`` {label: p};
+        tag: ``tokens`` and ``tags``; translate: ``translation`` and ``score``, its log p(y | x)
+        (natural log, <eos> included) under the model.
+
         A tagger reads each line as its training data was tokenised (characters for a
         character tagger, else whitespace-separated words; ``segmenter``, a B/M/E/S word
         segmentation run, first cuts unsegmented text into words); a blank line gives a blank
-        line."""
-        out = []
-        for i in range(0, len(lines), batch_size):
-            chunk = lines[i:i + batch_size]
-            if self.task == "classify":
-                ex = [self._text_example(t, 0) for t in chunk]
-                logits = self.model.predict_logits(self.model.collate(ex))
-                out += [self.labels[k] for k in logits.argmax(axis=1)]
-            elif self.task == "translate":
-                out += self.translate(chunk)
-            elif self.task == "tag":
-                out += self._tag_lines(chunk, segmenter)
-            else:
-                raise ValueError("a language model generates; use 'rnnkit generate'")
+        line. With numba, a line's numbers do not depend on the lines batched with it
+        (rnnkit.blas.batch_invariant; translations are batched by source length)."""
+        if self.task == "lm":
+            raise ValueError("a language model generates; use 'rnnkit generate'")
+        out: list[dict] = []
+        with blas.batch_invariant():
+            for i in range(0, len(lines), batch_size):
+                chunk = lines[i:i + batch_size]
+                if self.task == "classify":
+                    out += self._classify_records(chunk)
+                elif self.task == "translate":
+                    out += self._translate_records(chunk, beam_size)
+                else:
+                    out += self._tag_records(chunk, segmenter)
+        return out
+
+    def _classify_records(self, lines: list[str]) -> list[dict]:
+        ex = [self._text_example(t, 0) for t in lines]
+        logits = self.model.predict_logits(self.model.collate(ex)).astype(np.float64)
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        return [{"output": self.labels[k], "label": self.labels[k],
+                 "probabilities": dict(zip(self.labels, map(float, row), strict=True))}
+                for k, row in zip(logits.argmax(axis=1), p, strict=True)]
+
+    def _translate_records(self, lines: list[str], beam_size: int) -> list[dict]:
+        srcs = [self.vocab.encode(self.tokenizer(t)) or [self.vocab.stoi[D.UNK]] for t in lines]
+        by_length: dict[int, list[int]] = {}
+        for i, s in enumerate(srcs):  # equal lengths: no padding, so no batch-dependent sums
+            by_length.setdefault(len(s), []).append(i)
+        out: list[dict] = [{} for _ in lines]
+        for length, rows in by_length.items():
+            group = [srcs[i] for i in rows]
+            limit = 2 * length + 10
+            ids = (self.model.greedy(group, limit) if beam_size == 1
+                   else [self.model.beam_search(s, beam_size, limit) for s in group])
+            scores = self.model.log_likelihood(group, ids)
+            for i, y, score in zip(rows, ids, scores, strict=True):
+                text = self.tokenizer.detokenize(self.tgt_vocab.decode(y))
+                out[i] = {"output": text, "translation": text, "score": float(score)}
         return out
 
     def tokens(self, line: str, segmenter: Task | None = None) -> list[str]:
@@ -350,29 +388,48 @@ class Task:
                 words[-1] += c
         return words
 
-    def _tag_lines(self, lines: list[str], segmenter: Task | None) -> list[str]:
+    def _tag_records(self, lines: list[str], segmenter: Task | None) -> list[dict]:
         toks = [self.tokens(t, segmenter) for t in lines]
+        out = [{"output": "", "tokens": [], "tags": []} for _ in lines]
         live = [i for i, t in enumerate(toks) if t]
-        out = [""] * len(lines)
         if not live:
             return out
         raw = [(toks[i], [self.labels[0]] * len(toks[i])) for i in live]
         pred = self.model.predict(self.model.collate(self.encode(raw)))
         for i, row in zip(live, pred, strict=True):
-            out[i] = " ".join(f"{w}/{self.labels[k]}" for w, k in zip(toks[i], row,
-                                                                        strict=False))
+            tags = [self.labels[k] for k in row[:len(toks[i])]]
+            out[i] = {"output": " ".join(f"{w}/{t}" for w, t in zip(toks[i], tags, strict=True)),
+                      "tokens": toks[i], "tags": tags}
         return out
 
     def generate(self, prompt: str, length: int = 200, temperature: float = 1.0,
                  top_k: int | None = None, seed: int | None = None) -> str:
-        """``length`` tokens sampled after ``prompt`` (see LanguageModel.generate), as text."""
+        """``prompt`` and the text of ``length`` tokens sampled after it (see
+        LanguageModel.sample)."""
+        if length < 0:
+            raise ValueError(f"length must be >= 0, got {length}")
+        return prompt + "".join(islice(self.sample(prompt, temperature, top_k, seed), length))
+
+    def sample(self, prompt: str, temperature: float = 1.0, top_k: int | None = None,
+               seed: int | None = None) -> Iterator[str]:
+        """The text each sampled token adds after ``prompt``, one token at a time, without end
+        (what :meth:`generate` joins); the arguments are checked at the call."""
         if self.task != "lm":
             raise ValueError(f"only a language model generates; this run is a {self.task} "
                              "model")
         toks = list(prompt) if self.tokenizer.kind == "char" else self.tokenizer(prompt)
         ids = self.vocab.encode(toks) or [self.vocab.stoi[D.UNK]]
-        new = self.model.generate(ids, length, temperature, top_k, seed)
-        return prompt + self.tokenizer.detokenize(self.vocab.decode(new, strip=False))
+        tokens = self.model.sample(ids, temperature, top_k, seed)
+
+        def pieces() -> Iterator[str]:
+            new: list[int] = []
+            text = ""
+            for token in tokens:
+                new.append(token)
+                longer = self.tokenizer.detokenize(self.vocab.decode(new, strip=False))
+                yield longer[len(text):]  # a word tokenizer's spacing settles per token
+                text = longer
+        return pieces()
 
 
 def _holding_run_lock(fn):

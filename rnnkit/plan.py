@@ -226,7 +226,8 @@ def plan(cell, n: int, padded: bool, inference: bool, probe: bool = False,
         chosen = Plan(kernel, "numpy", "step")
     else:
         products = f.get("products") or (
-            "loop" if n <= SMALL_BATCH else "packed" if recurrent_products() == "packed"
+            "packed" if blas.batch_invariant_active()
+            else "loop" if n <= SMALL_BATCH else "packed" if recurrent_products() == "packed"
             else library_products())
         if products == "numpy":
             layout = "step"

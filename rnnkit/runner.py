@@ -406,7 +406,7 @@ def _first_rows(pk: Packing, reverse: bool) -> Array:
 def _outputs(buf: Buffers, w: Weights, pk: Packing) -> Array:
     """The direction's h_t of every alive step, packed (P_rows, H or P)."""
     m = pk.pack(buf.states())
-    return m if w.w_hr is None else m @ w.w_hr.T
+    return m if w.w_hr is None else blas.matmul(m, w.w_hr.T)
 
 
 def forward_time_major(layer, plan, x: Array, h0: Array, c0: Array | None, pk: Packing,
@@ -437,7 +437,7 @@ def forward_time_major(layer, plan, x: Array, h0: Array, c0: Array | None, pk: P
             Hx = work_array(layer, key + ("H",), (t + 1, n, H), owned)
             Hx[t if reverse else 0] = h0[idx] if w.w_hr is None else 0
             if w.w_hr is not None:
-                A[_first_rows(pk, reverse)] += h0[idx] @ w.u.T
+                A[_first_rows(pk, reverse)] += blas.matmul(h0[idx], w.u.T)
             Cx = None
             if c0 is not None:
                 Cx = work_array(layer, key + ("C",), (t + 1, n, H), owned)
@@ -456,7 +456,7 @@ def forward_time_major(layer, plan, x: Array, h0: Array, c0: Array | None, pk: P
                 _step_loops(layer, K, buf, w, pk)
             else:
                 _run_compiled(layer, K, plan, buf, w, pk)
-            hn[idx] = buf.final(Hx) if w.w_hr is None else buf.final(Hx) @ w.w_hr.T
+            hn[idx] = buf.final(Hx) if w.w_hr is None else blas.matmul(buf.final(Hx), w.w_hr.T)
             if cn is not None:
                 cn[idx] = buf.final(Cx)
             bufs.append(buf)

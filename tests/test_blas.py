@@ -155,3 +155,23 @@ def _blocks_in_child():
     rows = []
     blas.run_blocks(lambda r0, r1, *_: rows.append((r0, r1)), np.array([3, 2]), 1, 2)
     return sorted(rows)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_batch_invariant_rows_are_the_rows_alone(dtype):
+    if not blas.batch_invariant_available():
+        pytest.skip("batch-invariant products need the numba engine")
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((41, 37)).astype(dtype)
+    w = rng.standard_normal((53, 37)).astype(dtype).T  # a transposed view, as a layer's
+    with blas.batch_invariant():
+        assert blas.batch_invariant_active()
+        whole = blas.matmul(a, w)
+        for rows in ([0], [3, 4], list(range(5, 22)), [40]):
+            assert np.array_equal(blas.matmul(a[rows], w), whole[rows])
+        acc = np.ones((41, 53), dtype)
+        blas.matmul(a, w, out=acc, accumulate=True)
+        assert np.array_equal(acc, whole + 1)  # the sum made, then c added
+    assert not blas.batch_invariant_active()
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(whole, a @ w, rtol=tol, atol=tol)
