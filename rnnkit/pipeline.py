@@ -133,6 +133,7 @@ class Task:
             else None
         self.options = config.get("data", {})
         self._warned_unsegmented = False
+        self._packs: blas.FrozenPacks | None = None  # packed weights; made read-only by records
 
     @classmethod
     def load(cls, directory) -> Task:
@@ -314,7 +315,9 @@ class Task:
         if self.task == "lm":
             raise ValueError("a language model generates; use 'rnnkit generate'")
         out: list[dict] = []
-        with blas.batch_invariant():
+        if self._packs is None:
+            self._packs = blas.FrozenPacks(self.model.params.values())
+        with blas.batch_invariant(self._packs):
             for i in range(0, len(lines), batch_size):
                 chunk = lines[i:i + batch_size]
                 if self.task == "classify":

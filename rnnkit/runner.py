@@ -281,9 +281,7 @@ def _right_operand(m: Array, products: str, n: int) -> tuple[Array, Array]:
     if products == "mkl":
         return blas.pack(m, n), np.empty((0, 0), m.dtype)
     if products == "packed":
-        from . import _simd
-
-        return _simd.pack(m), np.empty((0, 0), m.dtype)
+        return blas.own_pack(m), np.empty((0, 0), m.dtype)
     return np.empty(0, np.uint8), np.ascontiguousarray(m)
 
 
@@ -362,7 +360,7 @@ def _product(a: Array, w: Array, plan, out: Array, accumulate: bool = False) -> 
         return blas.matmul(a, w, out=out, accumulate=accumulate)
     from . import _simd
 
-    packed = _simd.pack(w)
+    packed = blas.own_pack(w)
     m, k = a.shape
     cols, beta = w.shape[1], 1.0 if accumulate else 0.0
     if a.strides[0] == a.itemsize and m > 1:  # aᵀ's rows are contiguous: a weight gradient

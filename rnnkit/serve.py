@@ -75,6 +75,21 @@ def load_models(runs: list[str], names: list[str] | None = None) -> dict:
     return models
 
 
+def warm(models: dict) -> None:
+    """Run each model once (compiled code loaded, weights packed), then move every object the
+    process holds so far out of the garbage collector's reach (gc.freeze): a full collection
+    otherwise walks numba's and the vocabularies' objects and stalls every request in flight."""
+    import gc
+
+    for task in models.values():
+        if task.task == "lm":
+            task.generate("a", 2, seed=0)
+        else:
+            task.records(["warm up"])
+    gc.collect()
+    gc.freeze()
+
+
 def describe(name: str, task) -> dict:
     """What ``GET /v1/models/NAME`` answers."""
     c = task.model.config
@@ -440,6 +455,7 @@ def serve(runs: list[str], host: str = "127.0.0.1", port: int = 8000,
     if opts.api_key is None:
         opts.api_key = os.environ.get(API_KEY_ENV) or None
     models = load_models(runs, names)
+    warm(models)
     app = create_app(models, opts)
     for name, task in models.items():
         print(f"serving {name} ({task.task}) at http://{host}:{port}/v1/models/{name}",
