@@ -44,3 +44,17 @@ def misalign(monkeypatch, shift: int):
     monkeypatch.setattr(np, "empty", empty)
     monkeypatch.setattr(np, "empty_like", empty_like)
     return empty
+
+
+def write_task_files(root: Path, text: str) -> dict:
+    """Tiny files of every task in ``root`` (lm text, classify tsv, tag CoNLL, translate
+    pairs), for tests that need trained runs; returns {task: path}."""
+    rows = ["a fine small cat\tpos", "a bad dog\tneg", "the cat sat\tpos", "dog ran away\tneg"]
+    sent = ["1\tThe\tDET", "2\tcat\tNOUN", "3\tsat\tVERB", ""]
+    files = {"lm": (root / "text.txt", text), "classify": (root / "cls.tsv",
+                                                           "\n".join(rows * 4) + "\n"),
+             "tag": (root / "tags.conll", "\n".join(sent * 20)),
+             "translate": (root / "pairs.txt", "the cat\tle chat\na dog\tun chien\n" * 10)}
+    for path, content in files.values():
+        path.write_text(content, encoding="utf-8")
+    return {task: path for task, (path, _) in files.items()}

@@ -17,6 +17,8 @@ from rnnkit.inspect_page import collect, write_page
 from rnnkit.inspector import correlations, quantise, recording, states, text_features
 from rnnkit.pipeline import Task, train
 
+from .helpers import write_task_files
+
 TEXT = 'The cat (a "small" one) sat.\nA dog [big] ran 42 laps!\n' * 12
 
 
@@ -96,18 +98,13 @@ def test_features_and_the_units_that_follow_them():
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("inspect")
-    (root / "text.txt").write_text(TEXT, encoding="utf-8")
-    rows = ["a fine small cat\tpos", "a bad dog\tneg", "the cat sat\tpos", "dog ran away\tneg"]
-    (root / "cls.tsv").write_text("\n".join(rows * 4) + "\n", encoding="utf-8")
-    sent = ["1\tThe\tDET", "2\tcat\tNOUN", "3\tsat\tVERB", ""]
-    (root / "tags.conll").write_text("\n".join(sent * 20), encoding="utf-8")
-    (root / "pairs.txt").write_text("the cat\tle chat\na dog\tun chien\n" * 10, encoding="utf-8")
+    f = write_task_files(root, TEXT)
     small = dict(hidden=5, embedding_dim=4, epochs=1, progress=False)
-    train("lm", root / "text.txt", root / "lm", layers=1, batch_size=2, bptt=16, **small)
-    train("classify", root / "cls.tsv", root / "cls", layers=2, **small)
-    train("tag", root / "tags.conll", root / "tag", char_dim=3, char_hidden=2, **small)
-    train("tag", root / "tags.conll", root / "crf", crf=True, **small)
-    train("translate", root / "pairs.txt", root / "mt", cell="gru", attention="dot", **small)
+    train("lm", f["lm"], root / "lm", layers=1, batch_size=2, bptt=16, **small)
+    train("classify", f["classify"], root / "cls", layers=2, **small)
+    train("tag", f["tag"], root / "tag", char_dim=3, char_hidden=2, **small)
+    train("tag", f["tag"], root / "crf", crf=True, **small)
+    train("translate", f["translate"], root / "mt", cell="gru", attention="dot", **small)
     return root
 
 

@@ -25,6 +25,8 @@ httpx = pytest.importorskip("httpx")
 from rnnkit.pipeline import Task, train  # noqa: E402
 from rnnkit.serve import ServeOptions, create_app, load_models  # noqa: E402
 
+from .helpers import write_task_files  # noqa: E402
+
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n" * 30
 SENTENCES = ["a fine small cat", "a bad dog", "the cat sat", "dog ran away", "cat",
              "the small dog sat on a fine cat", "bad", "a cat and a dog ran"]
@@ -38,19 +40,14 @@ def _needs_invariance():
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
-    (root / "text.txt").write_text(TEXT, encoding="utf-8")
-    rows = ["a fine small cat\tpos", "a bad dog\tneg", "the cat sat\tpos", "dog ran away\tneg"]
-    (root / "cls.tsv").write_text("\n".join(rows * 4) + "\n", encoding="utf-8")
-    sent = ["1\tThe\tDET", "2\tcat\tNOUN", "3\tsat\tVERB", ""]
-    (root / "tags.conll").write_text("\n".join(sent * 20), encoding="utf-8")
-    (root / "pairs.txt").write_text("the cat\tle chat\na dog\tun chien\n" * 10, encoding="utf-8")
+    f = write_task_files(root, TEXT)
     small = dict(hidden=5, embedding_dim=4, epochs=1, progress=False)
-    train("lm", root / "text.txt", root / "lm", layers=1, batch_size=2, bptt=16, **small)
-    train("classify", root / "cls.tsv", root / "cls", layers=2, **small)
-    train("classify", root / "cls.tsv", root / "mean", pooling="mean", cell="gru", **small)
-    train("tag", root / "tags.conll", root / "tag", char_dim=3, char_hidden=2, crf=True,
+    train("lm", f["lm"], root / "lm", layers=1, batch_size=2, bptt=16, **small)
+    train("classify", f["classify"], root / "cls", layers=2, **small)
+    train("classify", f["classify"], root / "mean", pooling="mean", cell="gru", **small)
+    train("tag", f["tag"], root / "tag", char_dim=3, char_hidden=2, crf=True,
           **small)
-    train("translate", root / "pairs.txt", root / "mt", cell="gru", attention="dot", **small)
+    train("translate", f["translate"], root / "mt", cell="gru", attention="dot", **small)
     return root
 
 
