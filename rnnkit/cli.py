@@ -438,7 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "directory's name)")
     sv.add_argument("--host", default="127.0.0.1",
                     help="address to bind (default: 127.0.0.1, this machine only)")
-    sv.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    sv.add_argument("--port", type=int, default=8000,
+                    help="port (default: 8000; 0: a free one, printed at start)")
     sv.add_argument("--max-batch", type=_positive_int, default=64,
                     help="most instances run as one batch (default: 64)")
     sv.add_argument("--max-delay-ms", type=_non_negative_float, default=5.0,

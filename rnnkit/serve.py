@@ -457,6 +457,8 @@ def serve(runs: list[str], host: str = "127.0.0.1", port: int = 8000,
     models = load_models(runs, names)
     warm(models)
     app = create_app(models, opts)
+    sock = _bind(host, port)  # before saying "serving": a taken port is a one-line error
+    port = sock.getsockname()[1]
     for name, task in models.items():
         print(f"serving {name} ({task.task}) at http://{host}:{port}/v1/models/{name}",
               flush=True)
@@ -465,4 +467,19 @@ def serve(runs: list[str], host: str = "127.0.0.1", port: int = 8000,
               "depend on their neighbours)", flush=True)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning",
                             timeout_graceful_shutdown=drain_seconds, access_log=False)
-    uvicorn.Server(config).run()
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _bind(host: str, port: int):
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise ValueError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    sock.set_inheritable(True)
+    return sock
