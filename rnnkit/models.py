@@ -826,17 +826,20 @@ class LanguageModel(Model):
         return self._sampling(prompt, temperature, top_k, np.random.default_rng(seed))
 
     def _sampling(self, prompt, temperature, top_k, rng) -> Iterator[int]:
+        # eval mode per step, never held across a yield: two samplers interleaved (two
+        # streams of a server) would otherwise restore each other's mode mid-sequence
         with self.evaluating():
             logits, state, _ = self._logits(np.array([prompt], dtype=np.int64), None)
-            while True:
-                z = logits[0, -1].astype(np.float64) / temperature
-                if top_k is not None and top_k < len(z):
-                    cut = np.partition(z, -top_k)[-top_k]
-                    z = np.where(z >= cut, z, -np.inf)
-                p = np.exp(z - z.max())
-                p /= p.sum()
-                token = int(rng.choice(len(p), p=p))
-                yield token
+        while True:
+            z = logits[0, -1].astype(np.float64) / temperature
+            if top_k is not None and top_k < len(z):
+                cut = np.partition(z, -top_k)[-top_k]
+                z = np.where(z >= cut, z, -np.inf)
+            p = np.exp(z - z.max())
+            p /= p.sum()
+            token = int(rng.choice(len(p), p=p))
+            yield token
+            with self.evaluating():
                 logits, state, _ = self._logits(np.array([[token]], dtype=np.int64), state)
 
 

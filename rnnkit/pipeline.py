@@ -177,11 +177,15 @@ class Task:
                 out.append(ex)
             return out
         if self.task == "translate":
-            return [(self.vocab.encode(self.tokenizer(a)) or [self.vocab.stoi[D.UNK]],
-                     self.tgt_vocab.encode(self.tokenizer(b))) for a, b in raw]
+            return [(self._source_ids(a), self.tgt_vocab.encode(self.tokenizer(b)))
+                    for a, b in raw]
         ids = self.vocab.encode(self.tokenizer(raw) if self.tokenizer.kind != "char"
                                 else list(raw))
         return LanguageModel.windows(ids, self.options["batch_size"], self.options["bptt"])
+
+    def _source_ids(self, text: str) -> list[int]:
+        """A translation source's token ids; an empty one is <unk>."""
+        return self.vocab.encode(self.tokenizer(text)) or [self.vocab.stoi[D.UNK]]
 
     def _text_example(self, text: str, label: int) -> tuple:
         """A classifier example: (token ids, label[, bigram ids]); an empty text is <unk>."""
@@ -245,7 +249,7 @@ class Task:
                   batch_size: int = 64) -> list[str]:
         """Greedy (beam_size 1) or beam-search translations, detokenised."""
         out = []
-        srcs = [self.vocab.encode(self.tokenizer(t)) or [self.vocab.stoi[D.UNK]] for t in lines]
+        srcs = [self._source_ids(t) for t in lines]
         for i in range(0, len(srcs), batch_size):
             chunk = srcs[i:i + batch_size]
             limit = max_len or 2 * max(len(s) for s in chunk) + 10
@@ -315,7 +319,7 @@ class Task:
         if self.task == "lm":
             raise ValueError("a language model generates; use 'rnnkit generate'")
         out: list[dict] = []
-        if self._packs is None:
+        if self._packs is None and blas.batch_invariant_available():
             self._packs = blas.FrozenPacks(self.model.params.values())
         with blas.batch_invariant(self._packs):
             for i in range(0, len(lines), batch_size):
@@ -338,7 +342,7 @@ class Task:
                 for k, row in zip(logits.argmax(axis=1), p, strict=True)]
 
     def _translate_records(self, lines: list[str], beam_size: int) -> list[dict]:
-        srcs = [self.vocab.encode(self.tokenizer(t)) or [self.vocab.stoi[D.UNK]] for t in lines]
+        srcs = [self._source_ids(t) for t in lines]
         by_length: dict[int, list[int]] = {}
         for i, s in enumerate(srcs):  # equal lengths: no padding, so no batch-dependent sums
             by_length.setdefault(len(s), []).append(i)

@@ -42,7 +42,7 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
     f = write_task_files(root, TEXT)
     small = dict(hidden=5, embedding_dim=4, epochs=1, progress=False)
-    train("lm", f["lm"], root / "lm", layers=1, batch_size=2, bptt=16, **small)
+    train("lm", f["lm"], root / "lm", layers=2, batch_size=2, bptt=16, dropout=0.5, **small)
     train("classify", f["classify"], root / "cls", layers=2, **small)
     train("classify", f["classify"], root / "mean", pooling="mean", cell="gru", **small)
     train("tag", f["tag"], root / "tag", char_dim=3, char_hidden=2, crf=True,
@@ -198,6 +198,16 @@ def test_generation_streams_the_same_text_as_it_returns(runs):
             assert "".join(e["text"] for e in events[:-1]) == expected[len("First"):]
             assert events[-1]["output"] == expected
     asyncio.run(go())
+
+
+def test_interleaved_samplers_each_give_their_text_alone(runs):
+    task = Task.load(runs / "lm")
+    task.model.train()  # dropout on: a sampler left in training mode would differ
+    alone = [task.generate("First", 30, seed=s) for s in (1, 2)]
+    a, b = task.sample("First", seed=1), task.sample("First", seed=2)
+    pieces = [(next(a), next(b)) for _ in range(30)]
+    assert ["First" + "".join(p[k] for p in pieces) for k in (0, 1)] == alone
+    assert task.model.training
 
 
 def test_requests_that_arrive_together_run_as_one_batch(runs):
