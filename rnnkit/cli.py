@@ -386,11 +386,17 @@ def build_parser() -> argparse.ArgumentParser:
     ge.add_argument("dir", help="run directory or checkpoint")
     ge.add_argument("--prompt", default="\n", help="text to start from (default: a newline)")
     ge.add_argument("--length", type=_positive_int, default=300,
-                    help="tokens to sample (default: 300)")
+                    help="tokens to sample, at most (default: 300)")
     ge.add_argument("--temperature", type=float, default=0.8,
                     help="softmax temperature (default: 0.8)")
     ge.add_argument("--top-k", type=_positive_int, default=None,
                     help="sample among the k most likely (default: all)")
+    ge.add_argument("--top-p", type=float, default=None,
+                    help="nucleus sampling: among the most likely tokens whose probability "
+                    "reaches p, in (0, 1] (default: all)")
+    ge.add_argument("--stop-at-eos", action="store_true",
+                    help="end the text where the model draws <eos> (default: <eos> is never "
+                    "drawn, like <pad>, <unk> and <bos>)")
     ge.add_argument("--seed", type=int, default=None, help="random seed")
     ex = sub.add_parser("export", help="write a trained model as ONNX",
                         description="Write a trained model as an ONNX graph built from ONNX's "
@@ -610,7 +616,8 @@ def _generate(args) -> int:
 
     task = Task.load(args.dir)
     prompt = args.prompt.replace("\\n", "\n").replace("\\t", "\t")  # "\n" typed in a shell
-    print(task.generate(prompt, args.length, args.temperature, args.top_k, args.seed))
+    print(task.generate(prompt, args.length, args.temperature, args.top_k, args.seed,
+                        args.top_p, args.stop_at_eos))
     return 0
 
 

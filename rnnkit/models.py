@@ -9,7 +9,7 @@ evaluation parts into the reported numbers.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from itertools import islice
@@ -805,39 +805,70 @@ class LanguageModel(Model):
                 bits: loss / np.log(2)}
 
     def generate(self, prompt: list[int], length: int, temperature: float = 1.0,
-                 top_k: int | None = None, seed: int | None = None) -> list[int]:
-        """``length`` tokens sampled after ``prompt`` (ids): the first ``length`` of
+                 top_k: int | None = None, seed: int | None = None, top_p: float | None = None,
+                 exclude: Sequence[int] = (), stop: int | None = None) -> list[int]:
+        """At most ``length`` tokens sampled after ``prompt`` (ids): the first ``length`` of
         :meth:`sample`. Seeded and repeatable."""
         if length < 0:
             raise ValueError(f"length must be >= 0, got {length}")
-        return list(islice(self.sample(prompt, temperature, top_k, seed), length))
+        return list(islice(self.sample(prompt, temperature, top_k, seed, top_p, exclude, stop),
+                           length))
 
     def sample(self, prompt: list[int], temperature: float = 1.0, top_k: int | None = None,
-               seed: int | None = None) -> Iterator[int]:
-        """Tokens after ``prompt`` (ids), one at a time, without end: each drawn from
-        softmax(logits / T), restricted to the ``top_k`` most likely when given. The arguments
-        are checked at the call, before the first token."""
+               seed: int | None = None, top_p: float | None = None,
+               exclude: Sequence[int] = (), stop: int | None = None) -> Iterator[int]:
+        """Tokens after ``prompt`` (ids), one at a time: each drawn from softmax(z / T) over
+        the logits z, ``exclude``'d ids never drawn (a run's ``<pad> <unk> <bos>``), restricted
+        to the ``top_k`` most likely, then to the smallest set of most likely tokens whose
+        probability reaches ``top_p`` (nucleus sampling, Holtzman et al. 2020). Without end,
+        unless ``stop`` is drawn: it ends the tokens, itself not yielded. The arguments are
+        checked at the call, before the first token."""
+        V = self.config.vocab_size
         if not prompt:
             raise ValueError("generate needs a prompt of at least one token")
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
-        if top_k is not None and not 1 <= top_k <= self.config.vocab_size:
-            raise ValueError(f"top_k must be in [1, {self.config.vocab_size}], got {top_k}")
-        return self._sampling(prompt, temperature, top_k, np.random.default_rng(seed))
+        if top_k is not None and not 1 <= top_k <= V:
+            raise ValueError(f"top_k must be in [1, {V}], got {top_k}")
+        if top_p is not None and not 0.0 < top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        banned = np.zeros(V, dtype=bool)
+        banned[list(exclude)] = True
+        if stop is not None:
+            banned[stop] = False
+        if banned.all():
+            raise ValueError("every token is excluded: nothing can be sampled")
+        return self._sampling(prompt, temperature, top_k, top_p, banned, stop,
+                              np.random.default_rng(seed))
 
-    def _sampling(self, prompt, temperature, top_k, rng) -> Iterator[int]:
+    @staticmethod
+    def _distribution(z, temperature, top_k, top_p, banned) -> np.ndarray:
+        """The probabilities a token is drawn from, float64 (V,)."""
+        z = np.where(banned, -np.inf, z.astype(np.float64) / temperature)
+        if top_k is not None and top_k < len(z):
+            cut = np.partition(z, -top_k)[-top_k]
+            z = np.where(z >= cut, z, -np.inf)
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        if top_p is not None and top_p < 1.0:
+            order = np.argsort(-p, kind="stable")
+            # keep every token until the mass reaches top_p, the one that reaches it included
+            keep = order[: int(np.searchsorted(np.cumsum(p[order]), top_p)) + 1]
+            q = np.zeros_like(p)
+            q[keep] = p[keep]
+            p = q / q.sum()
+        return p
+
+    def _sampling(self, prompt, temperature, top_k, top_p, banned, stop, rng) -> Iterator[int]:
         # eval mode per step, never held across a yield: two samplers interleaved (two
         # streams of a server) would otherwise restore each other's mode mid-sequence
         with self.evaluating():
             logits, state, _ = self._logits(np.array([prompt], dtype=np.int64), None)
         while True:
-            z = logits[0, -1].astype(np.float64) / temperature
-            if top_k is not None and top_k < len(z):
-                cut = np.partition(z, -top_k)[-top_k]
-                z = np.where(z >= cut, z, -np.inf)
-            p = np.exp(z - z.max())
-            p /= p.sum()
+            p = self._distribution(logits[0, -1], temperature, top_k, top_p, banned)
             token = int(rng.choice(len(p), p=p))
+            if token == stop:
+                return
             yield token
             with self.evaluating():
                 logits, state, _ = self._logits(np.array([[token]], dtype=np.int64), state)

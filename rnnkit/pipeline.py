@@ -214,6 +214,10 @@ class Task:
             metrics["macro_f1"] = self._macro_f1(examples)
         if self.task == "translate":
             metrics.update(self._bleu(raw, beam_size))
+        if lm:  # the tokens the run never saw are scored as <unk>: say how many
+            metrics["tokens"] = sum(ex[0].size for ex in examples)
+            metrics["unknown"] = sum(int((ex[1] == self.vocab.stoi[D.UNK]).sum())
+                                     for ex in examples)
         scheme = chunk_scheme(self.labels) if self.task == "tag" else None
         if scheme is not None:
             metrics.update(self.chunk_scores(raw, examples, scheme))
@@ -410,23 +414,45 @@ class Task:
         return out
 
     def generate(self, prompt: str, length: int = 200, temperature: float = 1.0,
-                 top_k: int | None = None, seed: int | None = None) -> str:
-        """``prompt`` and the text of ``length`` tokens sampled after it (see
-        LanguageModel.sample)."""
+                 top_k: int | None = None, seed: int | None = None, top_p: float | None = None,
+                 stop_at_eos: bool = False) -> str:
+        """``prompt`` and the text of at most ``length`` tokens sampled after it (see
+        :meth:`sample`)."""
         if length < 0:
             raise ValueError(f"length must be >= 0, got {length}")
-        return prompt + "".join(islice(self.sample(prompt, temperature, top_k, seed), length))
+        return prompt + "".join(islice(self.sample(prompt, temperature, top_k, seed, top_p,
+                                                   stop_at_eos), length))
+
+    def lm_tokens(self, text: str) -> list[str]:
+        """A language model's tokens of a text: every character (spaces and line breaks
+        included) at character level, else the run's tokenizer."""
+        return list(text) if self.tokenizer.kind == "char" else self.tokenizer(text)
 
     def sample(self, prompt: str, temperature: float = 1.0, top_k: int | None = None,
-               seed: int | None = None) -> Iterator[str]:
-        """The text each sampled token adds after ``prompt``, one token at a time, without end
-        (what :meth:`generate` joins); the arguments are checked at the call."""
+               seed: int | None = None, top_p: float | None = None,
+               stop_at_eos: bool = False) -> Iterator[str]:
+        """The text each sampled token adds after ``prompt``, one token at a time (what
+        :meth:`generate` joins); never a special token: ``<pad> <unk> <bos>`` are not drawn,
+        and ``<eos>`` neither, unless ``stop_at_eos``: then drawing it ends the text. A prompt
+        token the run never saw is read as ``<unk>``, with a warning naming it. The arguments
+        are checked at the call."""
         if self.task != "lm":
             raise ValueError(f"only a language model generates; this run is a {self.task} "
                              "model")
-        toks = list(prompt) if self.tokenizer.kind == "char" else self.tokenizer(prompt)
+        toks = self.lm_tokens(prompt)
+        unseen = list(dict.fromkeys(t for t in toks if t not in self.vocab))
+        if unseen:
+            import warnings
+
+            shown = ", ".join(map(repr, unseen[:10])) + (" …" if len(unseen) > 10 else "")
+            warnings.warn(f"the prompt holds {len(unseen)} token(s) the model never saw in "
+                          f"training, read as <unk>: {shown}", stacklevel=2)
         ids = self.vocab.encode(toks) or [self.vocab.stoi[D.UNK]]
-        tokens = self.model.sample(ids, temperature, top_k, seed)
+        eos = self.vocab.stoi[D.EOS]
+        never = [self.vocab.stoi[t] for t in (D.PAD, D.UNK, D.BOS)] + ([] if stop_at_eos
+                                                                       else [eos])
+        tokens = self.model.sample(ids, temperature, top_k, seed, top_p, never,
+                                   eos if stop_at_eos else None)
 
         def pieces() -> Iterator[str]:
             new: list[int] = []

@@ -4,8 +4,9 @@
     GET  /healthz                      200 once every model is loaded
     GET  /v1/models, /v1/models/NAME   name, task, labels, cell, sizes, ready
     POST /v1/models/NAME:predict       {"instances": [text, ...]} → {"predictions": [record]}
-    POST /v1/models/NAME:generate      {"prompt", "max_tokens", "temperature", "top_k", "seed",
-                                        "stream"} → {"output", "text"} or server-sent events
+    POST /v1/models/NAME:generate      {"prompt", "max_tokens", "temperature", "top_k", "top_p",
+                                        "seed", "stop_at_eos", "stream"} → {"output", "text",
+                                        "unknown"} or server-sent events
     GET  /metrics                      Prometheus text: requests, errors, latency, batch sizes
     GET  /openapi.json                 the API as OpenAPI 3.1
 
@@ -24,9 +25,11 @@ import json
 import logging
 import os
 import time
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 from . import blas
@@ -202,23 +205,31 @@ def create_app(models: dict, options: ServeOptions | None = None):
         data = await body(request)
         args = _generate_args(data, opts)
         try:
-            pieces = task.sample(args["prompt"], args["temperature"], args["top_k"],
-                                 args["seed"])
+            with warnings.catch_warnings():  # the answer names the prompt's unknown tokens
+                warnings.simplefilter("ignore")
+                pieces = task.sample(args["prompt"], args["temperature"], args["top_k"],
+                                     args["seed"], args["top_p"], args["stop_at_eos"])
         except ValueError as e:
             raise HTTPError(400, str(e)) from None
+        unknown = list(dict.fromkeys(t for t in task.lm_tokens(args["prompt"])
+                                     if t not in task.vocab))
         batcher = batchers[name]
         n = args["max_tokens"]
         if not args["stream"]:
-            text = await in_time(batcher.call(lambda: "".join(next(pieces) for _ in range(n))))
-            return JSONResponse({"output": args["prompt"] + text, "text": text})
+            text = await in_time(batcher.call(lambda: "".join(islice(pieces, n))))
+            return JSONResponse({"output": args["prompt"] + text, "text": text,
+                                 "unknown": unknown})
 
         async def events() -> AsyncIterator[str]:
             text = ""
             for _ in range(n):
-                piece = await batcher.call(next, pieces)
+                piece = await batcher.call(next, pieces, None)
+                if piece is None:  # <eos> drawn (stop_at_eos)
+                    break
                 text += piece
                 yield f"data: {json.dumps({'text': piece}, ensure_ascii=False)}\n\n"
-            final = {"done": True, "output": args["prompt"] + text, "text": text}
+            final = {"done": True, "output": args["prompt"] + text, "text": text,
+                     "unknown": unknown}
             yield f"data: {json.dumps(final, ensure_ascii=False)}\n\n"
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
@@ -337,17 +348,18 @@ def _check_key(scope, key: str) -> None:
 
 def _generate_args(data: dict, opts: ServeOptions) -> dict:
     fields = {"prompt": str, "max_tokens": int, "temperature": (int, float), "top_k": int,
-              "seed": int, "stream": bool}
+              "top_p": (int, float), "seed": int, "stop_at_eos": bool, "stream": bool}
     unknown = set(data) - set(fields)
     if unknown:
         raise HTTPError(400, f"unknown field(s) {', '.join(sorted(unknown))}; expected "
                              f"{', '.join(fields)}")
     args = {"prompt": data.get("prompt"), "max_tokens": data.get("max_tokens", 200),
             "temperature": data.get("temperature", 1.0), "top_k": data.get("top_k"),
-            "seed": data.get("seed"), "stream": data.get("stream", False)}
+            "top_p": data.get("top_p"), "seed": data.get("seed"),
+            "stop_at_eos": data.get("stop_at_eos", False), "stream": data.get("stream", False)}
     for k, kind in fields.items():
         v = args[k]
-        optional = k in ("top_k", "seed")
+        optional = k in ("top_k", "top_p", "seed")
         if (v is None and optional) or (isinstance(v, kind) and not (
                 isinstance(v, bool) and kind is not bool)):
             continue
@@ -395,7 +407,9 @@ def openapi(names: list[str]) -> dict:
                                     "max_tokens": {"type": "integer", "default": 200},
                                     "temperature": {"type": "number", "default": 1.0},
                                     "top_k": {"type": ["integer", "null"]},
+                                    "top_p": {"type": ["number", "null"]},
                                     "seed": {"type": ["integer", "null"]},
+                                    "stop_at_eos": {"type": "boolean", "default": False},
                                     "stream": {"type": "boolean", "default": False}}}
     bad = ("400", "401", "404", "413", "504")
     return {

@@ -292,6 +292,40 @@ def test_generate_is_seeded_and_respects_top_k():
         model.generate([], 3)
 
 
+def test_sampling_never_draws_excluded_ids_and_ends_at_stop():
+    from rnnkit.models import LanguageModel, LMConfig
+
+    model = LanguageModel(LMConfig(vocab_size=7, embedding_dim=4, hidden_size=8, seed=2))
+    free = model.generate([4], 3000, temperature=5.0, seed=0)
+    assert set(free) == set(range(7))  # a hot random model draws every id
+    masked = model.generate([4], 3000, temperature=5.0, seed=0, exclude=[0, 1, 2])
+    assert set(masked) == {3, 4, 5, 6}
+    model.params["head.bias"][5] = 50.0  # id 5 all but certain
+    assert model.generate([4], 10, seed=0, stop=5) == []
+    model.params["head.bias"][5] = 1.0
+    out = model.generate([4], 3000, temperature=2.0, seed=0, stop=5)
+    assert 0 < len(out) < 3000 and 5 not in out
+    with pytest.raises(ValueError, match="every token is excluded"):
+        model.generate([4], 3, exclude=range(7))
+    with pytest.raises(ValueError, match=r"top_p must be in \(0, 1\]"):
+        model.generate([4], 3, top_p=0.0)
+
+
+def test_nucleus_keeps_the_smallest_set_that_reaches_p():
+    from rnnkit.models import LanguageModel
+
+    z = np.log(np.array([0.1, 0.5, 0.15, 0.25]))
+    none = np.zeros(4, dtype=bool)
+    dist = LanguageModel._distribution
+    np.testing.assert_allclose(dist(z, 1.0, None, None, none), [0.1, 0.5, 0.15, 0.25])
+    np.testing.assert_allclose(dist(z, 1.0, None, 0.6, none), [0, 0.5 / 0.75, 0, 0.25 / 0.75])
+    np.testing.assert_allclose(dist(z, 1.0, None, 0.8, none), np.array([0, 0.5, 0.15, 0.25]) / 0.9)
+    np.testing.assert_allclose(dist(z, 1.0, None, 0.3, none), [0, 1, 0, 0])
+    np.testing.assert_allclose(dist(z, 1.0, 2, 0.99, none), [0, 0.5 / 0.75, 0, 0.25 / 0.75])
+    banned = np.array([False, True, False, False])
+    np.testing.assert_allclose(dist(z, 1.0, None, 0.7, banned), np.array([0, 0, 0.15, 0.25]) / 0.4)
+
+
 def _s2s(attention, tf, cell="gru", **options):
     from rnnkit.models import Seq2Seq, Seq2SeqConfig
 

@@ -86,6 +86,22 @@ def test_language_model_train_generate_eval(tmp_path, capsys):
     assert main(["eval", str(run), "--data", str(small), "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["perplexity"] > 1 and metrics["bits_per_char"] > 0
+    assert metrics["unknown"] == 0 and metrics["tokens"] > 1000
+    odd = tmp_path / "odd.txt"
+    odd.write_text("\n火山火" + text.read_text()[:3000])  # the first token is no target
+    assert main(["eval", str(run), "--data", str(odd), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["unknown"] == 3
+    with pytest.warns(UserWarning, match="1 token.s. the model never saw in training, read "
+                      "as <unk>: '火'"):
+        assert main(["generate", str(run), "--prompt", "火ROMEO:", "--length", "3000",
+                     "--temperature", "3", "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert not any(s in out for s in ("<pad>", "<unk>", "<bos>", "<eos>"))
+    assert main(["generate", str(run), "--top-p", "0.5", "--length", "20"]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(["generate", str(run), "--top-p", "0", "--length", "20"])
+    assert exc.value.code == 2 and "top_p must be in (0, 1]" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv,message", [

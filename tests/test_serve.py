@@ -189,7 +189,8 @@ def test_generation_streams_the_same_text_as_it_returns(runs):
             body = {"prompt": "First", "max_tokens": 40, "temperature": 0.9, "top_k": 5,
                     "seed": 3}
             r = await c.post("/v1/models/lm:generate", json=body)
-            assert r.json() == {"output": expected, "text": expected[len("First"):]}
+            assert r.json() == {"output": expected, "text": expected[len("First"):],
+                                "unknown": []}
             r = await c.post("/v1/models/lm:generate", json={**body, "stream": True})
             assert r.headers["content-type"].startswith("text/event-stream")
             events = [json.loads(line[len("data: "):]) for line in r.text.split("\n\n")
@@ -197,6 +198,14 @@ def test_generation_streams_the_same_text_as_it_returns(runs):
             assert len(events) == 41 and events[-1]["done"]
             assert "".join(e["text"] for e in events[:-1]) == expected[len("First"):]
             assert events[-1]["output"] == expected
+            nucleus = {"prompt": "火First", "max_tokens": 30, "top_p": 0.8, "seed": 3}
+            r = await c.post("/v1/models/lm:generate", json=nucleus)
+            with pytest.warns(UserWarning, match="never saw"):
+                alone = task.generate("火First", 30, seed=3, top_p=0.8)
+            assert r.json() == {"output": alone, "text": alone[len("火First"):],
+                                "unknown": ["火"]}
+            r = await c.post("/v1/models/lm:generate", json={**nucleus, "top_p": 1.5})
+            assert r.status_code == 400 and "top_p must be in (0, 1]" in r.json()["error"]
     asyncio.run(go())
 
 
@@ -284,10 +293,10 @@ def test_a_real_server_answers_and_drains_on_sigterm(runs):
                 return answer, signalled, time.monotonic()
         answer, signalled, answered = asyncio.run(in_flight())
         assert answered > signalled  # it was in flight when SIGTERM came, and finished
-        assert answer.status_code == 200
-        assert answer.json()["output"] == Task.load(runs / "lm").generate("F", 10_000, seed=1)
         # uvicorn, having drained, ends by the signal it caught, as its parent expects
         assert proc.wait(timeout=10) == -signal.SIGTERM and time.monotonic() - signalled < 10
+        assert answer.status_code == 200
+        assert answer.json()["output"] == Task.load(runs / "lm").generate("F", 10_000, seed=1)
         with pytest.raises(httpx.TransportError):
             httpx.get(f"{url}/healthz")
     finally:
