@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from .bleu import BLEU_TOKENIZERS
 from .train import TrainingDiverged
 
 
@@ -277,6 +278,13 @@ def build_parser() -> argparse.ArgumentParser:
                            help="probability of feeding the gold previous token (default: 1)")
             t.add_argument("--beam-size", type=_positive_int, default=1,
                            help="beam width for the test set's BLEU/chrF (default: 1, greedy)")
+            t.add_argument("--bleu-tokenize", choices=BLEU_TOKENIZERS, default="auto",
+                           help="how BLEU cuts the target text: sacrebleu's zh (Chinese), "
+                           "ja-mecab (Japanese), 13a (space-separated text)... (default: auto, "
+                           "detected from the references)")
+            t.add_argument("--select-metric", choices=["bleu", "chrf", "loss"], default="bleu",
+                           help="what picks the best epoch and early stopping reads on dev "
+                           "(default: bleu, of greedy translations)")
         t.add_argument("--encoding", default="utf-8", help="file encoding (default: utf-8)")
         t.add_argument("--tokenizer", choices=["char", "word", "space"], default=None,
                        help="char (default for lm), word (default otherwise) or space")
@@ -358,10 +366,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="evaluate a trained run on a file",
                         description="classify: accuracy, macro-F1; tag: token accuracy; "
                         "translate: BLEU and chrF (sacrebleu); lm: loss, perplexity, bits per "
-                        "character.")
+                        "character, and the count of characters the run never saw.")
     ev.add_argument("dir", help="run directory (its best checkpoint) or a checkpoint")
     ev.add_argument("--data", required=True, help="file in the run's format")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--bleu-tokenize", choices=BLEU_TOKENIZERS, default=None,
+                    help="translate: how BLEU cuts the target text (default: the run's "
+                    "choice, auto unless set in training: detected from the references)")
     ev.add_argument("--beam-size", type=_positive_int, default=1,
                     help="translate: beam width for BLEU/chrF (default: 1, greedy)")
     ev.add_argument("--plot", metavar="PNG", default=None,
@@ -505,7 +516,8 @@ def _train_task(args) -> int:
         opts.update(bptt=args.bptt)
     if args.task == "translate":
         opts.update(attention=args.attention, teacher_forcing=args.teacher_forcing,
-                    beam_size=args.beam_size)
+                    beam_size=args.beam_size, bleu_tokenize=args.bleu_tokenize,
+                    select_metric=args.select_metric)
     if args.resume:
         from .pipeline import resume
 
@@ -535,7 +547,7 @@ def _eval(args) -> int:
     raw = read_task_file(task.task, args.data, o.get("format"), o.get("encoding", "utf-8"),
                          o.get("text_column", 0), o.get("label_column", 1), o.get("tag", "upos"),
                          o.get("token_column"), o.get("tag_column"))
-    metrics = task.evaluate(raw, beam_size=args.beam_size)
+    metrics = task.evaluate(raw, beam_size=args.beam_size, bleu_tokenize=args.bleu_tokenize)
     if args.plot:
         from .plots import plot_confusion
 
@@ -546,7 +558,7 @@ def _eval(args) -> int:
         return 0
     per_type = metrics.pop("per_type", None)
     for k, v in metrics.items():
-        print(f"{k}: {v:.6g}")
+        print(f"{k}: {v:.6g}" if isinstance(v, float) else f"{k}: {v}")
     if per_type:  # seqeval's classification report, from rnnkit.schemes' counts
         width = max(len("type"), *(len(k) for k in per_type))
         print(f"{'type':>{width}s} precision    recall        f1   support")

@@ -885,6 +885,8 @@ class Seq2SeqConfig(RecurrentOptions):
     attention: str = "dot"  # none | dot | general | additive
     dropout: float = 0.0  # on embeddings and before the output
     teacher_forcing: float = 1.0  # probability of feeding the gold previous token in training
+    select_metric: str = "loss"  # loss | bleu | chrf on dev: the best epoch (bleu, chrf: the
+    #                              trainer's dev_scores give them)
     seed: int = 0  # initialisation, dropout and teacher-forcing seed
     dtype: str = "float32"  # float32 | float64
 
@@ -907,6 +909,11 @@ class Seq2Seq(Model):
     config_class = Seq2SeqConfig
     PAD, BOS, EOS = 0, 2, 3
 
+    @property
+    def primary_metric(self) -> tuple[str, bool]:
+        """Dev loss (lower is better) or BLEU / chrF (higher), as ``select_metric`` says."""
+        return self.config.select_metric, self.config.select_metric != "loss"
+
     def __init__(self, config: Seq2SeqConfig):
         from .layers import AdditiveAttention, DotAttention
 
@@ -917,6 +924,9 @@ class Seq2Seq(Model):
                              "or additive")
         if not 0.0 <= c.teacher_forcing <= 1.0:
             raise ValueError(f"teacher_forcing must be in [0, 1], got {c.teacher_forcing}")
+        if c.select_metric not in ("loss", "bleu", "chrf"):
+            raise ValueError(f"unknown select_metric {c.select_metric!r}; expected loss, bleu "
+                             "or chrf")
         L, H = self.layers, c.hidden_size
         L["src_embedding"] = Embedding(c.src_vocab_size, c.embedding_dim, 0, c.dtype, c.seed)
         L["tgt_embedding"] = Embedding(c.tgt_vocab_size, c.embedding_dim, 0, c.dtype,

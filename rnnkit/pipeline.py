@@ -196,9 +196,10 @@ class Task:
         return ex
 
     # -------------------------------------------------------------- use
-    def evaluate(self, raw, beam_size: int = 1) -> dict:
+    def evaluate(self, raw, beam_size: int = 1, bleu_tokenize: str | None = None) -> dict:
         """Metrics on raw examples: loss always; classify accuracy and macro-F1; tag token
-        accuracy; translate BLEU and chrF (sacrebleu); lm perplexity and bits per token."""
+        accuracy; translate BLEU and chrF (:meth:`translation_scores`); lm perplexity, bits
+        per token, and how many of the scored tokens the run never saw (``unknown``)."""
         lm = self.task == "lm"
         examples = self.encode(raw, unseen="count") if self.task == "tag" else self.encode(raw)
         if self.task == "tag":
@@ -213,7 +214,7 @@ class Task:
         if self.task == "classify":
             metrics["macro_f1"] = self._macro_f1(examples)
         if self.task == "translate":
-            metrics.update(self._bleu(raw, beam_size))
+            metrics.update(self.translation_scores(raw, beam_size, bleu_tokenize))
         if lm:  # the tokens the run never saw are scored as <unk>: say how many
             metrics["tokens"] = sum(ex[0].size for ex in examples)
             metrics["unknown"] = sum(int((ex[1] == self.vocab.stoi[D.UNK]).sum())
@@ -242,18 +243,24 @@ class Task:
                     for kind, c in sorted(totals.items())}
         return {"chunk_precision": p, "chunk_recall": r, "chunk_f1": f, "per_type": per_type}
 
-    def _bleu(self, raw, beam_size: int) -> dict:
-        import sacrebleu
+    def translation_scores(self, raw, beam_size: int = 1, bleu_tokenize: str | None = None) \
+            -> dict:
+        """Corpus BLEU and chrF of the translations of raw (source, reference) pairs, BLEU
+        tokenised as ``bleu_tokenize`` says (None: as the run was trained, by default detected
+        from the references: rnnkit.bleu)."""
+        from .bleu import translation_scores
+
         hyps = self.translate([a for a, _ in raw], beam_size)
-        refs = [[b for _, b in raw]]
-        return {"bleu": sacrebleu.corpus_bleu(hyps, refs).score,
-                "chrf": sacrebleu.corpus_chrf(hyps, refs).score}
+        return translation_scores(hyps, [b for _, b in raw], bleu_tokenize
+                                  or self.options.get("bleu_tokenize", "auto"))
 
     def translate(self, lines: list[str], beam_size: int = 1, max_len: int | None = None,
                   batch_size: int = 64) -> list[str]:
-        """Greedy (beam_size 1) or beam-search translations, detokenised."""
-        out = []
-        srcs = [self._source_ids(t) for t in lines]
+        """Greedy (beam_size 1) or beam-search translations, detokenised; a blank line's is
+        blank."""
+        out = ["" for _ in lines]
+        live = [i for i, t in enumerate(lines) if t.strip()]
+        srcs = [self._source_ids(lines[i]) for i in live]
         for i in range(0, len(srcs), batch_size):
             chunk = srcs[i:i + batch_size]
             limit = max_len or 2 * max(len(s) for s in chunk) + 10
@@ -261,7 +268,8 @@ class Task:
                 ids = self.model.greedy(chunk, limit)
             else:
                 ids = [self.model.beam_search(s, beam_size, limit) for s in chunk]
-            out += [self.tokenizer.detokenize(self.tgt_vocab.decode(x)) for x in ids]
+            for k, x in zip(live[i:i + batch_size], ids, strict=True):
+                out[k] = self.tokenizer.detokenize(self.tgt_vocab.decode(x))
         return out
 
     def _macro_f1(self, examples) -> float:
@@ -348,9 +356,12 @@ class Task:
     def _translate_records(self, lines: list[str], beam_size: int) -> list[dict]:
         srcs = [self._source_ids(t) for t in lines]
         by_length: dict[int, list[int]] = {}
-        for i, s in enumerate(srcs):  # equal lengths: no padding, so no batch-dependent sums
-            by_length.setdefault(len(s), []).append(i)
         out: list[dict] = [{} for _ in lines]
+        for i, s in enumerate(srcs):  # equal lengths: no padding, so no batch-dependent sums
+            if lines[i].strip():
+                by_length.setdefault(len(s), []).append(i)
+            else:  # blank in, blank out
+                out[i] = {"output": "", "translation": "", "score": None}
         for length, rows in by_length.items():
             group = [srcs[i] for i in rows]
             limit = 2 * length + 10
@@ -512,7 +523,8 @@ def resume(task: str, train_path, out, dev_path=None, test_path=None, progress: 
                                            o.get("split_seed", 0))
     train_ex, dev_ex = task_obj.encode(raw_train), task_obj.encode(raw_dev)
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    trainer = Trainer.resume(out, train_ex, dev_ex, progress=progress, **overrides)
+    trainer = Trainer.resume(out, train_ex, dev_ex, _dev_scores(task_obj.config, raw_dev),
+                             progress=progress, **overrides)
     return _finish(task, trainer, out, raw_test, beam_size, len(train_ex),
                    len(task_obj.vocab))
 
@@ -556,13 +568,15 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
           embeddings_extend: bool = False, init_from: str | None = None,
           attention: str = "dot", teacher_forcing: float = 1.0,
           bptt: int = 64, split_seed: int = 0, progress: bool = True, beam_size: int = 1,
-          recurrent: dict | None = None, **train_options) -> dict:
+          bleu_tokenize: str = "auto", recurrent: dict | None = None, **train_options) -> dict:
     """Train a model for ``task`` on files; returns a summary (dev and test metrics).
 
     Without ``dev_path``/``test_path`` the training file is split 80/10/10 with
     ``numpy.random.default_rng(split_seed)`` (a language model's text: first 90% train, last
     10% dev). ``train_options`` are TrainConfig fields (epochs, batch_size, lr, …);
-    ``beam_size`` is the beam a translation's test set is decoded with (1: greedy);
+    ``beam_size`` is the beam a translation's test set is decoded with (1: greedy), and
+    ``bleu_tokenize`` how its BLEU is tokenised (rnnkit.bleu; auto: from the references); a
+    translation is selected on dev BLEU unless ``select_metric`` says chrf or loss;
     ``recurrent`` the recurrent stack's options (rnnkit.options.RecurrentOptions fields);
     a tagger with ``crf`` has a CRF output layer, and with ``constraints`` decodes only the
     sequences valid under the tag scheme its labels follow (BIO, BIOES, BMES; detected);
@@ -601,7 +615,7 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
              "data": {"format": fmt, "encoding": encoding, "text_column": text_column,
                       "label_column": label_column, "tag": tag,
                       "token_column": read["token_column"], "tag_column": read["tag_column"],
-                      "split_seed": split_seed},
+                      "split_seed": split_seed, "bleu_tokenize": bleu_tokenize},
              "files": {name: _fingerprint(p) for name, p in
                        (("train", train_path), ("dev", dev_path), ("test", test_path)) if p}}
     if task == "classify":
@@ -657,7 +671,8 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
         model = Seq2Seq(Seq2SeqConfig(
             src_vocab_size=len(vocab), tgt_vocab_size=len(tgt), embedding_dim=embedding_dim,
             hidden_size=hidden, num_layers=layers, cell=cell, attention=attention,
-            dropout=dropout, teacher_forcing=teacher_forcing, seed=cfg.seed, **rec))
+            dropout=dropout, teacher_forcing=teacher_forcing,
+            select_metric=select_metric or "bleu", seed=cfg.seed, **rec))
     else:
         vocab = D.Vocab.build([list(raw_train) if kind == "char" else tok(raw_train)],
                               min_freq, max_vocab)
@@ -674,8 +689,21 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
     extra.update(vocab=vocab.to_json(), labels=labels)
     task_obj = Task(model, {**extra, "model": model.config_dict()})
     train_ex, dev_ex = task_obj.encode(raw_train), task_obj.encode(raw_dev)
-    trainer = Trainer(model, train_ex, dev_ex, cfg, out, extra_config=extra)
+    trainer = Trainer(model, train_ex, dev_ex, cfg, out, extra_config=extra,
+                      dev_scores=_dev_scores(task_obj.config, raw_dev))
     return _finish(task, trainer, out, raw_test, beam_size, len(train_ex), len(vocab))
+
+
+def _dev_scores(config: dict, raw_dev):
+    """A translation's dev BLEU and chrF after each epoch (greedy), for the trainer; None for
+    the other tasks."""
+    if config["task"] != "translate":
+        return None
+
+    def scores(model) -> dict:
+        got = Task(model, config).translation_scores(raw_dev)
+        return {"bleu": got["bleu"], "chrf": got["chrf"]}
+    return scores
 
 
 def _init_from(model, vocab, tok, source) -> dict:

@@ -18,7 +18,7 @@ _DEFAULT_PATTERN = D.Tokenizer().pattern
 _DATA_TYPES = {"format": (str, type(None)), "encoding": str, "text_column": int,
                "label_column": int, "tag": str, "token_column": (int, type(None)),
                "tag_column": (int, type(None)), "split_seed": int, "batch_size": int,
-               "bptt": int}
+               "bptt": int, "bleu_tokenize": str}
 
 
 def _strings(value, field: str, where: str, distinct: bool = True) -> list[str]:

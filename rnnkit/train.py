@@ -20,6 +20,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -133,14 +134,19 @@ class Trainer:
 
     def __init__(self, model, train_data: list, dev_data: list | None = None,
                  config: TrainConfig | None = None, run_dir: str | Path | None = None,
-                 extra_config: dict | None = None):
+                 extra_config: dict | None = None,
+                 dev_scores: Callable[[object], dict] | None = None):
         """``run_dir`` receives checkpoints, metrics.jsonl and curves.png; None: a new
-        temporary directory (``trainer.run_dir``), for quick experiments."""
+        temporary directory (``trainer.run_dir``), for quick experiments. ``dev_scores(model)``
+        gives further dev metrics after each epoch, beside :meth:`evaluate`'s (a translation's
+        BLEU and chrF, which need its decoder and tokenisers); the model's primary metric may
+        be one of them."""
         if not train_data:
             raise ValueError("the training data set is empty")
         if dev_data is not None and not dev_data:
             raise ValueError("the dev data set is empty")
         self.model, self.train_data, self.dev_data = model, train_data, dev_data
+        self.dev_scores = dev_scores
         self.config = config or TrainConfig()
         if run_dir is None:
             import tempfile
@@ -197,7 +203,7 @@ class Trainer:
 
     @classmethod
     def resume(cls, run_dir: str | Path, train_data: list, dev_data: list | None = None,
-               **overrides) -> Trainer:
+               dev_scores: Callable[[object], dict] | None = None, **overrides) -> Trainer:
         """Continue from ``run_dir/last``; ``overrides`` change TrainConfig fields (epochs…)."""
         run_dir = Path(run_dir)
         last = run_dir / "last"
@@ -217,7 +223,7 @@ class Trainer:
         tc = TrainConfig(**{**config["train"], **overrides})
         extra = {k: v for k, v in config.items()
                  if k not in ("format_version", "rnnkit_version", "model_type", "model")}
-        trainer = cls(model, train_data, dev_data, tc, run_dir, extra)
+        trainer = cls(model, train_data, dev_data, tc, run_dir, extra, dev_scores)
         state = io.load_training_state(last, trainer.optimizer)
         if tc.ema:  # 'last' holds the average as the model and the raw weights as the slot
             trainer._swap_average()
@@ -337,6 +343,10 @@ class Trainer:
                 tmp.unlink()
         history = self.history
         metric_name, higher = self.model.primary_metric
+        if metric_name != "loss" and self.dev_data is not None and self.dev_scores is None \
+                and metric_name not in self.evaluate(self.dev_data[:1]):
+            raise ValueError(f"the model is selected on dev {metric_name}, which its "
+                             "evaluation does not give: pass dev_scores")
         t_start = time.perf_counter()
         while self.epoch < c.epochs:
             self.model.train()
@@ -395,6 +405,10 @@ class Trainer:
                       "tokens_per_s": round(tokens / max(time.perf_counter() - t0, 1e-9), 1)}
             if self.dev_data is not None:
                 record.update({f"dev_{k}": v for k, v in self.evaluate(self.dev_data).items()})
+                if self.dev_scores is not None:
+                    with self._averaged(), self.model.evaluating():
+                        record.update({f"dev_{k}": v for k, v in
+                                       self.dev_scores(self.model).items()})
             self._check_diverged(record, history)
             score = record.get(f"dev_{metric_name}", record["train_loss"] if not higher else None)
             improved = score is not None and (

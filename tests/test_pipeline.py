@@ -126,6 +126,8 @@ def test_generate_refuses_a_classifier(tmp_path, capsys):
 
 
 def test_translate_train_predict_eval(tmp_path, capsys):
+    from rnnkit.pipeline import Task
+
     fra = need(DATA / "tatoeba_fra_eng" / "fra.txt")
     small = tmp_path / "fra.txt"
     with open(fra, encoding="utf-8") as f:
@@ -138,15 +140,17 @@ def test_translate_train_predict_eval(tmp_path, capsys):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["test_beam_size"] == 2 and "bleu" in summary["test"]
     inp = tmp_path / "in.txt"
-    inp.write_text("I am happy.\nUnknownword!\n")
+    inp.write_text("I am happy.\n\nUnknownword!\n")
     assert main(["predict", str(run), str(inp), "--beam-size", "3"]) == 0
-    assert len(capsys.readouterr().out.splitlines()) == 2
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[1] == "" and lines[0] and lines[2]  # blank in, blank out
+    history = [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {"dev_bleu", "dev_chrf"} <= set(history[0])  # selected on dev BLEU
+    assert Task.load(run).model.primary_metric == ("bleu", True)
     heat = tmp_path / "heat.png"
     assert main(["predict", str(run), str(inp), "--plot", str(heat)]) == 0
     greedy = capsys.readouterr().out.splitlines()[0]
     assert heat.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    from rnnkit.pipeline import Task
-
     task = Task.load(run)
     src, out, w = task.attention("I am happy.")
     assert w.shape == (len(out), len(src)) and np.allclose(w.sum(axis=1), 1)
@@ -155,7 +159,11 @@ def test_translate_train_predict_eval(tmp_path, capsys):
     assert task.tokenizer.joins and "\uffed" not in greedy  # word tokens keep their spacing
     assert main(["eval", str(run), "--data", str(small), "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
-    assert set(metrics) == {"loss", "bleu", "chrf"} and metrics["chrf"] >= 0
+    assert set(metrics) == {"loss", "bleu", "chrf", "bleu_tokenize"} and metrics["chrf"] >= 0
+    assert metrics["bleu_tokenize"] == "13a"  # French
+    assert main(["eval", str(run), "--data", str(small), "--json", "--bleu-tokenize",
+                 "char"]) == 0
+    assert json.loads(capsys.readouterr().out)["bleu_tokenize"] == "char"
 
 
 def test_chunk_f1_for_bio_and_bmes(tmp_path, capsys):

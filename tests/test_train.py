@@ -328,3 +328,23 @@ def test_a_checkpoint_inside_an_epoch_resumes_bit_identical(tmp_path):
     logs = [[json.loads(x) for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
             for d in ("full", "died")]
     assert [r["train_loss"] for r in logs[0]] == [r["train_loss"] for r in logs[1]]
+
+
+def test_dev_scores_join_the_record_and_can_pick_the_best_epoch(tmp_path):
+    from rnnkit.models import Seq2Seq, Seq2SeqConfig
+
+    data = [([1 + i % 5, 2], [4 + i % 3]) for i in range(40)]
+    model = Seq2Seq(Seq2SeqConfig(src_vocab_size=8, tgt_vocab_size=8, embedding_dim=4,
+                                  hidden_size=6, select_metric="bleu", seed=1))
+    with pytest.raises(ValueError, match="selected on dev bleu.*pass dev_scores"):
+        Trainer(model, data, data, config(epochs=1), tmp_path / "a").fit()
+    made = iter([10.0, 30.0, 20.0, 5.0])  # a made-up BLEU per epoch: epoch 2 is the best
+
+    def scores(m):
+        assert m is model and not m.training
+        return {"bleu": next(made), "chrf": 1.0}
+    trainer = Trainer(model, data, data, config(epochs=4), tmp_path / "b", dev_scores=scores)
+    history = trainer.fit()
+    assert [r["dev_bleu"] for r in history] == [10.0, 30.0, 20.0, 5.0]
+    assert trainer.best_epoch == 2 and "dev_loss" in history[0]
+    assert (tmp_path / "b" / "best").resolve() != (tmp_path / "b" / "last").resolve()
