@@ -282,6 +282,15 @@ def build_parser() -> argparse.ArgumentParser:
                            help="how BLEU cuts the target text: sacrebleu's zh (Chinese), "
                            "ja-mecab (Japanese), 13a (space-separated text)... (default: auto, "
                            "detected from the references)")
+            for side, name in (("src", "source"), ("tgt", "target")):
+                t.add_argument(f"--{side}-tokenizer", default=None,
+                               choices=["char", "word", "space", "bpe", "unigram"],
+                               help=f"how the {name} text is cut: bpe and unigram are subwords "
+                               "learnt from the training split by sentencepiece (pip install "
+                               "\"rnnkit[subword]\") and saved in the run (default: "
+                               "--tokenizer, else word)")
+                t.add_argument(f"--{side}-vocab-size", type=_positive_int, default=8000,
+                               help=f"subword pieces of the {name} side (default: 8000)")
             t.add_argument("--select-metric", choices=["bleu", "chrf", "loss"], default="bleu",
                            help="what picks the best epoch and early stopping reads on dev "
                            "(default: bleu, of greedy translations)")
@@ -517,7 +526,9 @@ def _train_task(args) -> int:
     if args.task == "translate":
         opts.update(attention=args.attention, teacher_forcing=args.teacher_forcing,
                     beam_size=args.beam_size, bleu_tokenize=args.bleu_tokenize,
-                    select_metric=args.select_metric)
+                    select_metric=args.select_metric, src_tokenizer=args.src_tokenizer,
+                    tgt_tokenizer=args.tgt_tokenizer, src_vocab_size=args.src_vocab_size,
+                    tgt_vocab_size=args.tgt_vocab_size)
     if args.resume:
         from .pipeline import resume
 

@@ -7,6 +7,7 @@ Every reader streams its file once, line by line, and reports a malformed line a
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -94,25 +95,72 @@ class Vocab:
 JOINER = "\uffed"  # ￭, OpenNMT's mark for a token glued to the one before it
 
 
+#: Tokenizer kinds: whole units, and subwords learnt from the training text (sentencepiece).
+TOKENIZER_KINDS = ("char", "word", "space", "bpe", "unigram")
+SUBWORD_KINDS = ("bpe", "unigram")
+
+
 class Tokenizer:
     """``char``: every character a token (the natural unit for Chinese); ``word``: tokens are
     the matches of ``pattern`` (default: runs of word characters, or single other non-space
-    characters); ``space``: split at whitespace. ``lower`` lower-cases first. ``joins`` (word
-    tokens) marks each token that follows the previous one without a space with a leading
-    ``￭`` ("vas-tu ?" → vas ￭- ￭tu ?), so :meth:`detokenize` restores the text exactly —
-    what a translation's BLEU is scored on."""
+    characters); ``space``: split at whitespace; ``bpe`` / ``unigram``: subwords (Sennrich et
+    al. 2016; Kudo 2018) of a sentencepiece model learnt by :meth:`train` — text is cut with
+    no normalisation and spaces kept as ``▁``, characters never seen in training as their
+    UTF-8 bytes, so that :meth:`detokenize` gives back the text exactly. ``lower``
+    lower-cases first. ``joins`` (word tokens) marks each token that follows the previous one
+    without a space with a leading ``￭`` ("vas-tu ?" → vas ￭- ￭tu ?), so :meth:`detokenize`
+    restores the text exactly — what a translation's BLEU is scored on."""
 
     def __init__(self, kind: str = "word", lower: bool = False, pattern: str | None = None,
-                 joins: bool = False):
-        if kind not in ("char", "word", "space"):
-            raise ValueError(f"unknown tokenizer {kind!r}; expected char, word or space")
+                 joins: bool = False, model: bytes | None = None):
+        if kind not in TOKENIZER_KINDS:
+            raise ValueError(f"unknown tokenizer {kind!r}; expected one of "
+                             f"{', '.join(TOKENIZER_KINDS)}")
         self.kind, self.lower, self.joins = kind, bool(lower), bool(joins)
         self.pattern = pattern or r"\w+|[^\w\s]"
         self._re = re.compile(self.pattern)
+        self.model = model
+        self._sp = None
+        if kind in SUBWORD_KINDS:
+            if model is None:
+                raise ValueError(f"a {kind} tokenizer is learnt from text: Tokenizer.train")
+            self._sp = _sentencepiece().SentencePieceProcessor(model_proto=model)
+
+    @classmethod
+    def train(cls, kind: str, texts: Iterable[str], vocab_size: int,
+              lower: bool = False) -> Tokenizer:
+        """A ``bpe`` or ``unigram`` tokenizer of (at most) ``vocab_size`` subwords learnt from
+        ``texts`` (deterministic for the same texts)."""
+        import io as _io
+
+        if kind not in SUBWORD_KINDS:
+            raise ValueError(f"only subword tokenizers are trained ({', '.join(SUBWORD_KINDS)}),"
+                             f" not {kind!r}")
+        if vocab_size < 300:  # the 256 byte pieces and a few subwords
+            raise ValueError(f"a subword vocabulary needs at least 300 pieces, got {vocab_size}")
+        spm = _sentencepiece()
+        texts = [t.lower() if lower else t for t in texts if t]
+        if not texts:
+            raise ValueError("no text to learn subwords from")
+        out = _io.BytesIO()
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(texts), model_writer=out, vocab_size=vocab_size,
+            model_type=kind, normalization_rule_name="identity",
+            remove_extra_whitespaces=False, character_coverage=1.0, byte_fallback=True,
+            hard_vocab_limit=False, num_threads=1, minloglevel=2, unk_id=0, bos_id=-1,
+            eos_id=-1, input_sentence_size=2_000_000, shuffle_input_sentence=False)
+        return cls(kind, lower, model=out.getvalue())
+
+    def pieces(self) -> list[str]:
+        """A subword tokenizer's pieces (its own unknown piece left out): the vocabulary."""
+        sp = self._sp
+        return [sp.id_to_piece(i) for i in range(sp.get_piece_size()) if not sp.is_unknown(i)]
 
     def __call__(self, text: str) -> list[str]:
         if self.lower:
             text = text.lower()
+        if self._sp is not None:
+            return self._sp.encode(text, out_type=str)
         if self.kind == "char":
             return [c for c in text if not c.isspace()]
         if self.kind == "space":
@@ -126,10 +174,12 @@ class Tokenizer:
         return tokens
 
     def detokenize(self, tokens: list[str]) -> str:
-        """Characters joined; marked word tokens glued, others joined by a space; unmarked
-        word tokens joined by spaces, none before closing punctuation."""
+        """Characters joined; subwords decoded; marked word tokens glued, others joined by a
+        space; unmarked word tokens joined by spaces, none before closing punctuation."""
         if self.kind == "char":
             return "".join(tokens)
+        if self._sp is not None:
+            return self._sp.decode_pieces(list(tokens))
         if self.joins:
             return "".join(t[1:] if t.startswith(JOINER) else (" " + t if k else t)
                            for k, t in enumerate(tokens)).strip()
@@ -138,14 +188,27 @@ class Tokenizer:
         return re.sub(r"([(\[{«¿¡]) ", r"\1", text)
 
     def to_json(self) -> dict:
-        """The tokenizer's settings (what config.json stores)."""
-        return {"kind": self.kind, "lower": self.lower, "pattern": self.pattern,
-                "joins": self.joins}
+        """The tokenizer's settings (what config.json stores; a subword model as base64)."""
+        d = {"kind": self.kind, "lower": self.lower, "pattern": self.pattern,
+             "joins": self.joins}
+        if self.model is not None:
+            d["model"] = base64.b64encode(self.model).decode("ascii")
+        return d
 
     @classmethod
     def from_json(cls, d: dict) -> Tokenizer:
         """The tokenizer :meth:`to_json` described."""
-        return cls(d["kind"], d["lower"], d["pattern"], d.get("joins", False))
+        model = base64.b64decode(d["model"]) if d.get("model") is not None else None
+        return cls(d["kind"], d["lower"], d["pattern"], d.get("joins", False), model)
+
+
+def _sentencepiece():
+    try:
+        import sentencepiece
+    except ImportError:
+        raise ValueError("subword tokenizers (bpe, unigram) need sentencepiece: pip install "
+                         "\"rnnkit[subword]\"") from None
+    return sentencepiece
 
 
 # ----------------------------------------------------------------------------- splits

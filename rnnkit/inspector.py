@@ -310,4 +310,4 @@ def translate(task, lines: list[str], max_tokens: int, seen: Seen) -> None:
         hover = [[[w, round(float(weights[i, j]), 4)] for i, w in enumerate(words)]
                  if weights is not None else [] for j in range(len(tokens))]
         first = seen.add(tokens, states(enc, *calls[0]), hover)
-        seen.outputs.append({"first": first, "translation": task.tokenizer.detokenize(words)})
+        seen.outputs.append({"first": first, "translation": task.tgt_tokenizer.detokenize(words)})

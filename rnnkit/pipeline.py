@@ -127,6 +127,9 @@ class Task:
         self.vocab = D.Vocab.from_json(config["vocab"])
         self.labels = config.get("labels")
         self.tokenizer = D.Tokenizer.from_json(config["tokenizer"])
+        # a translation's target side may be cut otherwise than its source
+        self.tgt_tokenizer = D.Tokenizer.from_json(config["tgt_tokenizer"]) \
+            if config.get("tgt_tokenizer") else self.tokenizer
         self.chars = D.Vocab.from_json(config["chars"]) if config.get("chars") else None
         self.bigrams = D.Vocab.from_json(config["bigrams"]) if config.get("bigrams") else None
         self.tgt_vocab = D.Vocab.from_json(config["tgt_vocab"]) if config.get("tgt_vocab") \
@@ -177,10 +180,9 @@ class Task:
                 out.append(ex)
             return out
         if self.task == "translate":
-            return [(self._source_ids(a), self.tgt_vocab.encode(self.tokenizer(b)))
+            return [(self._source_ids(a), self.tgt_vocab.encode(self.tgt_tokenizer(b)))
                     for a, b in raw]
-        ids = self.vocab.encode(self.tokenizer(raw) if self.tokenizer.kind != "char"
-                                else list(raw))
+        ids = self.vocab.encode(self.lm_tokens(raw))
         return LanguageModel.windows(ids, self.options["batch_size"], self.options["bptt"])
 
     def _source_ids(self, text: str) -> list[int]:
@@ -269,7 +271,7 @@ class Task:
             else:
                 ids = [self.model.beam_search(s, beam_size, limit) for s in chunk]
             for k, x in zip(live[i:i + batch_size], ids, strict=True):
-                out[k] = self.tokenizer.detokenize(self.tgt_vocab.decode(x))
+                out[k] = self.tgt_tokenizer.detokenize(self.tgt_vocab.decode(x))
         return out
 
     def _macro_f1(self, examples) -> float:
@@ -369,7 +371,7 @@ class Task:
                    else [self.model.beam_search(s, beam_size, limit) for s in group])
             scores = self.model.log_likelihood(group, ids)
             for i, y, score in zip(rows, ids, scores, strict=True):
-                text = self.tokenizer.detokenize(self.tgt_vocab.decode(y))
+                text = self.tgt_tokenizer.detokenize(self.tgt_vocab.decode(y))
                 out[i] = {"output": text, "translation": text, "score": float(score)}
         return out
 
@@ -568,7 +570,10 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
           embeddings_extend: bool = False, init_from: str | None = None,
           attention: str = "dot", teacher_forcing: float = 1.0,
           bptt: int = 64, split_seed: int = 0, progress: bool = True, beam_size: int = 1,
-          bleu_tokenize: str = "auto", recurrent: dict | None = None, **train_options) -> dict:
+          bleu_tokenize: str = "auto", src_tokenizer: str | None = None,
+          tgt_tokenizer: str | None = None, src_vocab_size: int = 8000,
+          tgt_vocab_size: int = 8000, recurrent: dict | None = None,
+          **train_options) -> dict:
     """Train a model for ``task`` on files; returns a summary (dev and test metrics).
 
     Without ``dev_path``/``test_path`` the training file is split 80/10/10 with
@@ -576,7 +581,10 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
     10% dev). ``train_options`` are TrainConfig fields (epochs, batch_size, lr, …);
     ``beam_size`` is the beam a translation's test set is decoded with (1: greedy), and
     ``bleu_tokenize`` how its BLEU is tokenised (rnnkit.bleu; auto: from the references); a
-    translation is selected on dev BLEU unless ``select_metric`` says chrf or loss;
+    translation is selected on dev BLEU unless ``select_metric`` says chrf or loss, and cuts
+    its source and target with ``src_tokenizer`` and ``tgt_tokenizer`` (each by default
+    ``tokenizer``, else word; ``bpe``/``unigram``: subwords learnt from the training split,
+    ``src_vocab_size``/``tgt_vocab_size`` pieces);
     ``recurrent`` the recurrent stack's options (rnnkit.options.RecurrentOptions fields);
     a tagger with ``crf`` has a CRF output layer, and with ``constraints`` decodes only the
     sequences valid under the tag scheme its labels follow (BIO, BIOES, BMES; detected);
@@ -664,10 +672,13 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
             extra["embeddings"] = {"file": str(embeddings), "dim": embedding_dim,
                                    "rows_found": hits, "vocab_size": len(vocab)}
     elif task == "translate":
-        vocab = D.Vocab.build((tok(a) for a, _ in raw_train), min_freq, max_vocab)
-        tgt = D.Vocab.build((tok(b) for _, b in raw_train), min_freq, max_vocab)
+        tok, vocab = _side(src_tokenizer or kind, [a for a, _ in raw_train], lower,
+                           src_vocab_size, min_freq, max_vocab, "source")
+        tgt_tok, tgt = _side(tgt_tokenizer or kind, [b for _, b in raw_train], lower,
+                             tgt_vocab_size, min_freq, max_vocab, "target")
         labels = None
-        extra["tgt_vocab"] = tgt.to_json()
+        extra.update(tokenizer=tok.to_json(), tgt_tokenizer=tgt_tok.to_json(),
+                     tgt_vocab=tgt.to_json())
         model = Seq2Seq(Seq2SeqConfig(
             src_vocab_size=len(vocab), tgt_vocab_size=len(tgt), embedding_dim=embedding_dim,
             hidden_size=hidden, num_layers=layers, cell=cell, attention=attention,
@@ -692,6 +703,28 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
     trainer = Trainer(model, train_ex, dev_ex, cfg, out, extra_config=extra,
                       dev_scores=_dev_scores(task_obj.config, raw_dev))
     return _finish(task, trainer, out, raw_test, beam_size, len(train_ex), len(vocab))
+
+
+def _side(kind: str, texts: list[str], lower: bool, subwords: int, min_freq: int,
+          max_vocab: int | None, side: str) -> tuple[D.Tokenizer, D.Vocab]:
+    """One side of a translation: its tokenizer (subwords learnt from ``texts``) and
+    vocabulary (a subword tokenizer's pieces, all of them; else the tokens of ``texts``)."""
+    if kind in D.SUBWORD_KINDS:
+        tok = D.Tokenizer.train(kind, texts, subwords, lower)
+        return tok, D.Vocab(list(D.SPECIALS) + [p for p in tok.pieces() if p not in D.SPECIALS])
+    if kind == "word":
+        sample = texts[:2000]
+        runs = [r for t in sample for r in _CJK_RUN.findall(t) if len(r) > 6]
+        if len(runs) > 0.05 * len(sample):
+            import warnings
+
+            warnings.warn(f"the {side} text holds Chinese or Japanese without spaces, which "
+                          f"the word tokenizer reads as whole clauses (e.g. {runs[0]!r} is one "
+                          f"token); use --{'src' if side == 'source' else 'tgt'}-tokenizer "
+                          "char, bpe or unigram",
+                          stacklevel=3)
+    tok = D.Tokenizer(kind, lower, joins=kind == "word")
+    return tok, D.Vocab.build((tok(t) for t in texts), min_freq, max_vocab)
 
 
 def _dev_scores(config: dict, raw_dev):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from . import data as D
 
-_TOKENIZER_KINDS = ("char", "word", "space")
 _DEFAULT_PATTERN = D.Tokenizer().pattern
 _DATA_TYPES = {"format": (str, type(None)), "encoding": str, "text_column": int,
                "label_column": int, "tag": str, "token_column": (int, type(None)),
@@ -39,22 +38,30 @@ def _vocab(config: dict, field: str, size: int, where: str) -> None:
                          f"{size} rows")
 
 
+def _tokenizer(tok, field: str, where: str) -> None:
+    if not isinstance(tok, dict):
+        raise ValueError(f"{where}: '{field}' must be an object, got {type(tok).__name__}")
+    if tok.get("kind") not in D.TOKENIZER_KINDS:
+        raise ValueError(f"{where}: unknown {field} kind {tok.get('kind')!r}; expected one "
+                         f"of {D.TOKENIZER_KINDS}")
+    for flag in ("lower", "joins"):
+        if not isinstance(tok.get(flag, False), bool):
+            raise ValueError(f"{where}: {field} '{flag}' must be true or false")
+    if tok.get("pattern", _DEFAULT_PATTERN) != _DEFAULT_PATTERN:
+        raise ValueError(f"{where}: the {field}'s pattern is not rnnkit's; a checkpoint "
+                         "names its tokenizer, it does not supply a regular expression")
+    if (tok["kind"] in D.SUBWORD_KINDS) != isinstance(tok.get("model"), str):
+        raise ValueError(f"{where}: a {field} has a subword 'model' (base64) exactly when its "
+                         f"kind is {' or '.join(D.SUBWORD_KINDS)}")
+
+
 def check(config: dict, model, where: str) -> None:
     """Raise ValueError unless ``config`` is a consistent run configuration for ``model``."""
     task = config.get("task")
     c = model.config
-    tok = config.get("tokenizer")
-    if not isinstance(tok, dict):
-        raise ValueError(f"{where}: 'tokenizer' must be an object, got {type(tok).__name__}")
-    if tok.get("kind") not in _TOKENIZER_KINDS:
-        raise ValueError(f"{where}: unknown tokenizer kind {tok.get('kind')!r}; expected one "
-                         f"of {_TOKENIZER_KINDS}")
-    for flag in ("lower", "joins"):
-        if not isinstance(tok.get(flag, False), bool):
-            raise ValueError(f"{where}: tokenizer '{flag}' must be true or false")
-    if tok.get("pattern", _DEFAULT_PATTERN) != _DEFAULT_PATTERN:
-        raise ValueError(f"{where}: the tokenizer's pattern is not rnnkit's; a checkpoint "
-                         "names its tokenizer, it does not supply a regular expression")
+    _tokenizer(config.get("tokenizer"), "tokenizer", where)
+    if task == "translate" and config.get("tgt_tokenizer") is not None:
+        _tokenizer(config["tgt_tokenizer"], "tgt_tokenizer", where)
     if task == "translate":
         _vocab(config, "vocab", c.src_vocab_size, where)
         _vocab(config, "tgt_vocab", c.tgt_vocab_size, where)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -40,7 +42,9 @@ def test_tokenizers():
     assert Tokenizer("char")("我 爱 NLP") == ["我", "爱", "N", "L", "P"]
     assert Tokenizer("word", lower=True)("Hello, World!") == ["hello", ",", "world", "!"]
     assert Tokenizer("space")("a  b\tc") == ["a", "b", "c"]
-    with pytest.raises(ValueError, match="unknown tokenizer 'bpe'"):
+    with pytest.raises(ValueError, match="unknown tokenizer 'wordpiece'"):
+        Tokenizer("wordpiece")
+    with pytest.raises(ValueError, match="a bpe tokenizer is learnt from text"):
         Tokenizer("bpe")
 
 
@@ -282,3 +286,26 @@ def test_a_line_past_the_limit_is_refused_and_the_limit_can_be_raised(tmp_path, 
         read_labelled(f)
     monkeypatch.setenv("RNNKIT_MAX_LINE_CHARS", "6000")
     assert len(read_labelled(f)) == 2
+
+
+@pytest.mark.parametrize("kind", ["bpe", "unigram"])
+def test_subwords_are_learnt_saved_and_give_the_text_back_exactly(kind):
+    pytest.importorskip("sentencepiece")
+    from rnnkit.data import Tokenizer
+
+    path = SHARED / "data" / "tatoeba_fra_eng" / "fra.txt"
+    if not path.is_file():
+        pytest.skip(f"{path} not present")
+    text = path.read_text(encoding="utf-8")
+    french = [line.split("\t")[1] for line in text.splitlines()[:3000]]
+    tok = Tokenizer.train(kind, french, 500)
+    assert tok.to_json()["model"] and len(tok.pieces()) <= 500
+    again = Tokenizer.from_json(json.loads(json.dumps(tok.to_json())))
+    odd = ["  Où est la gare ?  ", "火车站在哪里？ 😀", "", "a\tb", "ÉCOLE-ÉTÉ!!"]
+    for line in french[:500] + odd:
+        pieces = again(line)
+        assert again.detokenize(pieces) == line and pieces == tok(line)
+    assert len(tok("Je ne sais pas.")) < len("Je ne sais pas.")  # subwords, not characters
+    assert Tokenizer.train(kind, french, 500).model == tok.model  # deterministic
+    with pytest.raises(ValueError, match="at least 300 pieces"):
+        Tokenizer.train(kind, french, 100)

@@ -386,3 +386,38 @@ def test_plots_of_chinese_text_use_a_cjk_font_or_warn_once(tmp_path, monkeypatch
         __import__("matplotlib").rcParams["font.sans-serif"][0]) or real(fig, path))
     plots.plot_confusion(["名词", "动词"], [[3, 1], [0, 2]], tmp_path / "c.png")
     assert seen == [family]
+
+
+def test_translation_sides_are_cut_each_their_own_way(tmp_path, capsys):
+    pytest.importorskip("sentencepiece")
+    from rnnkit.pipeline import Task
+
+    fra = need(DATA / "tatoeba_fra_eng" / "fra.txt")
+    small = tmp_path / "fra.txt"
+    with open(fra, encoding="utf-8") as f:
+        small.write_text("".join(next(f) for _ in range(800)))
+    run = tmp_path / "tr"
+    assert main(["train", "translate", "--train", str(small), "--out", str(run), "--epochs",
+                 "1", "--hidden", "16", "--embedding-dim", "8", "--src-tokenizer", "char",
+                 "--tgt-tokenizer", "bpe", "--tgt-vocab-size", "400", "--quiet"]) == 0
+    task = Task.load(run)
+    assert (task.tokenizer.kind, task.tgt_tokenizer.kind) == ("char", "bpe")
+    assert task.tgt_vocab.itos[4:] == [p for p in task.tgt_tokenizer.pieces()
+                                       if p not in task.tgt_vocab.itos[:4]]
+    pairs = [line.split("\t")[:2] for line in small.read_text().splitlines()]
+    assert task.encode(pairs[:1])[0][1] == task.tgt_vocab.encode(task.tgt_tokenizer(pairs[0][1]))
+    assert len(task.encode(pairs[:1])[0][0]) == len(pairs[0][0].replace(" ", ""))
+    inp = tmp_path / "in.txt"
+    inp.write_text("I am happy.\n")
+    assert main(["predict", str(run), str(inp)]) == 0
+    assert "▁" not in capsys.readouterr().out  # subwords decoded
+
+
+def test_a_word_tokenizer_on_unsegmented_chinese_warns(tmp_path):
+    pairs = tmp_path / "zh.txt"
+    pairs.write_text("".join(f"I have something to show you {i}.\t我有东西想给你看看第{i}个\n"
+                             for i in range(60)))
+    with pytest.warns(UserWarning, match="target text holds Chinese or Japanese without "
+                      "spaces.*--tgt-tokenizer char, bpe or unigram"):
+        main(["train", "translate", "--train", str(pairs), "--out", str(tmp_path / "r"),
+              "--epochs", "1", "--hidden", "8", "--embedding-dim", "4", "--quiet"])
