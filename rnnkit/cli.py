@@ -274,6 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
         if task == "translate":
             t.add_argument("--attention", choices=["none", "dot", "general", "additive"],
                            default="dot", help="attention over the source (default: dot)")
+            t.add_argument("--bidirectional-encoder", action=argparse.BooleanOptionalAction,
+                           default=False, help="the encoder reads the source both ways, "
+                           "hidden/2 units each; each layer's final states [forward; backward] "
+                           "start the decoder (default: no)")
+            t.add_argument("--input-feed", action=argparse.BooleanOptionalAction,
+                           default=False, help="Luong's input feeding: the decoder reads its "
+                           "previous attentional state beside the previous token; trains step "
+                           "by step (default: no)")
             t.add_argument("--teacher-forcing", type=float, default=1.0,
                            help="probability of feeding the gold previous token (default: 1)")
             t.add_argument("--beam-size", type=_positive_int, default=1,
@@ -395,6 +403,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--encoding", default="utf-8", help="input encoding (default: utf-8)")
     pr.add_argument("--beam-size", type=_positive_int, default=1,
                     help="translate: beam width (default: 1, greedy)")
+    pr.add_argument("--n-best", type=_positive_int, default=1, metavar="K",
+                    help="translate: print the K best translations of each line (at most "
+                    "--beam-size), one per line as 'translation<TAB>score', score the "
+                    "beam's log p / length penalty (default: 1, the translation alone)")
+    pr.add_argument("--length-penalty", type=float, default=0.6, metavar="ALPHA",
+                    help="translate: the beam ranks finished translations by log p / "
+                    "((5 + length) / 6)^ALPHA, GNMT's penalty (0: by log p) (default: 0.6)")
     pr.add_argument("--plot", metavar="PNG", default=None,
                     help="translate: draw the attention of the first line's greedy "
                     "translation as a heat map to this PNG")
@@ -528,7 +543,9 @@ def _train_task(args) -> int:
                     beam_size=args.beam_size, bleu_tokenize=args.bleu_tokenize,
                     select_metric=args.select_metric, src_tokenizer=args.src_tokenizer,
                     tgt_tokenizer=args.tgt_tokenizer, src_vocab_size=args.src_vocab_size,
-                    tgt_vocab_size=args.tgt_vocab_size)
+                    tgt_vocab_size=args.tgt_vocab_size,
+                    bidirectional_encoder=args.bidirectional_encoder,
+                    input_feed=args.input_feed)
     if args.resume:
         from .pipeline import resume
 
@@ -591,9 +608,25 @@ def _predict(args) -> int:
     segmenter = Task.load(args.segment_with) if args.segment_with else None
     if segmenter is not None and task.task != "tag":
         raise ValueError(f"--segment-with feeds a tagger; {args.dir} is a {task.task} run")
-    outputs = task.predict(lines, segmenter=segmenter, beam_size=args.beam_size)
-    for line in outputs:
-        print(line)
+    if args.n_best > 1 or args.length_penalty != 0.6:
+        if task.task != "translate":
+            raise ValueError(f"--n-best and --length-penalty are for translations; {args.dir} "
+                             f"is a {task.task} run")
+        if args.n_best > args.beam_size:
+            raise ValueError(f"--n-best {args.n_best} needs a beam at least as wide "
+                             f"(--beam-size {args.beam_size})")
+    if task.task == "translate" and (args.n_best > 1 or args.length_penalty != 0.6):
+        for hyps in task.n_best(lines, args.beam_size, args.n_best,
+                                length_penalty=args.length_penalty):
+            if args.n_best == 1:
+                print(hyps[0][0] if hyps else "")
+                continue
+            hyps += [("", float("nan"))] * (args.n_best - len(hyps))  # blank line, short list
+            for text, score in hyps:
+                print(f"{text}\t{score:.4f}")
+    else:
+        for line in task.predict(lines, segmenter=segmenter, beam_size=args.beam_size):
+            print(line)
     if args.plot:
         if not lines:
             raise ValueError("--plot needs at least one input line")

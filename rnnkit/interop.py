@@ -525,6 +525,10 @@ def export_onnx(model, path: str | Path) -> list[Path]:
     kind = type(model).__name__
     if kind not in _BUILDERS:
         raise ValueError(f"ONNX export supports {', '.join(_BUILDERS)}; got {kind}")
+    if kind == "Seq2Seq" and (model.config.bidirectional_encoder or model.config.input_feed):
+        raise ValueError("ONNX export of a translation model supports a one-way encoder and a "
+                         "decoder without input feeding (not implemented for "
+                         "bidirectional_encoder or input_feed)")
     path = Path(path)
     written = []
     for suffix, build in _BUILDERS[kind]:

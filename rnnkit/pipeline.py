@@ -257,21 +257,33 @@ class Task:
                                   or self.options.get("bleu_tokenize", "auto"))
 
     def translate(self, lines: list[str], beam_size: int = 1, max_len: int | None = None,
-                  batch_size: int = 64) -> list[str]:
+                  batch_size: int = 64, length_penalty: float = 0.6) -> list[str]:
         """Greedy (beam_size 1) or beam-search translations, detokenised; a blank line's is
         blank."""
-        out = ["" for _ in lines]
+        return [n[0][0] if n else "" for n in self.n_best(lines, beam_size, 1, max_len,
+                                                           batch_size, length_penalty)]
+
+    def n_best(self, lines: list[str], beam_size: int = 5, n: int = 1,
+               max_len: int | None = None, batch_size: int = 64,
+               length_penalty: float = 0.6) -> list[list[tuple[str, float]]]:
+        """The ``n`` best translations of each line, detokenised, with the beam's ranking
+        score (log p / GNMT length penalty; greedy: None), best first; none for a blank
+        line. Sources are decoded ``batch_size`` at a time, the beam over all of them at once
+        (Seq2Seq.beam_search_batch)."""
+        out: list[list[tuple[str, float]]] = [[] for _ in lines]
         live = [i for i, t in enumerate(lines) if t.strip()]
         srcs = [self._source_ids(lines[i]) for i in live]
         for i in range(0, len(srcs), batch_size):
             chunk = srcs[i:i + batch_size]
             limit = max_len or 2 * max(len(s) for s in chunk) + 10
             if beam_size == 1:
-                ids = self.model.greedy(chunk, limit)
+                found = [[(y, None)] for y in self.model.greedy(chunk, limit)]
             else:
-                ids = [self.model.beam_search(s, beam_size, limit) for s in chunk]
-            for k, x in zip(live[i:i + batch_size], ids, strict=True):
-                out[k] = self.tgt_tokenizer.detokenize(self.tgt_vocab.decode(x))
+                found = self.model.beam_search_batch(chunk, beam_size, limit, length_penalty,
+                                                     n)
+            for k, hyps in zip(live[i:i + batch_size], found, strict=True):
+                out[k] = [(self.tgt_tokenizer.detokenize(self.tgt_vocab.decode(y)), score)
+                          for y, score in hyps]
         return out
 
     def _macro_f1(self, examples) -> float:
@@ -367,8 +379,8 @@ class Task:
         for length, rows in by_length.items():
             group = [srcs[i] for i in rows]
             limit = 2 * length + 10
-            ids = (self.model.greedy(group, limit) if beam_size == 1
-                   else [self.model.beam_search(s, beam_size, limit) for s in group])
+            ids = (self.model.greedy(group, limit) if beam_size == 1 else
+                   [r[0][0] for r in self.model.beam_search_batch(group, beam_size, limit)])
             scores = self.model.log_likelihood(group, ids)
             for i, y, score in zip(rows, ids, scores, strict=True):
                 text = self.tgt_tokenizer.detokenize(self.tgt_vocab.decode(y))
@@ -572,7 +584,8 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
           bptt: int = 64, split_seed: int = 0, progress: bool = True, beam_size: int = 1,
           bleu_tokenize: str = "auto", src_tokenizer: str | None = None,
           tgt_tokenizer: str | None = None, src_vocab_size: int = 8000,
-          tgt_vocab_size: int = 8000, recurrent: dict | None = None,
+          tgt_vocab_size: int = 8000, bidirectional_encoder: bool = False,
+          input_feed: bool = False, recurrent: dict | None = None,
           **train_options) -> dict:
     """Train a model for ``task`` on files; returns a summary (dev and test metrics).
 
@@ -584,7 +597,8 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
     translation is selected on dev BLEU unless ``select_metric`` says chrf or loss, and cuts
     its source and target with ``src_tokenizer`` and ``tgt_tokenizer`` (each by default
     ``tokenizer``, else word; ``bpe``/``unigram``: subwords learnt from the training split,
-    ``src_vocab_size``/``tgt_vocab_size`` pieces);
+    ``src_vocab_size``/``tgt_vocab_size`` pieces), with a ``bidirectional_encoder`` and
+    ``input_feed`` as Seq2SeqConfig says;
     ``recurrent`` the recurrent stack's options (rnnkit.options.RecurrentOptions fields);
     a tagger with ``crf`` has a CRF output layer, and with ``constraints`` decodes only the
     sequences valid under the tag scheme its labels follow (BIO, BIOES, BMES; detected);
@@ -683,6 +697,7 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
             src_vocab_size=len(vocab), tgt_vocab_size=len(tgt), embedding_dim=embedding_dim,
             hidden_size=hidden, num_layers=layers, cell=cell, attention=attention,
             dropout=dropout, teacher_forcing=teacher_forcing,
+            bidirectional_encoder=bidirectional_encoder, input_feed=input_feed,
             select_metric=select_metric or "bleu", seed=cfg.seed, **rec))
     else:
         vocab = D.Vocab.build([list(raw_train) if kind == "char" else tok(raw_train)],

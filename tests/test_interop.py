@@ -431,17 +431,22 @@ def test_seq2seq_onnx_encoder_and_decoder_step(cell, attention, tmp_path):
     ours, e, first = onnx_greedy(enc, dec, m, batch, 12)
     with m.evaluating():
         enc_out, state, smask, _ = m._encode(batch[0], batch[1])
-        ref_first, _ = m._step(np.full(len(src_ids), m.BOS), state, enc_out, smask)
+        ref_first, _ = m._step(np.full(len(src_ids), m.BOS), (state, None), enc_out, smask)
     close(e[0] * smask[..., None], enc_out * smask[..., None], "encoder states")
     close(first, ref_first, "first decoder step")
     assert ours == m.greedy(src_ids, 12)
 
 
 def test_export_refuses_other_models(tmp_path):
-    from rnnkit.models import SequenceRegressor
+    from rnnkit.models import Seq2Seq, Seq2SeqConfig, SequenceRegressor
 
     with pytest.raises(ValueError, match="ONNX export supports .* got SequenceRegressor"):
         export_onnx(SequenceRegressor.__new__(SequenceRegressor), tmp_path / "x.onnx")
+    fed = Seq2Seq(Seq2SeqConfig(src_vocab_size=6, tgt_vocab_size=6, hidden_size=4,
+                                input_feed=True))
+    with pytest.raises(ValueError, match="not implemented for bidirectional_encoder or "
+                       "input_feed"):
+        export_onnx(fed, tmp_path / "x.onnx")
 
 
 def test_cli_export_a_trained_classifier(tmp_path, capsys):

@@ -365,6 +365,98 @@ def test_seq2seq_gradients(attention, tf, cell, proj):
         assert rel_error(grads[name], numeric) < 1e-6, name
 
 
+@pytest.mark.parametrize("attention,cell,layers,tf", [
+    ("dot", "gru", 1, 1.0), ("general", "lstm", 2, 1.0), ("additive", "lstm", 1, 0.5),
+    ("dot", "gru-after", 2, 0.5)])
+def test_seq2seq_bidirectional_encoder_and_input_feeding_gradients(attention, cell, layers, tf):
+    """Every parameter of an encoder read both ways (its final states bridged to the decoder)
+    and a decoder fed its attentional state h̃_{t−1}, by centred differences in float64."""
+    from rnnkit.models import Seq2Seq, Seq2SeqConfig
+
+    rng = np.random.default_rng(1)
+    model = Seq2Seq(Seq2SeqConfig(src_vocab_size=8, tgt_vocab_size=7, embedding_dim=3,
+                                  hidden_size=6, num_layers=layers, cell=cell,
+                                  attention=attention, teacher_forcing=tf,
+                                  bidirectional_encoder=True, input_feed=True,
+                                  dtype="float64", seed=2))
+    assert model.layers["decoder"].input_size == 3 + 6  # [e(y); h̃]
+    for name, p in model.params.items():
+        p += rng.normal(0, 0.5, p.shape) * (0 if "embedding" in name else 1)
+    batch = model.collate(S2S_EXAMPLES)
+    state = model.rng.bit_generator.state
+    model.zero_grad()
+    total, count = model.forward_backward(batch)
+    grads = {k: v.copy() for k, v in model.grads.items()}
+
+    def loss():
+        model.rng.bit_generator.state = state
+        return model.forward_backward(batch)[0] / count
+
+    for name, p in model.params.items():
+        numeric = numerical_gradient(loss, p, eps=1e-5)
+        if name.endswith("embedding.weight"):
+            numeric[0] = 0
+        assert rel_error(grads[name], numeric) < 1e-6, name
+
+
+def test_the_bidirectional_encoder_hands_each_layer_forward_and_backward_states():
+    from rnnkit.models import Seq2Seq, Seq2SeqConfig
+
+    model = Seq2Seq(Seq2SeqConfig(src_vocab_size=8, tgt_vocab_size=7, embedding_dim=3,
+                                  hidden_size=6, num_layers=2, cell="lstm", dropout=0.3,
+                                  bidirectional_encoder=True, dtype="float64", seed=2))
+    enc = model.layers["encoder"]
+    assert (enc.hidden_size, enc.bidirectional, enc.dropout) == (3, True, 0.3)
+    assert model.layers["decoder"].dropout == 0.3  # dropout inside the stacks
+    src, slen, _, _ = model.collate(S2S_EXAMPLES)
+    with model.evaluating():
+        out, (h, c), _, _ = model._encode(src, slen)
+        e, _ = model.layers["src_embedding"].forward(src)
+        _, (h_raw, c_raw), _ = enc.forward(e, lengths=slen, inference=True)
+    assert h.shape == c.shape == (2, 3, 6) and out.shape == (3, 4, 6)
+    for layer in range(2):
+        np.testing.assert_array_equal(h[layer], np.hstack([h_raw[2 * layer],
+                                                           h_raw[2 * layer + 1]]))
+        np.testing.assert_array_equal(c[layer], np.hstack([c_raw[2 * layer],
+                                                           c_raw[2 * layer + 1]]))
+    with pytest.raises(ValueError, match="hidden_size must be even"):
+        Seq2Seq(Seq2SeqConfig(src_vocab_size=8, tgt_vocab_size=7, hidden_size=5,
+                              bidirectional_encoder=True))
+    with pytest.raises(ValueError, match="input_feed feeds the attentional state"):
+        Seq2Seq(Seq2SeqConfig(src_vocab_size=8, tgt_vocab_size=7, attention="none",
+                              input_feed=True))
+
+
+@pytest.mark.parametrize("feed", [False, True])
+def test_batched_beam_search_is_each_sentence_alone_with_scores_that_add_up(feed):
+    from rnnkit import blas
+    from rnnkit.seq2seq import gnmt_penalty
+
+    model = _s2s("general", 1.0, "lstm", bidirectional_encoder=feed, input_feed=feed)
+    rng = np.random.default_rng(3)
+    for p in model.params.values():
+        p += rng.normal(0, 1.0, p.shape)
+    srcs = [[4, 5, 6], [7], [5, 5, 4, 6], [6, 6], [4]]
+    with blas.batch_invariant():  # the same numbers alone and in a batch, where numba runs
+        together = model.beam_search_batch(srcs, beam_size=3, max_len=9, n_best=3)
+        alone = [model.beam_search_batch([s], beam_size=3, max_len=9, n_best=3)[0]
+                 for s in srcs]
+    assert [[h for h, _ in r] for r in together] == [[h for h, _ in r] for r in alone]
+    np.testing.assert_allclose([s for r in together for _, s in r],
+                               [s for r in alone for _, s in r], rtol=1e-12)
+    for src, nbest in zip(srcs, together, strict=True):
+        assert [s for _, s in nbest] == sorted((s for _, s in nbest), reverse=True)
+        assert nbest[0][0] == model.beam_search(src, 3, 9)
+        for hyp, score in nbest:  # a finished hypothesis: log p(y|x) (teacher-forced) / lp
+            if len(hyp) < 9:
+                lp = gnmt_penalty(len(hyp) + 1, 0.6)
+                assert score * lp == pytest.approx(model.log_likelihood([src], [hyp])[0],
+                                                   rel=1e-9)
+    assert gnmt_penalty(7, 0.6) == pytest.approx(2.0 ** 0.6) and gnmt_penalty(3, 0) == 1.0
+    with pytest.raises(ValueError, match=r"n_best must be in \[1, beam_size=2\]"):
+        model.beam_search_batch(srcs, beam_size=2, n_best=3)
+
+
 def test_beam_search_and_greedy():
     model = _s2s("dot", 1.0)
     rng = np.random.default_rng(3)

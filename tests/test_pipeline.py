@@ -144,6 +144,14 @@ def test_translate_train_predict_eval(tmp_path, capsys):
     assert main(["predict", str(run), str(inp), "--beam-size", "3"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and lines[1] == "" and lines[0] and lines[2]  # blank in, blank out
+    assert main(["predict", str(run), str(inp), "--beam-size", "3", "--n-best", "2"]) == 0
+    nbest = capsys.readouterr().out.splitlines()
+    assert len(nbest) == 6 and nbest[2:4] == ["\tnan", "\tnan"]  # 2 per line, blank: none
+    assert nbest[0].split("\t")[0] == lines[0]
+    assert float(nbest[0].split("\t")[1]) >= float(nbest[1].split("\t")[1])
+    with pytest.raises(SystemExit):
+        main(["predict", str(run), str(inp), "--n-best", "2"])
+    assert "--n-best 2 needs a beam at least as wide" in capsys.readouterr().err
     history = [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines()]
     assert {"dev_bleu", "dev_chrf"} <= set(history[0])  # selected on dev BLEU
     assert Task.load(run).model.primary_metric == ("bleu", True)

@@ -79,8 +79,7 @@ def test_records_hold_the_fields_of_each_task(runs):
     src = mt.vocab.encode(mt.tokenizer("the cat"))
     ids = m.greedy([src], 2 * len(src) + 10)[0]
     with m.evaluating():
-        s, slen, _, _ = m.collate([(src, [])])
-        enc, state, mask, _ = m._encode(s, slen)
+        enc, mask, state = m._start([src])
         total, token = 0.0, np.array([m.BOS])
         for y in ids + [m.EOS]:
             logits, state = m._step(token, state, enc, mask)
