@@ -281,21 +281,22 @@ def test_a_real_server_answers_and_drains_on_sigterm(runs):
         assert (bad.status_code, unknown.status_code, big.status_code) == (400, 404, 413)
         assert "error" in bad.json() and "error" in unknown.json() and "error" in big.json()
 
-        async def in_flight():
+        async def in_flight():  # SIGTERM once the first token of a stream has arrived
             async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as c:
-                slow = asyncio.create_task(c.post("/v1/models/lm:generate", json={
-                    "prompt": "F", "max_tokens": 10_000, "seed": 1}))
-                await asyncio.sleep(0.3)
-                proc.send_signal(signal.SIGTERM)
-                signalled = time.monotonic()
-                answer = await slow
-                return answer, signalled, time.monotonic()
-        answer, signalled, answered = asyncio.run(in_flight())
-        assert answered > signalled  # it was in flight when SIGTERM came, and finished
+                body = {"prompt": "F", "max_tokens": 2000, "seed": 1, "stream": True}
+                async with c.stream("POST", "/v1/models/lm:generate", json=body) as r:
+                    events = r.aiter_lines()
+                    first = await anext(events)
+                    proc.send_signal(signal.SIGTERM)
+                    signalled = time.monotonic()
+                    rest = [line async for line in events]
+            return [first] + rest, signalled
+        lines, signalled = asyncio.run(in_flight())
+        events = [json.loads(x[len("data: "):]) for x in lines if x]
         # uvicorn, having drained, ends by the signal it caught, as its parent expects
         assert proc.wait(timeout=10) == -signal.SIGTERM and time.monotonic() - signalled < 10
-        assert answer.status_code == 200
-        assert answer.json()["output"] == Task.load(runs / "lm").generate("F", 10_000, seed=1)
+        assert len(events) == 2001 and events[-1]["done"]  # the stream in flight finished
+        assert events[-1]["output"] == Task.load(runs / "lm").generate("F", 2000, seed=1)
         with pytest.raises(httpx.TransportError):
             httpx.get(f"{url}/healthz")
     finally:
