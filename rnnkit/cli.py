@@ -346,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also checkpoint every N steps inside an epoch, so that a kill "
                        "loses at most N steps (--resume goes on from there) (default: 0, at "
                        "the end of each epoch only; not for lm)")
+        t.add_argument("--keep-checkpoints", type=int, default=2, metavar="N",
+                       help="step checkpoints kept besides last and best, e.g. for rnnkit "
+                       "average (default: 2)")
         t.add_argument("--ema", type=_fraction, default=0.0, metavar="DECAY",
                        help="evaluate, select and save an exponential moving average of the "
                        "weights with this decay per step, e.g. 0.999 (Polyak averaging) "
@@ -433,6 +436,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="end the text where the model draws <eos> (default: <eos> is never "
                     "drawn, like <pad>, <unk> and <bos>)")
     ge.add_argument("--seed", type=int, default=None, help="random seed")
+    av = sub.add_parser("average", help="average a run's last checkpoints into one",
+                        description="Checkpoint averaging: the mean of each weight over the "
+                        "last K step checkpoints of a run (RUN/checkpoints; train with "
+                        "--keep-checkpoints to keep more), written as a model-only checkpoint "
+                        "that eval, predict and serve read.")
+    av.add_argument("dir", help="run directory")
+    av.add_argument("--last", type=_positive_int, default=None, metavar="K",
+                    help="how many of the newest step checkpoints (default: every one kept)")
+    av.add_argument("--out", default=None,
+                    help="the new checkpoint directory (default: RUN/averaged)")
     ex = sub.add_parser("export", help="write a trained model as ONNX",
                         description="Write a trained model as an ONNX graph built from ONNX's "
                         "own LSTM/GRU/RNN operators (opset 17, float32, variable lengths via "
@@ -520,6 +533,7 @@ def _train_task(args) -> int:
                 lr=args.lr, clip_norm=args.clip, patience=args.patience, seed=args.seed,
                 ema=args.ema, max_minutes=args.max_minutes,
                 checkpoint_every=args.checkpoint_every,
+                keep_checkpoints=args.keep_checkpoints,
                 progress=not args.quiet, recurrent=_recurrent_options(args))
     if args.task != "translate":
         opts.update(init_from=args.init_from)
@@ -677,6 +691,21 @@ def _generate(args) -> int:
     return 0
 
 
+def _average(args) -> int:
+    from .io import average_checkpoints
+
+    steps = sorted(Path(args.dir, "checkpoints").glob("step-*"))
+    if not steps:
+        raise ValueError(f"{args.dir}: no step checkpoints (RUN/checkpoints/step-*) to average")
+    chosen = steps[-args.last:] if args.last else steps
+    if args.last and args.last > len(steps):
+        raise ValueError(f"--last {args.last}: {args.dir} keeps {len(steps)} step checkpoints")
+    out = average_checkpoints(chosen, args.out or Path(args.dir) / "averaged")
+    print(f"averaged {len(chosen)} checkpoints ({chosen[0].name} … {chosen[-1].name}) into "
+          f"{out}")
+    return 0
+
+
 def _export(args) -> int:
     from .interop import export_onnx
     from .pipeline import Task
@@ -790,6 +819,8 @@ def main(argv: list[str] | None = None) -> int:
             return _predict(args)
         if args.command == "generate":
             return _generate(args)
+        if args.command == "average":
+            return _average(args)
         if args.command == "inspect":
             return _inspect(args)
         if args.command == "export":

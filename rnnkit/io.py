@@ -296,3 +296,28 @@ def load_training_state(directory: str | Path, optimizer) -> dict:
     optimizer.load_state_dict(_load_tensors(directory / "optimizer.safetensors"),
                               state["optimizer"])
     return state
+
+
+def average_checkpoints(directories: list[str | Path], out: str | Path) -> Path:
+    """Write to ``out`` a model-only checkpoint whose every weight is the mean of the same
+    weight in ``directories`` (checkpoint averaging, as OpenNMT's average_models: a cheap
+    ensemble of one run's last steps), summed in float64; its config is the newest's. The
+    checkpoints must hold the same model (type and config)."""
+    if not directories:
+        raise ValueError("no checkpoint to average")
+    model, config = load_model(directories[-1])
+    total = {k: p.astype(np.float64) for k, p in model.params.items()}
+    for d in directories[:-1]:
+        other, c = load_model(d)
+        if (c.get("model_type"), c.get("model")) != (config.get("model_type"),
+                                                       config.get("model")):
+            raise ValueError(f"{d} holds another model than {directories[-1]} (type or "
+                             "config differ): only checkpoints of one run average")
+        for k, p in other.params.items():
+            total[k] += p
+    for k, p in model.params.items():
+        p[...] = total[k] / len(directories)
+    extra = {k: v for k, v in config.items()
+             if k not in ("format_version", "rnnkit_version", "model_type", "model")}
+    extra["averaged"] = [str(d) for d in directories]
+    return save_checkpoint(out, model, extra_config=extra)

@@ -90,6 +90,8 @@ class TrainConfig:
             raise ValueError(f"on_nan must be 'stop' or 'skip', got {self.on_nan!r}")
         if isinstance(self.ema, bool) or not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema must be a decay in [0, 1), got {self.ema!r}")
+        if self.keep_checkpoints < 0:
+            raise ValueError(f"keep_checkpoints must be >= 0, got {self.keep_checkpoints}")
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0 steps (0: off), got "
                              f"{self.checkpoint_every}")

@@ -275,3 +275,38 @@ def test_a_failed_write_names_its_file(tmp_path, monkeypatch):
         p, mode, *a, **k)) if "w" in mode else real_open(p, mode, *a, **k))
     with pytest.raises(OSError, match=r"cannot write .*summary.json.*No space left on device"):
         write_atomic(tmp_path / "summary.json", b"{}")
+
+
+def test_average_the_last_checkpoints_of_a_run(tmp_path, capsys):
+    from rnnkit.cli import main
+    from rnnkit.io import average_checkpoints, load_model
+    from rnnkit.pipeline import Task
+
+    data = tmp_path / "d.tsv"
+    data.write_text("".join(f"{'good fine' if i % 2 else 'bad awful'} {i}\t{i % 2}\n"
+                            for i in range(60)))
+    run = tmp_path / "run"
+    assert main(["train", "classify", "--train", str(data), "--out", str(run), "--epochs",
+                 "4", "--hidden", "6", "--embedding-dim", "4", "--keep-checkpoints", "5",
+                 "--quiet"]) == 0
+    steps = sorted((run / "checkpoints").glob("step-*"))
+    assert len(steps) == 4
+    assert main(["average", str(run), "--last", "3"]) == 0
+    assert "averaged 3 checkpoints" in capsys.readouterr().out
+    averaged, config = load_model(run / "averaged")
+    models = [load_model(s)[0] for s in steps[-3:]]
+    for name, p in averaged.params.items():
+        mean = sum(m.params[name].astype(np.float64) for m in models) / 3
+        np.testing.assert_array_equal(p, mean.astype(p.dtype))
+    assert config["averaged"] == [str(s) for s in steps[-3:]]
+    assert Task.load(run / "averaged").predict(["good fine 3"]) in (["0"], ["1"])
+    assert main(["eval", str(run / "averaged"), "--data", str(data), "--json"]) == 0
+    with pytest.raises(SystemExit):
+        main(["average", str(run), "--last", "9"])
+    assert "--last 9: " in capsys.readouterr().err
+    other = tmp_path / "other"
+    main(["train", "classify", "--train", str(data), "--out", str(other), "--epochs", "1",
+          "--hidden", "8", "--embedding-dim", "4", "--quiet"])
+    with pytest.raises(ValueError, match="holds another model"):
+        average_checkpoints([steps[-1], *sorted((other / "checkpoints").glob("step-*"))],
+                            tmp_path / "x")
