@@ -23,7 +23,7 @@ def test_chinese_is_scored_on_characters_not_as_one_word():
     hyp, ref = ["火车站在哪里？"], ["火车站在哪儿？"]
     assert translation_scores(hyp, ref, "13a")["bleu"] == 0.0
     auto = translation_scores(hyp, ref)
-    assert auto["bleu_tokenize"] == "zh" and auto["bleu"] > 30
+    assert auto["bleu_tokenize"] == "zh" and auto["bleu"] == pytest.approx(64.35, abs=0.01)
     assert auto == {**translation_scores(hyp, ref, "zh"), "bleu_tokenize": "zh"}
     assert auto["chrf"] > 40
 
