@@ -341,15 +341,19 @@ S2S_EXAMPLES = [([4, 5, 6, 7], [4, 5]), ([5], [6, 4, 6]), ([7, 4], [5])]
 @pytest.mark.parametrize("tf,cell,proj", [(1.0, "gru", 0), (0.5, "lstm", 0), (1.0, "lstm", 3)])
 def test_seq2seq_gradients(attention, tf, cell, proj):
     """proj: encoder and decoder LSTMs with projected states, attention over P values."""
-    rng = np.random.default_rng(0)
     model = _s2s(attention, tf, cell, proj_size=proj)
+    assert _check_s2s_gradients(model, np.random.default_rng(0)) == 9
+
+
+def _check_s2s_gradients(model, rng) -> int:
+    """Every parameter's gradient of a float64 Seq2Seq (weights moved off their start) against
+    centred differences, the teacher-forcing draws replayed; → the batch's target tokens."""
     for name, p in model.params.items():
         p += rng.normal(0, 0.5, p.shape) * (0 if "embedding" in name else 1)
     batch = model.collate(S2S_EXAMPLES)
     state = model.rng.bit_generator.state
     model.zero_grad()
     total, count = model.forward_backward(batch)
-    assert count == 9
     grads = {k: v.copy() for k, v in model.grads.items()}
 
     def loss():  # the same teacher-forcing draws every time
@@ -363,6 +367,7 @@ def test_seq2seq_gradients(attention, tf, cell, proj):
         if name.endswith("embedding.weight"):
             numeric[0] = 0
         assert rel_error(grads[name], numeric) < 1e-6, name
+    return count
 
 
 @pytest.mark.parametrize("attention,cell,layers,tf", [
@@ -373,30 +378,13 @@ def test_seq2seq_bidirectional_encoder_and_input_feeding_gradients(attention, ce
     and a decoder fed its attentional state h̃_{t−1}, by centred differences in float64."""
     from rnnkit.models import Seq2Seq, Seq2SeqConfig
 
-    rng = np.random.default_rng(1)
     model = Seq2Seq(Seq2SeqConfig(src_vocab_size=8, tgt_vocab_size=7, embedding_dim=3,
                                   hidden_size=6, num_layers=layers, cell=cell,
                                   attention=attention, teacher_forcing=tf,
                                   bidirectional_encoder=True, input_feed=True,
                                   dtype="float64", seed=2))
     assert model.layers["decoder"].input_size == 3 + 6  # [e(y); h̃]
-    for name, p in model.params.items():
-        p += rng.normal(0, 0.5, p.shape) * (0 if "embedding" in name else 1)
-    batch = model.collate(S2S_EXAMPLES)
-    state = model.rng.bit_generator.state
-    model.zero_grad()
-    total, count = model.forward_backward(batch)
-    grads = {k: v.copy() for k, v in model.grads.items()}
-
-    def loss():
-        model.rng.bit_generator.state = state
-        return model.forward_backward(batch)[0] / count
-
-    for name, p in model.params.items():
-        numeric = numerical_gradient(loss, p, eps=1e-5)
-        if name.endswith("embedding.weight"):
-            numeric[0] = 0
-        assert rel_error(grads[name], numeric) < 1e-6, name
+    _check_s2s_gradients(model, np.random.default_rng(1))
 
 
 def test_the_bidirectional_encoder_hands_each_layer_forward_and_backward_states():

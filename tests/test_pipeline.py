@@ -125,13 +125,19 @@ def test_generate_refuses_a_classifier(tmp_path, capsys):
     assert "only a language model generates" in capsys.readouterr().err
 
 
-def test_translate_train_predict_eval(tmp_path, capsys):
-    from rnnkit.pipeline import Task
-
+def _first_pairs(tmp_path, n: int):
+    """The first ``n`` Tatoeba English–French pairs, as a file of the run's format."""
     fra = need(DATA / "tatoeba_fra_eng" / "fra.txt")
     small = tmp_path / "fra.txt"
     with open(fra, encoding="utf-8") as f:
-        small.write_text("".join(next(f) for _ in range(600)))
+        small.write_text("".join(next(f) for _ in range(n)))
+    return small
+
+
+def test_translate_train_predict_eval(tmp_path, capsys):
+    from rnnkit.pipeline import Task
+
+    small = _first_pairs(tmp_path, 600)
     run = tmp_path / "tr"
     assert main(["train", "translate", "--train", str(small), "--out", str(run), "--epochs",
                  "1", "--hidden", "16", "--embedding-dim", "8", "--lower", "--attention",
@@ -400,10 +406,7 @@ def test_translation_sides_are_cut_each_their_own_way(tmp_path, capsys):
     pytest.importorskip("sentencepiece")
     from rnnkit.pipeline import Task
 
-    fra = need(DATA / "tatoeba_fra_eng" / "fra.txt")
-    small = tmp_path / "fra.txt"
-    with open(fra, encoding="utf-8") as f:
-        small.write_text("".join(next(f) for _ in range(800)))
+    small = _first_pairs(tmp_path, 800)
     run = tmp_path / "tr"
     assert main(["train", "translate", "--train", str(small), "--out", str(run), "--epochs",
                  "1", "--hidden", "16", "--embedding-dim", "8", "--src-tokenizer", "char",
