@@ -641,6 +641,8 @@ def train(task: str, train_path, out, dev_path=None, test_path=None, fmt: str | 
              "files": {name: _fingerprint(p) for name, p in
                        (("train", train_path), ("dev", dev_path), ("test", test_path)) if p}}
     if task == "classify":
+        if kind == "word":
+            _warn_unsegmented([t for t, _ in raw_train], "the text", "--tokenizer char")
         vocab = D.Vocab.build((tok(t) for t, _ in raw_train), min_freq, max_vocab)
         bigrams = _bigram_vocab(tok(t) for t, _ in raw_train) if bigram_features else None
         extra["bigrams"] = bigrams.to_json() if bigrams else None
@@ -728,18 +730,23 @@ def _side(kind: str, texts: list[str], lower: bool, subwords: int, min_freq: int
         tok = D.Tokenizer.train(kind, texts, subwords, lower)
         return tok, D.Vocab(list(D.SPECIALS) + [p for p in tok.pieces() if p not in D.SPECIALS])
     if kind == "word":
-        sample = texts[:2000]
-        runs = [r for t in sample for r in _CJK_RUN.findall(t) if len(r) > 6]
-        if len(runs) > 0.05 * len(sample):
-            import warnings
-
-            warnings.warn(f"the {side} text holds Chinese or Japanese without spaces, which "
-                          f"the word tokenizer reads as whole clauses (e.g. {runs[0]!r} is one "
-                          f"token); use --{'src' if side == 'source' else 'tgt'}-tokenizer "
-                          "char, bpe or unigram",
-                          stacklevel=3)
+        flag = {"source": "--src-tokenizer", "target": "--tgt-tokenizer"}[side]
+        _warn_unsegmented(texts, f"the {side} text", f"{flag} char, bpe or unigram")
     tok = D.Tokenizer(kind, lower, joins=kind == "word")
     return tok, D.Vocab.build((tok(t) for t in texts), min_freq, max_vocab)
+
+
+def _warn_unsegmented(texts: list[str], what: str, instead: str) -> None:
+    """Warn when Chinese or Japanese without spaces would reach a word tokenizer, which reads
+    whole clauses as single tokens."""
+    sample = texts[:2000]
+    runs = [r for t in sample for r in _CJK_RUN.findall(t) if len(r) > 6]
+    if len(runs) > 0.05 * len(sample):
+        import warnings
+
+        warnings.warn(f"{what} holds Chinese or Japanese without spaces, which the word "
+                      f"tokenizer reads as whole clauses (e.g. {runs[0]!r} is one token); use "
+                      f"{instead}", stacklevel=4)
 
 
 def _dev_scores(config: dict, raw_dev):

@@ -432,3 +432,8 @@ def test_a_word_tokenizer_on_unsegmented_chinese_warns(tmp_path):
                       "spaces.*--tgt-tokenizer char, bpe or unigram"):
         main(["train", "translate", "--train", str(pairs), "--out", str(tmp_path / "r"),
               "--epochs", "1", "--hidden", "8", "--embedding-dim", "4", "--quiet"])
+    labelled = tmp_path / "zh.tsv"
+    labelled.write_text("".join(f"我有东西想给你看看第{i}个\t{i % 2}\n" for i in range(60)))
+    with pytest.warns(UserWarning, match="the text holds Chinese.*use --tokenizer char"):
+        main(["train", "classify", "--train", str(labelled), "--out", str(tmp_path / "c"),
+              "--epochs", "1", "--hidden", "8", "--embedding-dim", "4", "--quiet"])
