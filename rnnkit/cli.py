@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .bleu import BLEU_TOKENIZERS
+from .distributed import share, world
 from .train import TrainingDiverged
 
 
@@ -569,6 +570,8 @@ def _train_task(args) -> int:
                          patience=args.patience)
     else:
         summary = train(args.task, args.train, args.out, args.dev, args.test, **opts)
+    if world().rank != 0:  # under mpiexec rank 0 reports
+        return 0
     dev = summary["dev"] or {}
     shown = {k: v for k, v in dev.items() if k.startswith("dev_")}
     print(f"trained {args.task} for {summary['epochs']} epochs; the best, epoch "
@@ -622,6 +625,14 @@ def _predict(args) -> int:
     segmenter = Task.load(args.segment_with) if args.segment_with else None
     if segmenter is not None and task.task != "tag":
         raise ValueError(f"--segment-with feeds a tagger; {args.dir} is a {task.task} run")
+    w = world()
+    if w.parallel:  # under mpiexec: each rank predicts its lines, rank 0 prints them in order
+        mine = task.predict(share(lines, w), segmenter=segmenter, beam_size=args.beam_size)
+        parts = w.gather(mine)
+        if w.rank == 0:
+            for i in range(len(lines)):
+                print(parts[i % w.size][i // w.size])
+        return 0
     if args.n_best > 1 or args.length_penalty != 0.6:
         if task.task != "translate":
             raise ValueError(f"--n-best and --length-penalty are for translations; {args.dir} "
@@ -834,18 +845,47 @@ def main(argv: list[str] | None = None) -> int:
         usage = not isinstance(exc, OSError) or isinstance(exc, FileNotFoundError | PermissionError
                                                            | IsADirectoryError
                                                            | NotADirectoryError)
-        ap.exit(2 if usage else 1, f"rnnkit {args.command}: error: {exc}\n")
+        _leave(ap, 2 if usage else 1, f"rnnkit {args.command}: error{_rank()}: {exc}\n")
     except TrainingDiverged as exc:  # a failure during training: exit 1, the checkpoint named
         if args.debug:
             raise
-        ap.exit(1, f"rnnkit {args.command}: training diverged: {exc}\n")
+        _leave(ap, 1, f"rnnkit {args.command}: training diverged{_rank()}: {exc}\n")
     except MemoryError as exc:
         if args.debug:
             raise
         detail = f" ({exc})" if str(exc) else ""
-        ap.exit(1, f"rnnkit {args.command}: error: not enough memory{detail}; use smaller "
-                "sizes (--hidden, --layers, --batch-size, --max-vocab)\n")
+        _leave(ap, 1, f"rnnkit {args.command}: error{_rank()}: not enough memory{detail}; use "
+               "smaller sizes (--hidden, --layers, --batch-size, --max-vocab)\n")
     return 0
+
+
+def _parallel():
+    """The MPI world when this process is one of several ranks, else None."""
+    from .distributed import under_mpiexec
+
+    if not under_mpiexec():
+        return None
+    try:
+        w = world()
+    except ValueError:  # under a launcher without mpi4py: a process of its own
+        return None
+    return w if w.parallel else None
+
+
+def _rank() -> str:
+    w = _parallel()
+    return f" (rank {w.rank} of {w.size})" if w is not None else ""
+
+
+def _leave(ap, code: int, message: str) -> None:
+    """Exit with ``message``; under mpiexec every rank ends with this one (MPI Abort), so that
+    none waits forever for a rank that has failed."""
+    w = _parallel()
+    if w is not None:
+        sys.stderr.write(message)
+        sys.stderr.flush()
+        w.abort(code)
+    ap.exit(code, message)
 
 
 if __name__ == "__main__":

@@ -750,6 +750,13 @@ class LanguageModel(Model):
             raise ValueError("a language-model batch is one window (train with batch_size=1)")
         return examples[0]
 
+    @staticmethod
+    def shard_rows(batch, rank: int, size: int):
+        """A rank's rows r, r + K, … of a window (data-parallel under mpiexec: each rank
+        carries the state of its own rows from window to window); None when it has none."""
+        x, y = batch
+        return (x[rank::size], y[rank::size]) if rank < len(x) else None
+
     def start_epoch(self):
         """Forget the carried state: the stream starts again."""
         self._state = None

@@ -8,6 +8,7 @@ names, tokenizer and data options.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -22,6 +23,7 @@ import numpy as np
 from . import blas, io, run_config, schemes
 from . import data as D
 from .columns import read_columns
+from .distributed import world
 from .models import (
     ClassifierConfig,
     LanguageModel,
@@ -491,10 +493,21 @@ class Task:
 
 
 def _holding_run_lock(fn):
-    """The run directory ``out`` is locked for the whole of ``fn`` (io.run_lock)."""
+    """The run directory ``out`` is locked for the whole of ``fn`` (io.run_lock); under
+    mpiexec by rank 0, whose success or refusal every rank hears."""
     @functools.wraps(fn)
     def wrapper(task, train_path, out, *args, **kwargs):
-        with io.run_lock(out):
+        w = world()
+        with contextlib.ExitStack() as stack:
+            problem = None
+            if w.rank == 0:
+                try:
+                    stack.enter_context(io.run_lock(out))
+                except ValueError as exc:
+                    problem = str(exc)
+            problem = w.bcast(problem)
+            if problem is not None:
+                raise ValueError(problem)
             return fn(task, train_path, out, *args, **kwargs)
     return wrapper
 
@@ -811,6 +824,8 @@ def _finish(task: str, trainer: Trainer, out, raw_test, beam_size: int, train_ex
                "dev": history[best - 1] if history else None,
                "dev_last": history[-1] if history else None,
                "train_examples": train_examples, "vocab_size": vocab_size}
+    if not trainer.writer:  # under mpiexec: rank 0 tests and writes
+        return summary
     if raw_test is not None:
         summary["test"] = Task.load(out).evaluate(raw_test, beam_size=beam_size)
         if task == "translate":

@@ -21,13 +21,14 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
 from . import blas, io
+from .distributed import World, allreduce_gradients, merge_totals, share, world
 from .optim import (
     CosineLR,
     LinearWarmup,
@@ -114,21 +115,38 @@ def batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
     return [chunks[i] for i in order]
 
 
-def evaluate(model, data: list, batch_size: int = 64, in_order: bool = False) -> dict:
+def evaluate(model, data: list, batch_size: int = 64, in_order: bool = False,
+             world: World | None = None) -> dict:
     """Metrics of ``model`` on ``data`` in eval mode: batches of similar lengths, or the
-    examples in their order with ``in_order`` (a language model's consecutive windows)."""
+    examples in their order with ``in_order`` (a language model's consecutive windows); with
+    a parallel ``world`` (rnnkit.distributed) each rank takes its share of every batch."""
     if not data:
         raise ValueError("cannot evaluate on an empty data set")
+    w = world or World()
     if hasattr(model, "start_eval"):
         model.start_eval()
     order = (np.arange(len(data)) if in_order else
              np.argsort([model.example_length(e) for e in data], kind="stable"))
     totals: dict = {}
     for i in range(0, len(order), batch_size):
-        part = model.evaluate(model.collate([data[j] for j in order[i:i + batch_size]]))
-        for k, v in part.items():
+        batch = shard_batch(model, [data[j] for j in order[i:i + batch_size]], w)
+        if batch is None:
+            continue
+        for k, v in model.evaluate(batch).items():
             totals[k] = totals.get(k, 0) + v
-    return model.metrics(totals)
+    return model.metrics(merge_totals(w.allgather(totals)))
+
+
+def shard_batch(model, examples: list, w: World):
+    """A rank's part of a batch, collated: examples r, r + K, … (a model with
+    ``shard_rows``, a language model's one window: its rows r, r + K, …); the whole batch for
+    one process; None when the rank's part is empty."""
+    if not w.parallel:
+        return model.collate(examples)
+    if hasattr(model, "shard_rows"):
+        return model.shard_rows(model.collate(examples), w.rank, w.size)
+    part = share(examples, w)
+    return model.collate(part) if part else None
 
 
 class Trainer:
@@ -149,6 +167,7 @@ class Trainer:
             raise ValueError("the dev data set is empty")
         self.model, self.train_data, self.dev_data = model, train_data, dev_data
         self.dev_scores = dev_scores
+        self.world = world()  # one process, or this rank of an mpiexec run (data-parallel)
         self.config = config or TrainConfig()
         if run_dir is None:
             import tempfile
@@ -282,10 +301,15 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def evaluate(self, data: list, batch_size: int | None = None) -> dict:
         """Metrics of the model on ``data`` (eval mode; no gradients), with ``ema`` of the
-        averaged weights."""
+        averaged weights; under mpiexec each rank evaluates its share of every batch and the
+        totals are summed."""
         with self._averaged():
             return evaluate(self.model, data, batch_size or self.config.batch_size,
-                            in_order=not self.config.shuffle)
+                            in_order=not self.config.shuffle, world=self.world)
+
+    def _batch(self, examples: list):
+        """This rank's part of a batch of examples, collated (None when it holds none)."""
+        return shard_batch(self.model, examples, self.world)
 
     # Polyak averaging (Polyak & Juditsky 1992), as an exponential moving average: after each
     # step w̄ ← d w̄ + (1 − d) w, with d = min(ema, (1 + step) / (10 + step)) so that the first
@@ -319,14 +343,29 @@ class Trainer:
 
     def fit(self) -> list[dict]:
         """Train until ``config.epochs`` (or early stopping); returns the per-epoch records.
-        The run directory is locked meanwhile: a second writer is refused (io.run_lock)."""
-        with io.run_lock(self.run_dir):
+        The run directory is locked meanwhile: a second writer is refused (io.run_lock).
+        Under mpiexec every rank calls it; rank 0 alone writes (rnnkit.distributed)."""
+        with io.run_lock(self.run_dir) if self.writer else nullcontext():
             return self._fit()
 
-    def _fit(self) -> list[dict]:
-        from tqdm import tqdm
+    @property
+    def writer(self) -> bool:
+        """Whether this process writes the run's files (rank 0, or the only process)."""
+        return self.world.rank == 0
 
-        c = self.config
+    def _fit(self) -> list[dict]:
+        problem = None
+        if self.writer:
+            try:
+                self._prepare_run_dir()
+            except ValueError as exc:
+                problem = str(exc)
+        problem = self.world.bcast(problem)  # every rank stops, not rank 0 alone
+        if problem is not None:
+            raise ValueError(problem)
+        return self._loop()
+
+    def _prepare_run_dir(self) -> None:
         if self.epoch == 0 and (self.run_dir / "last").exists():
             raise ValueError(f"{self.run_dir} already holds a training run; continue it with "
                              "rnnkit train ... --resume (in Python, Trainer.resume), or train "
@@ -343,6 +382,11 @@ class Trainer:
         for tmp in self.run_dir.glob(".*.tmp-*"):  # a link a killed swap never put in place,
             if tmp.is_symlink() or tmp.is_file():  # a log or plot a killed write left
                 tmp.unlink()
+
+    def _loop(self) -> list[dict]:
+        from tqdm import tqdm
+
+        c, W = self.config, self.world
         history = self.history
         metric_name, higher = self.model.primary_metric
         if metric_name != "loss" and self.dev_data is not None and self.dev_scores is None \
@@ -368,21 +412,24 @@ class Trainer:
                 tokens, norm_max = position["tokens"], position["norm_max"]
             t0 = time.perf_counter()
             bar = tqdm(plan[first:], desc=f"epoch {self.epoch + 1}/{c.epochs}",
-                       disable=not c.progress, leave=False, unit="batch")
+                       disable=not (c.progress and self.writer), leave=False, unit="batch")
             for k, idx in enumerate(bar, first + 1):
                 if c.checkpoint_every and self.step and self.step % c.checkpoint_every == 0 \
-                        and k > first + 1:
+                        and k > first + 1 and self.writer:
                     # Inside the epoch: where it stands, so that a resume goes on from here.
                     self.position = {"plan_rng": plan_rng, "next": k - 1,
                                      "loss_sum": loss_sum, "count": count, "tokens": tokens,
                                      "norm_max": norm_max}
                     self.checkpoint(best=False)
                     self.position = None
-                batch = self.model.collate([self.train_data[i] for i in idx])
+                batch = self._batch([self.train_data[i] for i in idx])
                 self.model.zero_grad()
                 # A diverging step overflows: the checks below report it as such, once.
                 with np.errstate(over="ignore", invalid="ignore"):
-                    loss, n = self.model.forward_backward(batch)
+                    loss, n = self.model.forward_backward(batch) if batch is not None \
+                        else (0.0, 0)
+                    # every rank's share of the batch: the global batch's mean gradient
+                    loss, n = allreduce_gradients(self.trained_grads, loss, n, W)
                 self.step += 1
                 norm = self._clip()
                 norm_max = max(norm_max, norm) if math.isfinite(norm) else math.inf
@@ -407,10 +454,12 @@ class Trainer:
                       "tokens_per_s": round(tokens / max(time.perf_counter() - t0, 1e-9), 1)}
             if self.dev_data is not None:
                 record.update({f"dev_{k}": v for k, v in self.evaluate(self.dev_data).items()})
-                if self.dev_scores is not None:
-                    with self._averaged(), self.model.evaluating():
-                        record.update({f"dev_{k}": v for k, v in
-                                       self.dev_scores(self.model).items()})
+                if self.dev_scores is not None:  # rank 0 scores (e.g. decodes), all hear it
+                    scores = None
+                    if self.writer:
+                        with self._averaged(), self.model.evaluating():
+                            scores = self.dev_scores(self.model)
+                    record.update({f"dev_{k}": v for k, v in W.bcast(scores).items()})
             self._check_diverged(record, history)
             score = record.get(f"dev_{metric_name}", record["train_loss"] if not higher else None)
             improved = score is not None and (
@@ -422,19 +471,22 @@ class Trainer:
             elif c.schedule == "plateau":
                 self.schedule.step(record.get("dev_loss", record["train_loss"]))
             history.append(record)
-            self.checkpoint(best=improved)
-            self._log(history)
-            if c.progress:
+            if self.writer:
+                self.checkpoint(best=improved)
+                self._log(history)
+            if c.progress and self.writer:
                 shown = ", ".join(f"{k} {v:.4g}" for k, v in record.items()
                                   if isinstance(v, float))
                 print(f"epoch {self.epoch}: {shown}", flush=True)
-            if c.max_minutes is not None and time.perf_counter() - t_start > 60 * c.max_minutes:
-                if c.progress:
+            # rank 0's clock decides for all: ranks that stopped apart would wait forever
+            if c.max_minutes is not None and W.bcast(time.perf_counter() - t_start
+                                                     > 60 * c.max_minutes):
+                if c.progress and self.writer:
                     print(f"time budget of {c.max_minutes} minutes reached after epoch "
                           f"{self.epoch}")
                 break
             if c.patience is not None and self.epoch - self.best_epoch >= c.patience:
-                if c.progress:
+                if c.progress and self.writer:
                     print(f"early stopping: no improvement of {metric_name} for {c.patience} "
                           f"epochs (best {self.best:.4g} at epoch {self.best_epoch})")
                 break
