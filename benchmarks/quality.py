@@ -192,15 +192,14 @@ def prepare(task: str, work: Path) -> tuple[str, list, dict, dict]:
         return "translate", [_write(work / f"{n}.txt", p) for n, p in
                              zip(("train", "dev", "test"), parts, strict=True)], dict(
             hidden=256, embedding_dim=128, cell="gru", attention="general", lr=2e-3,
-            batch_size=64, min_freq=2, dropout=0.3, bidirectional_encoder=True,
-            input_feed=True, ema=0.999), {"pairs": len(rows)}  # cased, as BLEU
+            batch_size=64, min_freq=2, dropout=0.2), {"pairs": len(rows)}  # cased, as BLEU
     if task == "shakespeare":
         text = (SHARED / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")
         cut = int(0.9 * len(text))
         return "lm", [_write(work / "train.txt", [text[:cut]]),
                       _write(work / "dev.txt", [text[cut:]]), None], dict(
             hidden=512, layers=2, embedding_dim=64, lr=2e-3, batch_size=32, bptt=100,
-            dropout=0.1), notes
+            dropout=0.2, ema=0.999, schedule="cosine"), notes
     raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TARGETS)}")
 
 
