@@ -157,3 +157,58 @@ def test_an_exception_nothing_catches_ends_every_rank(tmp_path):
         "w.allreduce_(np.ones(3))  # rank 0 waits here for a rank that is gone\n")
     crashed = _mpi(2, sys.executable, str(script), timeout=60)
     assert crashed.returncode != 0 and "out of something on rank 1" in crashed.stderr
+
+
+def test_a_killed_rank_ends_the_run_and_leaves_a_checkpoint_to_resume(tmp_path):
+    """SIGKILL of rank 1 mid-training: mpiexec ends every rank, 'last' loads, and the run
+    resumes under another number of ranks."""
+    import signal
+    import time
+
+    pytest.importorskip("mpi4py")
+    if MPIEXEC is None or not Path("/proc").is_dir():
+        pytest.skip("needs mpiexec and /proc (to find rank 1)")
+    data = _data(tmp_path)
+    data.write_text(data.read_text() * 30)
+    run = tmp_path / "run"
+    argv = [MPIEXEC, "-n", "2", sys.executable, "-m", "rnnkit", "train", "classify", "--train",
+            str(data), "--out", str(run), "--epochs", "200", "--hidden", "8",
+            "--embedding-dim", "4", "--quiet"]
+    proc = subprocess.Popen(argv, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "last").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert (run / "last").exists(), "no checkpoint came"
+        victims = [p for p in Path("/proc").iterdir() if p.name.isdigit()
+                   and _environ(p).get("PMI_RANK") == "1"
+                   and str(data) in _cmdline(p)]
+        assert victims, "rank 1 not found"
+        os.kill(int(victims[0].name), signal.SIGKILL)
+        assert proc.wait(timeout=30) != 0  # every rank ended, none left waiting
+    finally:
+        proc.kill()
+        proc.communicate()
+    from rnnkit.io import load_model
+
+    load_model(run / "last")  # atomic writes: whatever rank 0 was doing, 'last' is whole
+    epochs = json.loads((run / "last" / "trainer.json").read_text())["epoch"] + 1
+    done = _mpi(3, sys.executable, "-m", "rnnkit", "train", "classify", "--train", str(data),
+                "--out", str(run), "--epochs", str(epochs), "--resume", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == epochs
+
+
+def _environ(proc: Path) -> dict:
+    try:
+        raw = (proc / "environ").read_bytes().split(b"\0")
+    except OSError:
+        return {}
+    return dict(x.decode(errors="replace").split("=", 1) for x in raw if b"=" in x)
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
