@@ -46,6 +46,9 @@ import numpy as np
 import rnnkit
 from rnnkit import backend, blas, plan
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from machine import cpu_name  # noqa: E402
+
 CONFIGS = [(1, 100, 64, 128), (32, 100, 128, 256), (64, 50, 512, 512), (128, 200, 256, 256)]
 CELLS = {
     # name: (rnnkit factory, torch factory, gates); torch has only the reset-after GRU.
@@ -66,18 +69,6 @@ def blas_info() -> list[dict]:
 
     return [{k: i.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
             for i in threadpool_info() if i.get("user_api") == "blas"]
-
-
-def cpu_name() -> str:
-    """The CPU's model name (every speed figure names the machine it came from)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _timed(fn) -> float:

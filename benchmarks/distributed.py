@@ -25,7 +25,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from serve_load import SHARED, SIZES, blas_kernel, cpu_name  # noqa: E402
+from machine import append_result, blas_kernel, cpu_name  # noqa: E402
+from serve_load import SHARED, SIZES  # noqa: E402
 
 MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or "mpiexec"
 
@@ -111,10 +112,7 @@ def main() -> None:
               f"{r['2x1']:.1f} s ({r['1x2'] / r['2x1']:.2f}×), 1 × 1 {r['1x1']:.1f} s; "
               f"{r['steps']} steps; {r['parameters']:,} parameters, Allreduce "
               f"{r['allreduce_s'] * 1e3:.2f} ms a step on 2 ranks (shared memory)")
-    target = HERE / "results" / "distributed.json"
-    target.parent.mkdir(exist_ok=True)
-    history = json.loads(target.read_text()) if target.exists() else []
-    target.write_text(json.dumps(history + [results], indent=1))
+    append_result("distributed", results)
 
 
 if __name__ == "__main__":

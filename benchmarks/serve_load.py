@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -30,25 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import append_result, blas_kernel, cpu_name  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared" / "data"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def blas_kernel() -> str:
-    from threadpoolctl import threadpool_info
-
-    return ", ".join(f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')} "
-                     f"×{i.get('num_threads')}" for i in threadpool_info())
 
 
 #: The sizes of the README's quality runs (benchmarks/quality.py sms, ud-pos), trained one epoch.
@@ -260,10 +244,7 @@ def main() -> None:
               f"{by['rnnkit', task, hi] / by['rnnkit', task, lo]:.2f}×; rnnkit / onnxruntime "
               f"at {hi} clients: {by['rnnkit', task, hi] / by['onnxruntime', task, hi]:.2f}×, "
               f"at {lo}: {by['rnnkit', task, lo] / by['onnxruntime', task, lo]:.2f}×")
-    target = HERE / "results" / "serve.json"
-    target.parent.mkdir(exist_ok=True)
-    history = json.loads(target.read_text()) if target.exists() else []
-    target.write_text(json.dumps(history + [results], indent=1))
+    append_result("serve", results)
 
 
 if __name__ == "__main__":
