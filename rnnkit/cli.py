@@ -776,6 +776,8 @@ def _train_long_range(args) -> int:
                   sequences=args.sequences, batch_size=args.batch_size, lr=args.lr,
                   optimizer=args.optimizer, clip_norm=args.clip, seed=args.seed, out=args.out,
                   progress=not args.quiet and not args.json)
+    if world().rank != 0:  # under mpiexec rank 0 reports
+        return 0
     if args.json:
         print(json.dumps(summary))
         return 0
@@ -803,6 +805,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.print_help()
         return 0
     try:
+        if args.command not in ("train", "predict") and _parallel() is not None \
+                and world().rank != 0:
+            return 0  # under mpiexec only train and predict share work; rank 0 does the rest
         if args.command == "demo":
             from .demo import FAMILIES, run_demo, run_families
 

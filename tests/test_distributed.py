@@ -116,6 +116,8 @@ def test_the_command_line_under_mpiexec(tmp_path):
     split = _mpi(3, *rnnkit, "predict", str(tmp_path / "par"), str(lines))
     assert split.returncode == 0, split.stderr
     assert split.stdout == alone.stdout and len(split.stdout.splitlines()) == 25
+    evaluated = _mpi(2, *rnnkit, "eval", str(tmp_path / "par"), "--data", str(data))
+    assert evaluated.returncode == 0 and evaluated.stdout.count("accuracy:") == 1  # rank 0
 
 
 def test_a_rank_that_fails_ends_every_rank_with_its_message(tmp_path):
