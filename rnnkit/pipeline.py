@@ -455,6 +455,10 @@ class Task:
         included) at character level, else the run's tokenizer."""
         return list(text) if self.tokenizer.kind == "char" else self.tokenizer(text)
 
+    def unseen(self, text: str) -> list[str]:
+        """The distinct tokens of ``text`` (:meth:`lm_tokens`) the run never saw, in order."""
+        return list(dict.fromkeys(t for t in self.lm_tokens(text) if t not in self.vocab))
+
     def sample(self, prompt: str, temperature: float = 1.0, top_k: int | None = None,
                seed: int | None = None, top_p: float | None = None,
                stop_at_eos: bool = False) -> Iterator[str]:
@@ -466,15 +470,14 @@ class Task:
         if self.task != "lm":
             raise ValueError(f"only a language model generates; this run is a {self.task} "
                              "model")
-        toks = self.lm_tokens(prompt)
-        unseen = list(dict.fromkeys(t for t in toks if t not in self.vocab))
+        unseen = self.unseen(prompt)
         if unseen:
             import warnings
 
             shown = ", ".join(map(repr, unseen[:10])) + (" …" if len(unseen) > 10 else "")
             warnings.warn(f"the prompt holds {len(unseen)} token(s) the model never saw in "
                           f"training, read as <unk>: {shown}", stacklevel=2)
-        ids = self.vocab.encode(toks) or [self.vocab.stoi[D.UNK]]
+        ids = self.vocab.encode(self.lm_tokens(prompt)) or [self.vocab.stoi[D.UNK]]
         eos = self.vocab.stoi[D.EOS]
         never = [self.vocab.stoi[t] for t in (D.PAD, D.UNK, D.BOS)] + ([] if stop_at_eos
                                                                        else [eos])

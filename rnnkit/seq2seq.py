@@ -228,15 +228,11 @@ class Seq2Seq(Model):
             logits, _, pcache = self._project(dec_out, enc_out, smask)
             return logits, (tcache, dcache, pcache)
         n, T = tin.shape
-        feed = np.zeros((n, self.feed_size), dtype=enc_out.dtype) if c.input_feed else None
+        state = (state, self._first_feed(n, enc_out.dtype))
         token, steps, logits = tin[:, 0], [], []
         for t in range(T):
-            e, tcache = L["tgt_embedding"].forward(token[:, None])
-            x = e if feed is None else np.concatenate([e, feed[:, None]], axis=2)
-            out, state, dcache = L["decoder"].forward(x, state, inference=not self.training)
-            step_logits, ht, pcache = self._project(out, enc_out, smask)
-            feed = None if ht is None else ht[:, 0]
-            steps.append((tcache, dcache, pcache))
+            step_logits, state, cache = self._step(token, state, enc_out, smask)
+            steps.append(cache)
             logits.append(step_logits)
             if t + 1 < T:
                 token = tin[:, t + 1]
@@ -320,22 +316,24 @@ class Seq2Seq(Model):
         h̃ or None))."""
         src, slen, _, _ = self.collate([(s, []) for s in src_ids])
         enc_out, state, smask, _ = self._encode(src, slen)
-        feed = np.zeros((len(src_ids), self.feed_size), dtype=enc_out.dtype) \
-            if self.config.input_feed else None
-        return enc_out, smask, (state, feed)
+        return enc_out, smask, (state, self._first_feed(len(src_ids), enc_out.dtype))
 
-    def _step(self, token, state, enc_out, smask, weights: list | None = None):
-        """One decoding step from ``state`` (RNN state, h̃ or None) → (logits (N, V), next
-        state); appends the attention weights (N, S) to ``weights`` if given."""
+    def _first_feed(self, n: int, dtype):
+        """h̃_0 = 0 (N, H) with input feeding, else None."""
+        return np.zeros((n, self.feed_size), dtype=dtype) if self.config.input_feed else None
+
+    def _step(self, token, state, enc_out, smask):
+        """One decoder step, token (N,) from ``state`` (RNN state, h̃ or None) → (logits
+        (N, 1, V), next state, cache for :meth:`_decode_backward`; its last entry's last
+        item is the attention weights (N, 1, S)). Training and decoding both take it."""
         L = self.layers
         rnn_state, feed = state
-        e, _ = L["tgt_embedding"].forward(token[:, None])
+        e, tcache = L["tgt_embedding"].forward(token[:, None])
         x = e if feed is None else np.concatenate([e, feed[:, None]], axis=2)
-        out, rnn_state, _ = L["decoder"].forward(x, rnn_state, inference=True)
-        logits, ht, cache = self._project(out, enc_out, smask)
-        if weights is not None:
-            weights.append(cache[-1][:, 0])
-        return logits[:, 0], (rnn_state, None if ht is None else ht[:, 0])
+        out, rnn_state, dcache = L["decoder"].forward(x, rnn_state,
+                                                      inference=not self.training)
+        logits, ht, pcache = self._project(out, enc_out, smask)
+        return logits, (rnn_state, None if ht is None else ht[:, 0]), (tcache, dcache, pcache)
 
     @staticmethod
     def _rows(state, rows):
@@ -354,8 +352,9 @@ class Seq2Seq(Model):
             enc_out, smask, state = self._start([src])
             token, out, rows = np.array([self.BOS]), [], []
             for _ in range(max_len):
-                logits, state = self._step(token, state, enc_out, smask, rows)
-                token = self._decodable(logits).argmax(axis=1)
+                logits, state, cache = self._step(token, state, enc_out, smask)
+                rows.append(cache[-1][-1][:, 0])
+                token = self._decodable(logits[:, 0]).argmax(axis=1)
                 if token[0] == self.EOS:
                     break
                 out.append(int(token[0]))
@@ -371,8 +370,8 @@ class Seq2Seq(Model):
             out = [[] for _ in range(n)]
             done = np.zeros(n, dtype=bool)
             for _ in range(max_len):
-                logits, state = self._step(token, state, enc_out, smask)
-                token = self._decodable(logits).argmax(axis=1)
+                logits, state, _ = self._step(token, state, enc_out, smask)
+                token = self._decodable(logits[:, 0]).argmax(axis=1)
                 for i in np.flatnonzero(~done):
                     if token[i] == self.EOS:
                         done[i] = True
@@ -414,8 +413,8 @@ class Seq2Seq(Model):
             done = np.zeros(n, dtype=bool)
             tokens = np.full(n * B, self.BOS, dtype=np.int64)
             for _ in range(max_len):
-                logits, state = self._step(tokens, state, enc_b, mask_b)
-                logp = log_softmax(self._decodable(logits.astype(np.float64)))
+                logits, state, _ = self._step(tokens, state, enc_b, mask_b)
+                logp = log_softmax(self._decodable(logits[:, 0].astype(np.float64)))
                 V = logp.shape[1]
                 cand = (scores[:, :, None] + logp.reshape(n, B, V)).reshape(n, B * V)
                 top = np.argpartition(-cand, 2 * B - 1, axis=1)[:, :2 * B]

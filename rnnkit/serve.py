@@ -211,8 +211,7 @@ def create_app(models: dict, options: ServeOptions | None = None):
                                      args["seed"], args["top_p"], args["stop_at_eos"])
         except ValueError as e:
             raise HTTPError(400, str(e)) from None
-        unknown = list(dict.fromkeys(t for t in task.lm_tokens(args["prompt"])
-                                     if t not in task.vocab))
+        unknown = task.unseen(args["prompt"])
         batcher = batchers[name]
         n = args["max_tokens"]
         if not args["stream"]:

@@ -82,8 +82,8 @@ def test_records_hold_the_fields_of_each_task(runs):
         enc, mask, state = m._start([src])
         total, token = 0.0, np.array([m.BOS])
         for y in ids + [m.EOS]:
-            logits, state = m._step(token, state, enc, mask)
-            total += float(log_softmax(m._decodable(logits.astype(np.float64)))[0, y])
+            logits, state, _ = m._step(token, state, enc, mask)
+            total += float(log_softmax(m._decodable(logits[:, 0].astype(np.float64)))[0, y])
             token = np.array([y])
     assert rec["score"] == pytest.approx(total, rel=1e-5) and rec["score"] < 0
 
