@@ -1,8 +1,9 @@
 """Weights in and out: PyTorch modules and state dicts, ONNX graphs.
 
 PyTorch and rnnkit share names (``weight_ih_l0``…), layouts ((G·H, D) row blocks) and gate orders
-(LSTM i, f, g, o; GRU r, z, n), so a state dict maps name for name. Only PyTorch's GRU form
-exists there (reset applied after the recurrent product, ``reset_after=True``).
+(LSTM i, f, g, o; GRU r, z, n), so a state dict maps name for name. torch.nn.GRU has one form
+only (reset applied after the recurrent product, ``reset_after=True``); rnnkit.torch_models
+writes the other, and whole models.
 
 ONNX (operators LSTM, GRU, RNN; one node per stacked layer) orders LSTM gates i, o, f, c and
 peepholes i, o, f, GRU gates z, r, h, stores W (dirs, G·H, D), R (dirs, G·H, H),
@@ -11,6 +12,7 @@ is rnnkit's ``reset_after``.
 
     layer = rnnkit.from_torch(torch.nn.LSTM(8, 16, 2, bidirectional=True))
     state = rnnkit.to_torch_state_dict(layer)       # → torch.nn.LSTM.load_state_dict
+    module = rnnkit.to_torch(model)                  # a whole model: rnnkit.torch_models
     files = rnnkit.export_onnx(model, "model.onnx")  # classifier, tagger, LM, seq2seq
     layer = rnnkit.from_onnx("model.onnx", node="rnn_l0")
 """
@@ -43,20 +45,26 @@ def _blocks(a: np.ndarray, order: list[int], size: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------- PyTorch
-def from_torch(module, dtype: str | None = None) -> RecurrentLayer:
-    """The rnnkit layer equal to ``torch.nn.RNN | LSTM | GRU`` (or ``RNNCell | LSTMCell |
-    GRUCell``): same sizes, layers, directions, bias, dropout and weights; dtype from the
-    module's parameters unless given. rnnkit layers are batch-first — x (N, T, D) — whatever
-    the module's ``batch_first`` was."""
+def from_torch(module, dtype: str | None = None):
+    """The rnnkit equal of a torch module, weights copied by name: the layer of
+    ``torch.nn.RNN | LSTM | GRU`` (or ``RNNCell | LSTMCell | GRUCell``, or
+    :class:`rnnkit.torch_models.ResetBeforeGRU`) — same sizes, layers, directions, bias,
+    dropout, ``batch_first`` and weights, dtype from the parameters unless given — or the
+    whole model of a module :func:`to_torch` made from one."""
     import torch
 
+    from . import torch_models
+
+    if isinstance(module, torch_models.TorchModel):
+        return torch_models.model_from_torch(module)
     nn = torch.nn
-    kinds = [(nn.LSTM, LSTM), (nn.GRU, GRU), (nn.RNN, RNN),
+    kinds = [(nn.LSTM, LSTM), (nn.GRU, GRU), (nn.RNN, RNN), (torch_models.ResetBeforeGRU, GRU),
              (nn.LSTMCell, LSTM), (nn.GRUCell, GRU), (nn.RNNCell, RNN)]
     cls = next((ours for theirs, ours in kinds if isinstance(module, theirs)), None)
     if cls is None:
-        raise TypeError(f"from_torch converts torch.nn.RNN, LSTM, GRU and their Cell forms; got "
-                        f"{type(module).__name__} ({type(module).__module__})")
+        raise TypeError(f"from_torch converts torch.nn.RNN, LSTM, GRU and their Cell forms, and "
+                        f"the modules rnnkit.to_torch makes; got {type(module).__name__} "
+                        f"({type(module).__module__})")
     cell = isinstance(module, nn.RNNCellBase)
     state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
     kinds_seen = {v.dtype for v in state.values()}
@@ -69,11 +77,11 @@ def from_torch(module, dtype: str | None = None) -> RecurrentLayer:
     kw = dict(bias=module.bias, dtype=dtype)
     if not cell:
         kw.update(num_layers=module.num_layers, bidirectional=module.bidirectional,
-                  dropout=float(module.dropout))
+                  dropout=float(module.dropout), batch_first=module.batch_first)
     if cls is RNN:
         kw["nonlinearity"] = module.nonlinearity
-    if cls is GRU:
-        kw["reset_after"] = True  # PyTorch's only GRU form
+    if cls is GRU:  # torch.nn.GRU's form is reset-after; ResetBeforeGRU's the notes'
+        kw["reset_after"] = not isinstance(module, torch_models.ResetBeforeGRU)
     if getattr(module, "proj_size", 0):
         kw["proj_size"] = module.proj_size
     layer = cls(module.input_size, module.hidden_size, **kw)
@@ -104,9 +112,16 @@ def to_torch_state_dict(layer: RecurrentLayer) -> dict:
 def _check_torch_twin(layer: RecurrentLayer) -> None:
     if isinstance(layer, GRU) and not layer.reset_after:
         raise ValueError("a GRU with reset_after=False (the notes' form, ĥ = tanh(W x + U (r ⊙ "
-                         "h) + b)) has no PyTorch twin: torch.nn.GRU applies the reset gate "
+                         "h) + b)) has no torch.nn.GRU twin: torch.nn.GRU applies the reset gate "
                          "after the recurrent product, n = tanh(W x + b + r ⊙ (U h + b_hn)). "
-                         "Train with GRU(reset_after=True) to exchange weights with PyTorch")
+                         "rnnkit.to_torch(layer) gives a module that computes it "
+                         "(rnnkit.torch_models.ResetBeforeGRU, nn.GRU's parameter names)")
+    check_torch_module(layer)
+
+
+def check_torch_module(layer: RecurrentLayer) -> None:
+    """Refuse what no torch module computes: peepholes, a learned or random initial state, the
+    step extras that act in evaluation."""
     if getattr(layer, "peepholes", False):
         raise ValueError("torch.nn.LSTM has no peephole connections; this LSTM has them")
     if layer.init_state != "zeros":
@@ -125,25 +140,21 @@ def _check_no_step_extras(layer: RecurrentLayer, who: str) -> None:
                          f"in evaluation too, and {who} no zoneout")
 
 
-def to_torch(layer: RecurrentLayer):
-    """A ``torch.nn.RNN | LSTM | GRU`` (batch_first=True, same dtype) holding the layer's
-    weights."""
-    import torch
+def to_torch(obj):
+    """A ``torch.nn.Module`` equal to an rnnkit layer or model, holding its weights: for a
+    layer ``torch.nn.RNN | LSTM | GRU`` (the layer's ``batch_first`` and dtype), or
+    :class:`rnnkit.torch_models.ResetBeforeGRU` for a GRU with ``reset_after=False``; for a
+    task model its twin from :mod:`rnnkit.torch_models` (same inputs, same outputs); for a
+    run's checkpoint directory (``runs/x/best``) the twin of the model saved there."""
+    from . import torch_models
 
-    _check_torch_twin(layer)
-    kw = dict(num_layers=layer.num_layers, bias=layer.bias, batch_first=True,
-              dropout=layer.dropout, bidirectional=layer.bidirectional,
-              dtype=getattr(torch, layer.dtype.name))
-    op = _op(layer)
-    if op == "RNN":
-        module = torch.nn.RNN(layer.input_size, layer.hidden_size, nonlinearity=layer.nonlinearity,
-                              **kw)
-    else:
-        if getattr(layer, "proj_size", 0):
-            kw["proj_size"] = layer.proj_size
-        module = getattr(torch.nn, op)(layer.input_size, layer.hidden_size, **kw)
-    module.load_state_dict(to_torch_state_dict(layer))
-    return module
+    if isinstance(obj, str | Path):
+        from .io import load_model
+
+        obj = load_model(obj)[0]
+    if isinstance(obj, RecurrentLayer):
+        return torch_models.recurrent_module(obj)
+    return torch_models.model_to_torch(obj)
 
 
 # ---------------------------------------------------------------------------------- ONNX out

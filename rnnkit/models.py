@@ -105,6 +105,14 @@ class Model:
         return {"loss": totals["loss_sum"] / max(totals["count"], 1)}
 
 
+def _full(ids, lengths):
+    """``lengths`` as given, or every row full length."""
+    ids = np.asarray(ids)
+    if lengths is None:
+        return np.full(ids.shape[0], ids.shape[1], dtype=np.int64)
+    return np.asarray(lengths, dtype=np.int64)
+
+
 def _bigram_embedding(c) -> Embedding:
     """The table of bigram vectors of a classifier's or tagger's config."""
     return Embedding(c.bigram_vocab_size, c.bigram_dim, c.padding_idx, dtype=c.dtype,
@@ -280,6 +288,12 @@ class SequenceClassifier(Model):
             _add_bigrams_backward(L["bigram_embedding"], dx[:, :, E:], ecache[1])
         return loss * len(labels), len(labels)
 
+    def __call__(self, ids, lengths=None, bigrams=None):
+        """Inference as a function: ids (N, T), lengths (N,) (None: full rows), bigrams
+        (N, T, 2) → logits (N, C), in eval mode, keeping no cache (what
+        ``rnnkit.to_torch(model)`` is called with and returns)."""
+        return self.predict_logits((ids, _full(ids, lengths), None, bigrams))
+
     def predict_logits(self, batch):
         """Class scores (N, C) of a collated batch, in eval mode."""
         with self.evaluating():
@@ -337,6 +351,11 @@ class SequenceRegressor(Model):
             raise ValueError("empty batch")
         return (np.stack([x for x, _ in examples]).astype(self.config.dtype),
                 np.stack([y for _, y in examples]).astype(self.config.dtype))
+
+    def __call__(self, x):
+        """Inference as a function: x (N, T, D) → predictions (N, O), in eval mode."""
+        with self.evaluating():
+            return self._predict(x)[0]
 
     def _predict(self, x):
         out, _, cache = self.layers["rnn"].forward(x, inference=not self.training)
@@ -401,6 +420,11 @@ class StepClassifier(Model):
         if not examples:
             raise ValueError("empty batch")
         return np.stack([x for x, _ in examples]), np.stack([y for _, y in examples])
+
+    def __call__(self, ids):
+        """Inference as a function: ids (N, T) → logits (N, T, C), in eval mode."""
+        with self.evaluating():
+            return self._logits(ids)[0]
 
     def _logits(self, ids):
         ids = np.asarray(ids)
@@ -625,6 +649,13 @@ class SequenceTagger(Model):
         n = int(mask.sum())
         return loss * n, n
 
+    def __call__(self, ids, lengths=None, chars=None, bigrams=None):
+        """Inference as a function: ids (N, T), lengths (N,) (None: full rows), chars (char
+        ids (P, L), char lengths (P,)) of the P real words in time-major order, bigrams
+        (N, T, 2) → logits (N, T, K), in eval mode, keeping no cache."""
+        with self.evaluating():
+            return self._logits((ids, _full(ids, lengths), None, chars, bigrams))[0]
+
     def predict(self, batch) -> np.ndarray:
         """Tag ids (N, T), −1 at padding: the CRF's Viterbi path, or with a tag scheme the
         best valid sequence under the per-token softmax, else each token's argmax."""
@@ -769,6 +800,13 @@ class LanguageModel(Model):
             return None
         h = s[0] if isinstance(s, tuple) else s
         return s if h.shape[1] == n else None
+
+    def __call__(self, ids, state=None):
+        """Inference as a function: ids (N, T) from ``state`` → (logits (N, T, V), final
+        state), in eval mode; the training stream's carried state is left alone."""
+        with self.evaluating():
+            logits, state, _ = self._logits(ids, state)
+        return logits, state
 
     def _logits(self, x, state):
         L = self.layers

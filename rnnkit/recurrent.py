@@ -4,7 +4,9 @@
     out, state, cache = layer.forward(x, state=None, lengths=None)   # (N, T, D) -> (N, T, dirs·H)
     dx, dstate = layer.backward(dout, dstate, cache)                 # adds into layer.grads
 
-Shapes: x (N, T, D), out (N, T, dirs·H), state h (and c for the LSTM) (num_layers·dirs, N, H).
+Shapes: x (N, T, D), out (N, T, dirs·H), state h (and c for the LSTM) (num_layers·dirs, N, H);
+with ``batch_first=False`` (PyTorch's default layout) x (T, N, D) and out (T, N, dirs·H), the
+state as before. ``out, state = layer(x)`` runs inference and keeps no cache.
 Parameters follow PyTorch's names and shapes: ``weight_ih_l{k}[_reverse]`` (G·H, D_k),
 ``weight_hh_l{k}[_reverse]`` (G·H, H), ``bias_ih_l{k}[_reverse]`` and ``bias_hh_l{k}[_reverse]``
 (G·H,).
@@ -67,6 +69,7 @@ class RecurrentLayer:
         zoneout: float = 0.0,
         zoneout_cell: float | None = None,
         recurrent_dropout: float = 0.0,
+        batch_first: bool = True,
     ):
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                             ("num_layers", num_layers)):
@@ -96,6 +99,9 @@ class RecurrentLayer:
         self.num_layers = int(num_layers)
         self.bias = bool(bias)
         self.bidirectional = bool(bidirectional)
+        #: x and out are (N, T, ·) when True (rnnkit's layout), (T, N, ·) when False (PyTorch's
+        #: default); the state is (layers·dirs, N, H) either way.
+        self.batch_first = bool(batch_first)
         self.dropout = float(dropout)
         self.weight_drop = float(weight_drop)
         self.variational = bool(variational)
@@ -185,22 +191,27 @@ class RecurrentLayer:
             extra += f", num_layers={self.num_layers}"
         if self.bidirectional:
             extra += ", bidirectional=True"
+        if not self.batch_first:
+            extra += ", batch_first=False"
         return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}{extra}, "
                 f"dtype={self.dtype.name})")
 
     # ------------------------------------------------------------------ checks
     def _check_x(self, x) -> Array:
+        """x in the layer's layout → (N, T, D) in the layer's dtype."""
         x = np.asarray(x)
+        layout = "(N, T, D)" if self.batch_first else "(T, N, D)"
         if x.ndim != 3:
-            raise ValueError(f"x must be 3-D (N, T, D), got shape {_shape(x)}")
+            raise ValueError(f"x must be 3-D {layout}, got shape {_shape(x)}")
         if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
             raise TypeError(f"x must hold real numbers, got dtype {x.dtype}")
-        n, t, d = x.shape
-        if d != self.input_size:
-            raise ValueError(f"x has {d} features (shape {_shape(x)}), expected "
+        if x.shape[2] != self.input_size:
+            raise ValueError(f"x has {x.shape[2]} features (shape {_shape(x)}), expected "
                              f"input_size={self.input_size}")
-        if n == 0 or t == 0:
+        if 0 in x.shape[:2]:
             raise ValueError(f"x must have at least one sequence and one step, got {_shape(x)}")
+        if not self.batch_first:
+            x = np.ascontiguousarray(x.swapaxes(0, 1))
         return x.astype(self.dtype, copy=False)
 
     def _check_lengths(self, lengths, n: int, t: int) -> Array | None:
@@ -263,10 +274,18 @@ class RecurrentLayer:
         return arrays[0], (arrays[1] if len(arrays) > 1 else None)
 
     # ------------------------------------------------------------------ forward
-    def forward(self, x, state=None, lengths=None, inference: bool = False):
-        """Run the layer over x (N, T, D).
+    def __call__(self, x, state=None, lengths=None):
+        """Inference as a function, as ``torch.nn`` modules are called: ``out, state =
+        layer(x)`` is :meth:`forward` with ``inference=True`` — no cache is kept, so nothing
+        can be backpropagated (dropout between stacked layers still follows train/eval)."""
+        out, state, _ = self.forward(x, state, lengths, inference=True)
+        return out, state
 
-        Returns ``(out, state, cache)``: out (N, T, dirs·H) with zeros at padded steps; the
+    def forward(self, x, state=None, lengths=None, inference: bool = False):
+        """Run the layer over x (N, T, D) — (T, N, D) with ``batch_first=False``.
+
+        Returns ``(out, state, cache)``: out (N, T, dirs·H) (time-major (T, N, dirs·H) with
+        ``batch_first=False``) with zeros at padded steps; the
         final state in the form of ``state`` — h (L·dirs, N, H), or (h, c) for the LSTM; and the
         cache for :meth:`backward` (None with ``inference=True``, which keeps nothing). The
         cache may hold x itself, not a copy: change x in place before backward and the weight
@@ -299,6 +318,8 @@ class RecurrentLayer:
             out, hn, cn, cache = runner.forward_time_major(self, chosen, x, h0, c0, pk, order,
                                                            inference, hh_masks)
         out, hn, cn = runner.unsort(order, out, hn, cn)
+        if not self.batch_first:
+            out = out.swapaxes(0, 1)
         return out, ((hn, cn) if self.cell.has_cell_state else hn), cache
 
     def plan(self, n: int, padded: bool = False, inference: bool = False, steps: int = 1):
@@ -372,7 +393,8 @@ class RecurrentLayer:
 
         ``dout`` (N, T, dirs·H) or None is ∂L/∂out; ``dstate`` (in the form of the state, or
         None) is ∂L/∂(final state). Adds ∂L/∂θ into ``self.grads`` and returns
-        ``(dx, dstate0)``: dx (N, T, D) and ∂L/∂(initial state) in the form of the state. With
+        ``(dx, dstate0)``: dx (N, T, D) and ∂L/∂(initial state) in the form of the state
+        (dout and dx time-major with ``batch_first=False``). With
         ``init_state="learned"`` the latter is also summed over the batch into ``grads["h0"]``.
         A cache serves one backward pass: backward reuses its buffers for the gradients.
         """
@@ -387,14 +409,21 @@ class RecurrentLayer:
         if dout is not None:
             dout = np.asarray(dout)
             expected = (n, t, self.num_directions * self.output_size)
+            layout = "(N, T, dirs*H)"
+            if not self.batch_first:
+                expected, layout = (t, n, expected[2]), "(T, N, dirs*H)"
             if dout.shape != expected:
-                raise ValueError(f"dout must have shape (N, T, dirs*H) = {expected}, "
+                raise ValueError(f"dout must have shape {layout} = {expected}, "
                                  f"got {dout.shape}")
             dout = dout.astype(self.dtype, copy=False)
+            if not self.batch_first:
+                dout = dout.swapaxes(0, 1)
         dh_n, dc_n = self._state_pair(dstate, "dstate", n)
         if self.probe is not None and cache.plan.layout == "batch-major":
             raise ValueError("set the gradient probe before the forward pass")
         dx, dh0, dc0 = runner.backward(self, dout, dh_n, dc_n, cache)
+        if not self.batch_first:
+            dx = dx.swapaxes(0, 1)
         runner.return_arrays(self, cache.owned)
         cache.inputs = cache.owned = None
         if "h0" in self.params:
@@ -414,11 +443,13 @@ class RNN(RecurrentLayer):
                  nonlinearity: str = "tanh", bias: bool = True, bidirectional: bool = False,
                  dropout: float = 0.0, dtype: str = "float32", seed: int | None = None,
                  init_state: str = "zeros", weight_drop: float = 0.0, variational: bool = False,
-                 layer_norm: bool = False, zoneout: float = 0.0, recurrent_dropout: float = 0.0):
+                 layer_norm: bool = False, zoneout: float = 0.0, recurrent_dropout: float = 0.0,
+                 batch_first: bool = True):
         self.nonlinearity = nonlinearity
         super().__init__(RNNCell(hidden_size, nonlinearity), input_size, hidden_size,
                          num_layers, bias, bidirectional, dropout, dtype, seed, init_state,
-                         weight_drop, variational, layer_norm, zoneout, None, recurrent_dropout)
+                         weight_drop, variational, layer_norm, zoneout, None, recurrent_dropout,
+                         batch_first)
 
 
 class LSTM(RecurrentLayer):
@@ -434,7 +465,8 @@ class LSTM(RecurrentLayer):
                  dtype: str = "float32", seed: int | None = None, init_state: str = "zeros",
                  peepholes: bool = False, weight_drop: float = 0.0, variational: bool = False,
                  proj_size: int = 0, layer_norm: bool = False, zoneout: float = 0.0,
-                 zoneout_cell: float | None = None, recurrent_dropout: float = 0.0):
+                 zoneout_cell: float | None = None, recurrent_dropout: float = 0.0,
+                 batch_first: bool = True):
         self.peepholes = bool(peepholes)
         if isinstance(proj_size, bool) or not isinstance(proj_size, int | np.integer) or (
                 isinstance(hidden_size, int | np.integer) and not 0 <= proj_size < hidden_size):
@@ -444,7 +476,7 @@ class LSTM(RecurrentLayer):
         super().__init__(LSTMCell(hidden_size, self.peepholes, self.proj_size), input_size,
                          hidden_size, num_layers, bias, bidirectional, dropout, dtype, seed,
                          init_state, weight_drop, variational, layer_norm, zoneout, zoneout_cell,
-                         recurrent_dropout)
+                         recurrent_dropout, batch_first)
 
 
 class GRU(RecurrentLayer):
@@ -458,8 +490,10 @@ class GRU(RecurrentLayer):
                  bias: bool = True, bidirectional: bool = False, dropout: float = 0.0,
                  dtype: str = "float32", seed: int | None = None, init_state: str = "zeros",
                  reset_after: bool = False, weight_drop: float = 0.0, variational: bool = False,
-                 layer_norm: bool = False, zoneout: float = 0.0, recurrent_dropout: float = 0.0):
+                 layer_norm: bool = False, zoneout: float = 0.0, recurrent_dropout: float = 0.0,
+                 batch_first: bool = True):
         self.reset_after = bool(reset_after)
         super().__init__(GRUCell(hidden_size, self.reset_after), input_size, hidden_size,
                          num_layers, bias, bidirectional, dropout, dtype, seed, init_state,
-                         weight_drop, variational, layer_norm, zoneout, None, recurrent_dropout)
+                         weight_drop, variational, layer_norm, zoneout, None, recurrent_dropout,
+                         batch_first)

@@ -278,6 +278,11 @@ class Seq2Seq(Model):
         self._encode_backward(d_enc, dstate, ecache)
         return loss * n_tok, n_tok
 
+    def __call__(self, src, src_lengths, tgt_in):
+        """Inference as a function: src (N, S), src lengths (N,), tgt_in (N, T) = <bos> y →
+        teacher-forced logits (N, T, V), in eval mode, keeping no cache."""
+        return self._forced_logits(np.asarray(src), np.asarray(src_lengths), np.asarray(tgt_in))
+
     def _forced_logits(self, src, slen, tin):
         """Teacher-forced logits (N, T, V) in eval mode."""
         with self.evaluating():

@@ -62,10 +62,12 @@ def test_from_torch_equals_torch_float64(kind, kw, layers, bidir, batch_first, b
                                      bidirectional=bidir, **kw).double()
     layer = from_torch(module)
     assert layer.dtype == np.float64 and layer.num_layers == layers
+    assert layer.batch_first == batch_first  # x in the module's own layout
     x = np.random.default_rng(1).standard_normal((3, 7, 5))
-    out, state, _ = layer.forward(x, inference=True)
+    out, state = layer(x if batch_first else x.transpose(1, 0, 2))
     ref, ref_state = torch_run(module, x, batch_first)
-    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out if batch_first else out.transpose(1, 0, 2), ref, rtol=1e-12,
+                               atol=1e-12)
     if kind == "LSTM":
         np.testing.assert_allclose(state[0], ref_state[0].numpy(), rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(state[1], ref_state[1].numpy(), rtol=1e-12, atol=1e-12)
@@ -130,7 +132,7 @@ def test_from_torch_refuses_what_it_cannot_convert(make, message):
 
 
 @pytest.mark.parametrize("layer,message", [
-    (lambda: rnnkit.GRU(3, 4), "reset_after=False .* no PyTorch twin"),
+    (lambda: rnnkit.GRU(3, 4), "reset_after=False .* no torch.nn.GRU twin"),
     (lambda: rnnkit.LSTM(3, 4, peepholes=True), "peephole"),
     (lambda: rnnkit.LSTM(3, 4, init_state="learned"), "init_state='learned'"),
 ])

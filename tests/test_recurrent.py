@@ -452,3 +452,36 @@ def test_threads_sharing_each_step_give_the_same_bits(cell, layout):
     for a, b, c in zip(one, two, three, strict=True):
         np.testing.assert_array_equal(b, c)
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn-tanh", "lstm-proj"])
+def test_gradients_time_major(cell):
+    """batch_first=False (PyTorch's default layout): x (T, N, D), out (T, N, dirs·H), dout and
+    dx likewise; every gradient against finite differences, padded rows included."""
+    rng = np.random.default_rng(12)
+    layer = CELLS[cell](num_layers=2, bidirectional=True, dtype="float64", seed=4,
+                        batch_first=False)
+    _randomise(layer, rng)
+    x = rng.standard_normal((T, N, D))
+    gout = rng.standard_normal((T, N, 2 * layer.output_size))
+    gh = rng.standard_normal((4, N, layer.output_size))
+
+    def loss():
+        out, final, _ = layer.forward(x, None, LENGTHS, inference=True)
+        h = final[0] if isinstance(final, tuple) else final
+        return float((out * gout).sum() + (h * gh).sum())
+
+    out, _, cache = layer.forward(x, None, LENGTHS)
+    assert out.shape == (T, N, 2 * layer.output_size)
+    layer.zero_grad()
+    lstm = layer.cell.has_cell_state
+    dx, _ = layer.backward(gout, (gh, None) if lstm else gh, cache)
+    assert dx.shape == x.shape
+    for name, arr, analytic in [("x", x, dx), *((n, p, layer.grads[n])
+                                                for n, p in layer.params.items())]:
+        err = rel_error(analytic, numerical_gradient(loss, arr))
+        assert err < MAX_REL, f"{name}: relative error {err:.2e}"
+    for i, n in enumerate(LENGTHS):
+        assert np.all(out[n:, i] == 0) and np.all(dx[n:, i] == 0)
+    with pytest.raises(ValueError, match=r"\(T, N, dirs\*H\)"):
+        layer.backward(gout.transpose(1, 0, 2), None, layer.forward(x, None, LENGTHS)[2])
