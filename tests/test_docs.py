@@ -1,11 +1,13 @@
 """The documentation tells the truth about the code: every function docs/bptt*.md links exists,
-every ``rnnkit`` command in the READMEs' code blocks exists and accepts the flags shown, every
-Python block of the README runs, and every public function and class has a docstring."""
+every ``rnnkit`` command in the READMEs' and the site's code blocks exists and accepts the flags
+shown, every Python block of the README and of every page runs, the READMEs stay short, the site
+builds in strict mode, and every public function and class has a docstring."""
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import pkgutil
 import re
 import shlex
@@ -20,6 +22,7 @@ from rnnkit.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 READMES = [ROOT / "README.md", ROOT / "README.zh-CN.md"]
+PAGES = sorted(p for p in (ROOT / "docs").glob("*.md") if not p.name.startswith("_"))
 BPTT = [ROOT / "docs" / "bptt.md", ROOT / "docs" / "bptt.zh-CN.md"]
 
 
@@ -52,7 +55,7 @@ def command_lines(path: Path) -> list[str]:
     """``rnnkit …`` invocations in the code blocks (``$ `` prompts and pipes allowed)."""
     found = []
     for block in code_blocks(path):
-        for line in block.splitlines():
+        for line in block.replace("\\\n", " ").splitlines():  # continued lines joined
             line = line.split("  #")[0].strip()
             line = line.removeprefix("$ ")
             if "| rnnkit " in line:
@@ -78,28 +81,54 @@ PLACEHOLDERS = {"N": "3", "X": "0.5", "K": "5", "S": "1", "M": "1", "TEXT": "tex
                 "FILE": "file.txt", "DIR": "run", "PNG": "out.png"}
 
 
-@pytest.mark.parametrize("readme", READMES, ids=lambda p: p.name)
-def test_readme_commands_exist_with_their_flags(readme):
-    lines = command_lines(readme)
-    assert len(lines) >= 12, lines
+@pytest.mark.parametrize("page", READMES + PAGES, ids=lambda p: p.name)
+def test_commands_exist_with_their_flags(page):
+    lines = command_lines(page)
+    if page in READMES:
+        assert len(lines) >= 8, lines
     parser = build_parser()
     for line in lines:
         try:
             parser.parse_args(normalise(line))
         except SystemExit as exc:  # argparse's way of refusing
-            pytest.fail(f"{readme.name}: `{line}` is not accepted by the CLI (exit {exc.code})")
+            pytest.fail(f"{page.name}: `{line}` is not accepted by the CLI (exit {exc.code})")
 
 
-def test_readme_python_blocks_run(tmp_path):
-    """Each ```python block of the README runs as shown (in a fresh interpreter)."""
-    blocks = code_blocks(ROOT / "README.md", "python")
-    assert len(blocks) >= 6
+@pytest.mark.parametrize("page", [READMES[0]] + [p for p in PAGES if code_blocks(p, "python")],
+                         ids=lambda p: p.name)
+def test_python_blocks_run(page, tmp_path):
+    """Each ```python block runs as shown, in a fresh interpreter (the README's three, one per
+    task family, and every page's)."""
+    blocks = code_blocks(page, "python")
+    if page == READMES[0]:
+        assert len(blocks) >= 3
     for k, body in enumerate(blocks):
         script = tmp_path / f"block{k}.py"
         script.write_text(body, encoding="utf-8")
         done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
                               text=True, timeout=600)
-        assert done.returncode == 0, f"README python block {k}:\n{body}\n{done.stderr}"
+        assert done.returncode == 0, f"{page.name} python block {k}:\n{body}\n{done.stderr}"
+
+
+@pytest.mark.parametrize("readme", READMES, ids=lambda p: p.name)
+def test_readmes_stay_short(readme):
+    """The README is a door, not the house: what does not fit goes to the site."""
+    lines = readme.read_text("utf-8").count("\n")
+    assert lines <= 250, f"{readme.name}: {lines} lines"
+
+
+def test_the_site_builds_in_strict_mode(tmp_path):
+    """mkdocs build --strict: a broken link, a missing page or an unknown reference fails."""
+    pytest.importorskip("mkdocs")
+    pytest.importorskip("mkdocstrings")
+    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d",
+                           str(tmp_path / "site")], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "site" / "cli" / "index.html").is_file()
+    cli = (tmp_path / "site" / "cli" / "index.html").read_text("utf-8")
+    for flag in ("--tgt-tokenizer", "--beam-size", "--max-batch"):  # generated, not typed
+        assert flag in cli, flag
 
 
 def test_every_public_function_and_class_has_a_docstring():
