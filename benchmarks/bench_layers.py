@@ -13,7 +13,7 @@ spin for a while after a call, and without it whichever library runs second lose
 of its speed at 2 threads.
 
     python benchmarks/bench_layers.py                       # everything (~12 minutes)
-    python benchmarks/bench_layers.py --repeat 9 --json bench.json   # the README's table (~20)
+    python benchmarks/bench_layers.py --repeat 9 --json bench.json   # the Xeon table (~20)
     python benchmarks/bench_layers.py --cells lstm --threads 1 --repeat 3
     python benchmarks/bench_layers.py --json results.json
     python benchmarks/bench_layers.py --bind                # OpenMP threads bound to cores

@@ -5,8 +5,8 @@ models exported to ONNX and run by onnxruntime one request at a time behind the 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/serve_load.py
 
 Trains the two models first when --cls / --tag are not given: SMS spam (characters) and UD
-English-EWT UPOS (words and their characters), at the sizes of the README's quality runs, one
-epoch each (speed, not quality, is measured here).
+English-EWT UPOS (words and their characters), at the sizes of their quality runs
+(benchmarks/quality.py), one epoch each (speed, not quality, is measured here).
 Each level sends a fixed number of requests (--requests) or stops at --seconds, --repeats times
 (medians reported), after a warm-up; every answer's
 ``output`` is compared with the line ``rnnkit predict RUN FILE`` prints for that text. The
@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared" / "data"
 
 
-#: The sizes of the README's quality runs (benchmarks/quality.py sms, ud-pos), trained one epoch.
+#: The sizes of the quality runs (benchmarks/quality.py sms, ud-pos), trained one epoch.
 SIZES = {"classify": ["--tokenizer", "char", "--hidden", "128", "--embedding-dim", "64",
                       "--pooling", "max"],
          "tag": ["--hidden", "256", "--layers", "2", "--embedding-dim", "100", "--char-dim", "30",
