@@ -13,6 +13,7 @@ import re
 import shlex
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -94,19 +95,36 @@ def test_commands_exist_with_their_flags(page):
             pytest.fail(f"{page.name}: `{line}` is not accepted by the CLI (exit {exc.code})")
 
 
-@pytest.mark.parametrize("page", [READMES[0]] + [p for p in PAGES if code_blocks(p, "python")],
-                         ids=lambda p: p.name)
-def test_python_blocks_run(page, tmp_path):
-    """Each ```python block runs as shown, in a fresh interpreter (the README's three, one per
-    task family, and every page's)."""
+PYTHON_PAGES = [READMES[0]] + [p for p in PAGES if code_blocks(p, "python")]
+
+
+@pytest.fixture(scope="module")
+def block_runs(tmp_path_factory):
+    """Every ```python block of the README and the pages, each in a fresh interpreter in its
+    own directory, two at a time (they are independent; the machine has two cores)."""
+
+    def run(job):
+        page, k, body = job
+        where = tmp_path_factory.mktemp(f"{page.stem}-{k}")
+        (where / "block.py").write_text(body, encoding="utf-8")
+        return (page.name, k), subprocess.run([sys.executable, "block.py"], cwd=where,
+                                               capture_output=True, text=True, timeout=600)
+
+    jobs = [(page, k, body) for page in PYTHON_PAGES
+            for k, body in enumerate(code_blocks(page, "python"))]
+    with ThreadPoolExecutor(2) as pool:
+        return dict(pool.map(run, jobs))
+
+
+@pytest.mark.parametrize("page", PYTHON_PAGES, ids=lambda p: p.name)
+def test_python_blocks_run(page, block_runs):
+    """Each ```python block runs as shown (the README's three, one per task family, and every
+    page's)."""
     blocks = code_blocks(page, "python")
     if page == READMES[0]:
         assert len(blocks) >= 3
     for k, body in enumerate(blocks):
-        script = tmp_path / f"block{k}.py"
-        script.write_text(body, encoding="utf-8")
-        done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
-                              text=True, timeout=600)
+        done = block_runs[page.name, k]
         assert done.returncode == 0, f"{page.name} python block {k}:\n{body}\n{done.stderr}"
 
 
