@@ -98,7 +98,6 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
     if markdown.startswith("<!-- readme"):
         markdown = (ROOT / "README.md").read_text(encoding="utf-8")
         markdown = markdown.replace("](README.zh-CN.md)", "](getting-started.zh-CN.md)")
-        markdown = markdown.replace("](docs/index.md)", "](getting-started.md)")
         markdown = markdown.replace("](docs/", "](")
     if "<!-- cli-reference -->" in markdown:
         markdown = markdown.replace("<!-- cli-reference -->", cli_reference())
