@@ -210,8 +210,8 @@ class RecurrentLayer:
                              f"input_size={self.input_size}")
         if 0 in x.shape[:2]:
             raise ValueError(f"x must have at least one sequence and one step, got {_shape(x)}")
-        if not self.batch_first:
-            x = np.ascontiguousarray(x.swapaxes(0, 1))
+        if not self.batch_first:  # one copy: transposed and cast together
+            return np.ascontiguousarray(x.swapaxes(0, 1), dtype=self.dtype)
         return x.astype(self.dtype, copy=False)
 
     def _check_lengths(self, lengths, n: int, t: int) -> Array | None:

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .interop import check_torch_module
+from .interop import _op, check_torch_module
 from .models import MODELS
 from .recurrent import GRU, RecurrentLayer
 
@@ -121,15 +121,16 @@ def recurrent_module(layer: RecurrentLayer) -> nn.Module:
     dtype = getattr(torch, layer.dtype.name)
     kw = dict(num_layers=layer.num_layers, bias=layer.bias, batch_first=layer.batch_first,
               dropout=layer.dropout, bidirectional=layer.bidirectional, dtype=dtype)
+    op = _op(layer)
     if isinstance(layer, GRU) and not layer.reset_after:
         module = ResetBeforeGRU(layer.input_size, layer.hidden_size, **kw)
-    elif type(layer).__name__ == "RNN":
+    elif op == "RNN":
         module = nn.RNN(layer.input_size, layer.hidden_size, nonlinearity=layer.nonlinearity,
                         **kw)
     else:
         if getattr(layer, "proj_size", 0):
             kw["proj_size"] = layer.proj_size
-        module = getattr(nn, type(layer).__name__)(layer.input_size, layer.hidden_size, **kw)
+        module = getattr(nn, op)(layer.input_size, layer.hidden_size, **kw)
     module.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in layer.params.items()})
     return module
 
